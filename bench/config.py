@@ -1,0 +1,218 @@
+"""RunConfig: every knob of one experiment, validated and frozen; YAML and `--set` loading.
+
+One defaults object holds every key (dinov2/LazyConfig style); a config file or a sweep
+states only its difference. Field names equal builder keyword names, so the config is
+consumed in one place (the builders) with no translation table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench.errors import UserError, did_you_mean
+
+__all__ = [
+    "DataConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ProfileConfig",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_run_config",
+    "parse_set",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Frozen):
+    """Model knobs; None means 'the architecture's own default' (and is the only value an
+    architecture without that knob accepts)."""
+
+    arch: str = "deeplabv3"
+    backbone: str | None = None
+    context: str | None = None
+    rates: tuple[int, ...] | None = None
+    rates2: tuple[int, ...] | None = None
+    output_stride: int | None = None
+    skip: bool | None = None
+    width: int | None = None
+    aux: bool | None = None
+    weights: str | None = None
+    image_pool: bool | None = None
+    num_classes: int | None = None
+
+    def knobs(self) -> dict[str, Any]:
+        """The builder keywords this config sets (None fields left to the architecture)."""
+        return {k: v for k, v in self.model_dump().items() if k != "arch" and v is not None}
+
+
+class AugmentConfig(_Frozen):
+    flip: bool = True
+    scale: tuple[float, float] | None = None
+    rotate: float = 0.0
+
+
+class DataConfig(_Frozen):
+    name: str = "synthetic"
+    root: str | None = None
+    split: str = "train"
+    size: tuple[int, int] = (64, 64)
+    crop: tuple[int, int] | None = None
+    augment: AugmentConfig = AugmentConfig()
+    void_as_class: bool = False
+    batch_size: int = Field(8, ge=1)
+    num_workers: int = Field(0, ge=0)
+
+
+class LossConfig(_Frozen):
+    name: str = "ce"
+    class_weights: Literal["none", "median_freq", "inverse_freq"] | tuple[float, ...] = "none"
+    ignore_index: int | None = None
+
+
+class OptimConfig(_Frozen):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0)
+    schedule: Literal["poly", "cosine", "none"] = "poly"
+    power: float = 0.9
+
+
+class TrainConfig(_Frozen):
+    epochs: int | None = Field(5, ge=1)
+    iters: int | None = Field(None, ge=1)
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    seed: int = 0
+    eval_every: int = Field(1, ge=1)
+    checkpoint_every: int = Field(1, ge=1)
+    grad_clip: float | None = None
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+
+
+class ProfileConfig(_Frozen):
+    input: tuple[int, int, int] = (3, 64, 64)
+    batch: int = Field(1, ge=1)
+    latency: bool = True
+    threads: int | None = None
+
+
+class RunConfig(_Frozen):
+    """One experiment. The canonical JSON of the resolved config identifies a run."""
+
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    profile: ProfileConfig = ProfileConfig()
+
+
+def _fields(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every dotted key of a config model, e.g. 'model.rates', 'data.augment.flip'."""
+    out: list[str] = []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        key = f"{prefix}{name}"
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out += _fields(ann, key + ".")
+        else:
+            out.append(key)
+    return out
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """'model.rates=[3,6,9]' -> ('model.rates', [3, 6, 9]); the value is parsed as YAML."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {item!r}: expected key=value, e.g. --set model.rates=[6,12,18]")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise UserError(f"--set {item!r}: the value is not valid YAML ({e.problem})") from None
+    return key.strip(), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], *, source: str = "--set") -> dict[str, Any]:
+    """Set dotted keys in a nested dict (a copy); a key that is no config field is an error."""
+    keys = _fields(RunConfig)
+    out = _deep_copy(data)
+    for key, value in overrides.items():
+        if key not in keys:
+            raise UserError(
+                f"{source}: '{key}' is not a config field{did_you_mean(key, keys)}; "
+                "run 'aspp-bench train --help' for the fields"
+            )
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise UserError(f"{source}: '{key}' goes through '{p}', which is not a section")
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
+
+
+def validate(data: dict[str, Any], *, source: str) -> RunConfig:
+    """RunConfig from a nested dict; pydantic's errors become one UserError naming every key."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            given = err.get("input")
+            if err["type"] == "extra_forbidden":
+                section = key.rsplit(".", 1)[0] if "." in key else ""
+                allowed = [k for k in _fields(RunConfig) if k.startswith(section)]
+                lines.append(f"'{key}' is not a config field{did_you_mean(key, allowed)}")
+            else:
+                lines.append(f"{key}={given!r}: {err['msg']}")
+        raise UserError(f"{source}: " + "; ".join(lines)) from None
+
+
+def load_run_config(path: str | Path | None = None, sets: list[str] | None = None) -> RunConfig:
+    """Defaults <- YAML file (if any) <- --set overrides, validated."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise UserError(f"{p}: config file not found")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"{p}: not valid YAML ({e})") from None
+        if not isinstance(loaded, dict):
+            raise UserError(f"{p}: expected a mapping of sections (model:, data:, ...), got {type(loaded).__name__}")
+        data = apply_overrides({}, _flatten(loaded), source=str(p))
+    overrides = dict(parse_set(s) for s in sets or [])
+    data = apply_overrides(data, overrides)
+    return validate(data, source=source if not overrides else f"{source} + --set")
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'model': {'rates': [..]}} -> {'model.rates': [..]}; leaves are non-dict values.
+    `data.augment` is a section, so it flattens too."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,60 @@
+"""The model zoo: importing this package registers every backbone, context and architecture."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from bench.errors import UserError
+from bench.models import backbones as _backbones  # noqa: F401  (registers)
+from bench.models import context as _context  # noqa: F401
+from bench.models import deeplab as _deeplab  # noqa: F401
+from bench.models import dual_aspp as _dual_aspp  # noqa: F401
+from bench.models import torchvision_ref as _torchvision_ref  # noqa: F401
+from bench.registry import architectures
+
+__all__ = ["build_model", "model_parts", "registry_listing"]
+
+
+def build_model(arch: str, /, **knobs: Any) -> nn.Module:
+    """Build a registered architecture; knobs left as None take the architecture's default.
+
+    Errors name the config key (`model.rates=[]: ...`), so that a message printed for a
+    sweep cell or a --set flag points at what to change.
+    """
+    knobs = {k: v for k, v in knobs.items() if v is not None}
+    entry = architectures.get(arch)
+    supported = entry.meta.get("backbones")
+    if supported is not None and "backbone" in knobs and knobs["backbone"] not in supported:
+        raise UserError(
+            f"model.backbone={knobs['backbone']!r}: architecture '{arch}' supports the backbones {', '.join(supported)}"
+        )
+    try:
+        return architectures.build(arch, **knobs)
+    except UserError as e:
+        msg = str(e)
+        if msg.split("=", 1)[0] in knobs or msg.split("=", 1)[0] in ("rates", "rates2", "output_stride"):
+            msg = "model." + msg
+        raise UserError(msg) from None
+
+
+def model_parts(model: nn.Module) -> dict[str, nn.Module]:
+    """The named parts of a model (backbone, context, decoder/head, ...) for cost breakdowns."""
+    parts = getattr(model, "parts", None)
+    if callable(parts):
+        return dict(parts())
+    return {n: m for n, m in model.named_children() if m is not None}
+
+
+def registry_listing() -> list[dict[str, Any]]:
+    """Every backbone, context and architecture: name, description, paper, knobs and defaults."""
+    from bench.registry import backbones, contexts
+
+    rows: list[dict[str, Any]] = []
+    for kind, reg in (("backbone", backbones), ("context", contexts), ("architecture", architectures)):
+        for e in reg:
+            knobs = {k: (None if d is inspect.Parameter.empty else d) for k, d in e.knobs.items()}
+            rows.append({"kind": kind, "name": e.name, "description": e.description, "paper": e.paper, "knobs": knobs})
+    return rows
