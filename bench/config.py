@@ -48,6 +48,8 @@ class ModelConfig(_Frozen):
     aux: bool | None = None
     weights: str | None = None
     image_pool: bool | None = None
+    upsample: Literal["bilinear", "transpose"] | None = None
+    down_dilation: int | None = None
     num_classes: int | None = None
 
     def knobs(self) -> dict[str, Any]:

@@ -92,6 +92,11 @@ def test_profile_params_by_part(cli) -> None:
             ["has no knob 'backbone'"],
         ),
         (["profile", "deeplabv3", "--input", "3x64"], ["--input '3x64'", "CxHxW"]),
+        (
+            ["profile", "icnet", "--input", "3x64x64", "--set", "model.backbone=mobilenet_v2"],
+            ["model.backbone='mobilenet_v2'", "supports the backbones resnet18, resnet34, resnet50, resnet101"],
+        ),
+        (["profile", "icnet", "--input", "3x64x64", "--set", "model.skip=true"], ["'icnet' has no knob 'skip'"]),
         (["profile", "deeplabv3", "--input", "3x64x64", "--set", "model.rates"], ["expected key=value"]),
     ],
     ids=lambda v: v if isinstance(v, str) else None,

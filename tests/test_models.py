@@ -104,9 +104,9 @@ def test_aux_head_only_in_training(arch: str) -> None:
 @pytest.mark.parametrize("arch", [a for a in architectures.names() if "skip" in _knobs(a)])
 def test_skip_off_removes_the_skip(arch: str) -> None:
     torch.manual_seed(0)
-    on = _build(arch, "resnet18", None, skip=True)
+    on = _build(arch, _light(arch), None, skip=True)
     torch.manual_seed(0)
-    off = _build(arch, "resnet18", None, skip=False)
+    off = _build(arch, _light(arch), None, skip=False)
     n_on, n_off = (sum(p.numel() for p in m.parameters()) for m in (on, off))
     assert n_on > n_off
     x = torch.randn(1, 3, 65, 65)

@@ -12,7 +12,10 @@ from bench.models import backbones as _backbones  # noqa: F401  (registers)
 from bench.models import context as _context  # noqa: F401
 from bench.models import deeplab as _deeplab  # noqa: F401
 from bench.models import dual_aspp as _dual_aspp  # noqa: F401
+from bench.models import icnet as _icnet  # noqa: F401
+from bench.models import pa3 as _pa3  # noqa: F401
 from bench.models import torchvision_ref as _torchvision_ref  # noqa: F401
+from bench.models import unet as _unet  # noqa: F401
 from bench.registry import architectures
 
 __all__ = ["build_model", "model_parts", "registry_listing"]

@@ -84,6 +84,7 @@ class ParallelASPP(nn.Module):
         self.branches = nn.ModuleList(nn.Conv2d(in_ch, out_ch, 3, padding=r, dilation=r) for r in rates)
         self.project = nn.Conv2d(len(self.branches) * out_ch, out_ch, 1)
         self.out_channels = out_ch
+        self.linear_output = True  # ends in a plain 1x1: can serve as the output layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.project(torch.cat([b(x) for b in self.branches], dim=1))
