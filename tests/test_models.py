@@ -136,3 +136,12 @@ def test_unsupported_backbone_is_rejected(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(UserError) as e:
         build_model("resnet_only", backbone="mobilenet_v2")
     assert "model.backbone='mobilenet_v2'" in str(e.value) and "resnet18, resnet34" in str(e.value)
+
+
+@pytest.mark.parametrize("arch", architectures.names())
+def test_every_architecture_declares_paper_and_cpu_presets(arch: str) -> None:
+    presets = architectures.get(arch).meta["presets"]
+    assert set(presets) == {"paper", "cpu"}
+    for knobs in presets.values():
+        architectures.check_kwargs(arch, knobs)  # only knobs the builder takes
+        assert "num_classes" in knobs

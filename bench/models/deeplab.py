@@ -88,7 +88,14 @@ class DeepLabV3Plus(nn.Module):
         return seg_output(out, aux, x.shape[-2:], self.training)
 
 
-@architectures.register("deeplabv3", paper=DEEPLABV3)
+@architectures.register(
+    "deeplabv3",
+    paper=DEEPLABV3,
+    presets={
+        "paper": {"num_classes": 21, "backbone": "resnet50", "output_stride": 8, "rates": (12, 24, 36), "aux": True},
+        "cpu": {"num_classes": 12, "backbone": "resnet18", "width": 64},
+    },
+)
 def deeplabv3(
     *,
     num_classes: int = 21,
@@ -119,7 +126,14 @@ def deeplabv3(
     return DeepLabV3(enc, ctx, head, aux_head)
 
 
-@architectures.register("deeplabv3plus", paper=DEEPLABV3P)
+@architectures.register(
+    "deeplabv3plus",
+    paper=DEEPLABV3P,
+    presets={
+        "paper": {"num_classes": 19, "backbone": "mobilenet_v2"},
+        "cpu": {"num_classes": 12, "backbone": "mobilenet_v3_small", "width": 64},
+    },
+)
 def deeplabv3plus(
     *,
     num_classes: int = 21,

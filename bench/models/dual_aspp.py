@@ -69,7 +69,14 @@ class EncoderOnly(nn.Module):
         return resize_to(self.head(self.backbone(x)["c5"]), x.shape[-2:])
 
 
-@architectures.register("dual_aspp", paper=PAPER)
+@architectures.register(
+    "dual_aspp",
+    paper=PAPER,
+    presets={
+        "paper": {"num_classes": 19, "backbone": "mobilenet_v2"},
+        "cpu": {"num_classes": 12, "backbone": "mobilenet_v3_small", "width": 64},
+    },
+)
 def dual_aspp(
     *,
     num_classes: int = 19,
@@ -98,7 +105,14 @@ def dual_aspp(
     return DualASPP(enc, aspp1, aspp2, FusionBlock(fused, num_classes), low_level)
 
 
-@architectures.register("encoder_only", paper=PAPER)
+@architectures.register(
+    "encoder_only",
+    paper=PAPER,
+    presets={
+        "paper": {"num_classes": 19, "backbone": "mobilenet_v2"},
+        "cpu": {"num_classes": 12, "backbone": "mobilenet_v3_small"},
+    },
+)
 def encoder_only(
     *, num_classes: int = 19, backbone: str = "mobilenet_v2", output_stride: int = 16, weights: str | None = None
 ) -> EncoderOnly:

@@ -114,7 +114,12 @@ def _icnet(
     return ICNet(sub1, shared, deep, ctx, cff_low, cff_high, nn.Conv2d(128, num_classes, 1))
 
 
-@architectures.register("icnet", paper=ICNET, backbones=RESNETS)
+@architectures.register(
+    "icnet",
+    paper=ICNET,
+    backbones=RESNETS,
+    presets={"paper": {"num_classes": 19, "backbone": "resnet50"}, "cpu": {"num_classes": 12, "backbone": "resnet18"}},
+)
 def icnet(
     *,
     num_classes: int = 19,
@@ -137,7 +142,12 @@ def icnet(
     )  # fmt: skip
 
 
-@architectures.register("aticnet", paper=ATICNET, backbones=RESNETS)
+@architectures.register(
+    "aticnet",
+    paper=ATICNET,
+    backbones=RESNETS,
+    presets={"paper": {"num_classes": 19, "backbone": "resnet50"}, "cpu": {"num_classes": 12, "backbone": "resnet18"}},
+)
 def aticnet(
     *,
     num_classes: int = 19,

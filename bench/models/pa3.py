@@ -48,7 +48,11 @@ class DeconvNet(nn.Module):
         return resize_to(self.classifier(self.decoder(y)), x.shape[-2:])
 
 
-@architectures.register("fcn_baseline", paper=f"{MULTIBACKBONE}, Table 1")
+@architectures.register(
+    "fcn_baseline",
+    paper=f"{MULTIBACKBONE}, Table 1",
+    presets={"paper": {"num_classes": 34, "width": 32}, "cpu": {"num_classes": 12, "width": 16}},
+)
 def fcn_baseline(*, num_classes: int = 34, width: int = 32) -> DeconvNet:
     """FCN baseline: five stride-2 3x3 conv+BN+ReLU (32..512 at width 32), five transposed convs, 1x1.
 
@@ -70,7 +74,12 @@ def fcn_baseline(*, num_classes: int = 34, width: int = 32) -> DeconvNet:
     return DeconvNet(nn.Sequential(*enc), nn.Sequential(*dec), nn.Conv2d(prev, num_classes, 1))
 
 
-@architectures.register("resnet_deconv", paper=f"{MULTIBACKBONE}, Table 3", backbones=RESNETS)
+@architectures.register(
+    "resnet_deconv",
+    paper=f"{MULTIBACKBONE}, Table 3",
+    backbones=RESNETS,
+    presets={"paper": {"num_classes": 34, "backbone": "resnet50"}, "cpu": {"num_classes": 12, "backbone": "resnet18"}},
+)
 def resnet_deconv(*, num_classes: int = 34, backbone: str = "resnet50", weights: str | None = None) -> DeconvNet:
     """ResNet + five transposed convs (c5 -> 512 -> 256 -> 128 -> 64 -> 32) + 1x1 classifier (Table 3)."""
     enc: Backbone = backbones.build(backbone, output_stride=32, weights=weights)
@@ -98,7 +107,12 @@ class ResNetContext(nn.Module):
         return resize_to(self.classifier(self.context(self.backbone(x)["c5"])), x.shape[-2:])
 
 
-@architectures.register("resnet_aspp", paper=f"{MULTIBACKBONE}, Sec. 3.4 and Table 4", backbones=RESNETS)
+@architectures.register(
+    "resnet_aspp",
+    paper=f"{MULTIBACKBONE}, Sec. 3.4 and Table 4",
+    backbones=RESNETS,
+    presets={"paper": {"num_classes": 34, "backbone": "resnet50"}, "cpu": {"num_classes": 12, "backbone": "resnet18"}},
+)
 def resnet_aspp(
     *,
     num_classes: int = 34,

@@ -25,6 +25,10 @@ PAPERS = {
 }
 
 
+# torchvision's published configuration (21 VOC classes); on a CPU the same models at 12 classes.
+_PRESETS = {"paper": {"num_classes": 21}, "cpu": {"num_classes": 12}}
+
+
 class TorchvisionSegmentation(nn.Module):
     """Wraps a torchvision segmentation model: forward returns logits, parts() names its parts."""
 
@@ -60,14 +64,14 @@ def _register_with_aux(builder: str) -> None:
         return _build(builder, num_classes=num_classes, aux=aux, weights=weights)
 
     build.__doc__ = f"torchvision {builder} as published (aux head on by default, as its weights have it)."
-    architectures.register(f"tv_{builder}", paper=PAPERS[builder])(build)
+    architectures.register(f"tv_{builder}", paper=PAPERS[builder], presets=_PRESETS)(build)
 
 
 for _b in ("fcn_resnet50", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large"):
     _register_with_aux(_b)
 
 
-@architectures.register("tv_lraspp_mobilenet_v3_large", paper=PAPERS["lraspp_mobilenet_v3_large"])
+@architectures.register("tv_lraspp_mobilenet_v3_large", paper=PAPERS["lraspp_mobilenet_v3_large"], presets=_PRESETS)
 def tv_lraspp_mobilenet_v3_large(*, num_classes: int = 21, weights: str | None = None) -> TorchvisionSegmentation:
     """torchvision lraspp_mobilenet_v3_large as published (LR-ASPP head, no aux head)."""
     return _build("lraspp_mobilenet_v3_large", num_classes=num_classes, aux=None, weights=weights)

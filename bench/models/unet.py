@@ -198,13 +198,21 @@ def _build_unet(
     return UNet(encoder, downs, attention, ups, decoder, ctx, head, skip=skip)
 
 
-@architectures.register("unet", paper=f"Ronneberger et al., arXiv:1505.04597; {MULTIBACKBONE}, Table 2")
+@architectures.register(
+    "unet",
+    paper=f"Ronneberger et al., arXiv:1505.04597; {MULTIBACKBONE}, Table 2",
+    presets={"paper": {"num_classes": 12, "width": 64}, "cpu": {"num_classes": 12, "width": 16}},
+)
 def unet(*, num_classes: int = 12, width: int = 16, skip: bool = True, upsample: str = "bilinear") -> UNet:
     """UNet: VGG16-style double-conv encoder (width..16*width), max-pools, bilinear decoder, skips."""
     return _build_unet(num_classes=num_classes, width=width, skip=skip, upsample=upsample, down="maxpool")
 
 
-@architectures.register("atrous_unet", paper=f"{ASPPUNET}, Sec. 3.1")
+@architectures.register(
+    "atrous_unet",
+    paper=f"{ASPPUNET}, Sec. 3.1",
+    presets={"paper": {"num_classes": 12, "width": 64}, "cpu": {"num_classes": 12, "width": 16}},
+)
 def atrous_unet(
     *, num_classes: int = 12, width: int = 16, skip: bool = True, upsample: str = "bilinear", down_dilation: int = 2
 ) -> UNet:
@@ -219,7 +227,11 @@ def atrous_unet(
     )
 
 
-@architectures.register("aspp_unet", paper=f"{ASPPUNET}, Sec. 3.3")
+@architectures.register(
+    "aspp_unet",
+    paper=f"{ASPPUNET}, Sec. 3.3",
+    presets={"paper": {"num_classes": 12, "width": 64}, "cpu": {"num_classes": 12, "width": 16}},
+)
 def aspp_unet(
     *,
     num_classes: int = 12,
@@ -251,13 +263,21 @@ def aspp_unet(
     )
 
 
-@architectures.register("cbam_unet", paper=f"Woo et al., CBAM, ECCV 2018; {ASPPUNET}, Table 1")
+@architectures.register(
+    "cbam_unet",
+    paper=f"Woo et al., CBAM, ECCV 2018; {ASPPUNET}, Table 1",
+    presets={"paper": {"num_classes": 12, "width": 64}, "cpu": {"num_classes": 12, "width": 16}},
+)
 def cbam_unet(*, num_classes: int = 12, width: int = 16, skip: bool = True, upsample: str = "bilinear") -> UNet:
     """CBAM-UNet: unet with CBAM (channel then spatial attention) after each encoder block."""
     return _build_unet(num_classes=num_classes, width=width, skip=skip, upsample=upsample, down="maxpool", cbam=True)
 
 
-@architectures.register("unet_aspp", paper=f"{MULTIBACKBONE}, Sec. 3.4 and Table 4")
+@architectures.register(
+    "unet_aspp",
+    paper=f"{MULTIBACKBONE}, Sec. 3.4 and Table 4",
+    presets={"paper": {"num_classes": 34, "width": 64}, "cpu": {"num_classes": 12, "width": 16}},
+)
 def unet_aspp(
     *,
     num_classes: int = 12,
