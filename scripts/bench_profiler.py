@@ -30,9 +30,7 @@ def bare_median_ms(model: torch.nn.Module, x: torch.Tensor, min_run_time: float)
             model(x)
         # Timer defaults to num_threads=1: give it the same threads as the profiler uses
         timer = benchmark.Timer("model(x)", globals={"model": model, "x": x}, num_threads=torch.get_num_threads())
-        m = timer.adaptive_autorange(
-            threshold=0.05, min_run_time=min_run_time
-        )
+        m = timer.adaptive_autorange(threshold=0.05, min_run_time=min_run_time)
     return m.median * 1e3
 
 
