@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bench.errors import UserError
 
@@ -101,6 +102,201 @@ def format_profile(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from bench.config import load_run_config
+    from bench.store import RESULT
+
+    cfg = load_run_config(args.config, args.set)
+    out = Path(args.out)
+    if (out / RESULT).is_file():
+        print(f"{out / RESULT} exists: this run is finished (remove the folder to run it again)")
+        return 0
+    from bench.runner import execute
+
+    result = execute(cfg, out)
+    m = result["metrics"] or {}
+    print(
+        json.dumps(
+            {"status": result["status"], "out": str(out), "miou": m.get("miou"), "pixel_acc": m.get("pixel_acc")}
+        )
+    )
+    return 0 if result["status"] == "done" else 1
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from bench.evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, args.set)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    m = result["metrics"]
+    print(
+        f"{result['arch']} on {result['data']['name']} {result['data']['split']}: mIoU {100 * m['miou']:.2f}, "
+        f"pixel acc {100 * m['pixel_acc']:.2f}, mean class acc {100 * m['mean_class_acc']:.2f}"
+    )
+    for name, v in m["iou"].items():
+        print(f"  {name:<14} IoU {100 * v:6.2f}")
+    return 0
+
+
+def _sweep_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from bench.sweep import expand, load_sweep
+
+    sweep = load_sweep(args.sweep)
+    cells = expand(sweep, source=str(args.sweep))
+    results = Path(args.results) if args.results else Path("results") / sweep.name
+    return sweep, cells, results
+
+
+def _cell_label(varying: dict) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in varying.items())
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from bench.launch import cell_states, check_cells, submit
+
+    sweep, cells, results = _sweep_setup(args)
+    executor = args.executor or sweep.launch.executor
+    if args.dry_run:
+        states = {s.cell.run_id: s for s in cell_states(cells, results)}
+        todo = [
+            c
+            for c in cells
+            if states[c.run_id].state == "missing"
+            or (args.retry_failed and states[c.run_id].state in ("failed", "diverged", "corrupt"))
+        ]
+        print(f"{sweep.name}: {len(cells)} cells -> {results}/<run_id>/")
+        for c in cells:
+            print(f"  {c.run_id}  {states[c.run_id].state:<8}  {_cell_label(c.varying)}")
+        array = " as one Slurm job array" if executor == "slurm" and todo else ""
+        print(f"would submit {len(todo)} cell(s) with the {executor} executor{array}; nothing was written")
+        return 0
+    check_cells(cells, source=str(args.sweep))
+    submitted, skipped = submit(sweep, cells, results, executor=executor, retry_failed=args.retry_failed)
+    counts: dict[str, int] = {}
+    for s in skipped:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    skipped_txt = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none"
+    print(
+        f"{sweep.name}: submitted {len(submitted)} of {len(cells)} cells ({executor}); skipped: {skipped_txt}; "
+        f"results in {results}"
+    )
+    if args.wait or executor == "inline":
+        return _wait(cells, results, poll=0 if executor == "inline" else 5)
+    return 0
+
+
+def _wait(cells, results: Path, poll: float) -> int:  # type: ignore[no-untyped-def]
+    import time
+
+    from tqdm import tqdm
+
+    from bench.launch import cell_states
+
+    bar = tqdm(total=len(cells), unit="cell", disable=not sys.stderr.isatty())
+    while True:
+        states = cell_states(cells, results)
+        finished = sum(s.state in ("done", "diverged", "failed", "corrupt") for s in states)
+        bar.n = finished
+        bar.refresh()
+        if finished == len(cells) or poll == 0:
+            break
+        time.sleep(poll)
+    bar.close()
+    bad = [s for s in states if s.state != "done"]
+    for s in bad:
+        print(f"  {s.cell.run_id}  {s.state}: {s.detail}  ({_cell_label(s.cell.varying)})")
+    return 1 if bad else 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from bench.launch import cell_states
+
+    sweep, cells, results = _sweep_setup(args)
+    states = cell_states(cells, results)
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "sweep": sweep.name,
+                    "results": str(results),
+                    "counts": counts,
+                    "cells": [
+                        {"run_id": s.cell.run_id, "state": s.state, "detail": s.detail, "varying": s.cell.varying}
+                        for s in states
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"{sweep.name}: {len(cells)} cells in {results}")
+    for s in states:
+        print(
+            f"  {s.cell.run_id}  {s.state:<8}  {_cell_label(s.cell.varying)}" + (f"  [{s.detail}]" if s.detail else "")
+        )
+    print("  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from bench.store import collect
+
+    res = Path(args.results)
+    if not res.is_dir():
+        raise UserError(f"{res}: results folder not found")
+    df, skipped = collect(res)
+    for path, why in skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    out = Path(args.out) if args.out else res / "table.parquet"
+    if out.suffix not in (".parquet", ".csv"):
+        raise UserError(f"--out {out}: use a .parquet or .csv file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if out.suffix == ".parquet":
+        df.to_parquet(tmp, index=False)
+        tmp.replace(out)
+        df.to_csv(out.with_suffix(".csv"), index=False)
+    else:
+        df.to_csv(tmp, index=False)
+        tmp.replace(out)
+    print(
+        f"{len(df)} runs -> {out}"
+        + (f" (and {out.with_suffix('.csv')})" if out.suffix == ".parquet" else "")
+        + f"; {len(skipped)} folder(s) skipped"
+    )
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import build_report
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    r = build_report(args.results, args.out, formats=formats, baseline=args.baseline)
+    for path, why in r["skipped"]:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    print(f"report: {r['rows']} rows, {len(r['written'])} files in {args.out}")
+    return 0
+
+
+def _cmd_regress(args: argparse.Namespace) -> int:
+    from bench.regress import load_table, regress
+
+    passed, table, _ = regress(
+        load_table(args.baseline), load_table(args.current), miou_tol=args.miou_tol, speed_tol=args.speed_tol
+    )
+    print(table)
+    print(
+        f"\n{'PASS' if passed else 'FAIL'}: mIoU tolerance {args.miou_tol} points, latency tolerance "
+        f"x{1 + args.speed_tol:.2f} (only between equal environments)"
+    )
+    return 0 if passed else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aspp-bench", description="Benchmark and ablate atrous-convolution / ASPP segmentation models."
@@ -131,6 +327,58 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timed runs (default 1.0)")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=_cmd_profile)
+
+    tr = sub.add_parser("train", help="train and evaluate one configuration into a run folder (resumes)")
+    tr.add_argument("config", nargs="?", help="YAML file with the differences from the defaults")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    tr.add_argument("--out", required=True, help="run folder: config.yaml, checkpoint.pt, train.log, result.json")
+    tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("evaluate", help="evaluate a checkpoint on any split of its dataset kind")
+    ev.add_argument("checkpoint", help="a run folder's checkpoint.pt (its config.yaml is read beside it)")
+    ev.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override data keys, e.g. data.root=... data.split=test",
+    )
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    sw = sub.add_parser("sweep", help="validate a sweep, then submit its missing cells (returns at once)")
+    sw.add_argument("sweep", help="ablations/X.yaml")
+    sw.add_argument("--executor", choices=["inline", "local", "slurm"], help="overrides launch.executor")
+    sw.add_argument("--dry-run", action="store_true", help="print the cells and what would be submitted; write nothing")
+    sw.add_argument("--retry-failed", action="store_true", help="also resubmit failed and diverged cells")
+    sw.add_argument("--wait", action="store_true", help="follow progress until every cell has finished")
+    sw.add_argument("--results", help="results folder (default results/<sweep name>)")
+    sw.set_defaults(func=_cmd_sweep)
+
+    st = sub.add_parser("status", help="state of every cell of a sweep (done, running, queued, failed, ...)")
+    st.add_argument("sweep", help="ablations/X.yaml")
+    st.add_argument("--results", help="results folder (default results/<sweep name>)")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=_cmd_status)
+
+    co = sub.add_parser("collect", help="one row per finished run -> parquet and csv")
+    co.add_argument("results", help="a results folder (results/<sweep>)")
+    co.add_argument("--out", help="table file (.parquet or .csv; default RESULTS/table.parquet)")
+    co.set_defaults(func=_cmd_collect)
+
+    rp = sub.add_parser("report", help="Markdown / LaTeX tables and figures from a results folder")
+    rp.add_argument("results")
+    rp.add_argument("--out", required=True, help="report folder, e.g. reports/X")
+    rp.add_argument("--format", default="md,tex,png", help="comma-separated subset of md,tex,png")
+    rp.add_argument("--baseline", help="the row deltas refer to, e.g. 'arch=unet' (default: the first row)")
+    rp.set_defaults(func=_cmd_report)
+
+    rg = sub.add_parser("regress", help="accuracy/speed regression check; exit 1 on any regression")
+    rg.add_argument("baseline", help="results folder or collected table (.parquet/.csv)")
+    rg.add_argument("current", help="results folder or collected table (.parquet/.csv)")
+    rg.add_argument("--miou-tol", type=float, default=1.0, help="allowed mIoU drop in points (default 1.0)")
+    rg.add_argument("--speed-tol", type=float, default=0.2, help="allowed latency increase as a fraction (0.2)")
+    rg.set_defaults(func=_cmd_regress)
     return p
 
 

@@ -37,7 +37,7 @@ class ModelConfig(_Frozen):
     """Model knobs; None means 'the architecture's own default' (and is the only value an
     architecture without that knob accepts)."""
 
-    arch: str = "deeplabv3"
+    arch: str = "aspp_unet"
     backbone: str | None = None
     context: str | None = None
     rates: tuple[int, ...] | None = None
@@ -50,6 +50,7 @@ class ModelConfig(_Frozen):
     image_pool: bool | None = None
     upsample: Literal["bilinear", "transpose"] | None = None
     down_dilation: int | None = None
+    freeze_backbone: bool | None = None
     num_classes: int | None = None
 
     def knobs(self) -> dict[str, Any]:
@@ -70,7 +71,9 @@ class DataConfig(_Frozen):
     size: tuple[int, int] = (64, 64)
     crop: tuple[int, int] | None = None
     augment: AugmentConfig = AugmentConfig()
-    void_as_class: bool = False
+    void_as_class: bool | None = None
+    count: int | None = Field(None, ge=1)
+    classes: int | None = Field(None, ge=2)
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
 
@@ -102,7 +105,7 @@ class TrainConfig(_Frozen):
 
 
 class ProfileConfig(_Frozen):
-    input: tuple[int, int, int] = (3, 64, 64)
+    input: tuple[int, int, int] | None = None  # None: 3 x data.size
     batch: int = Field(1, ge=1)
     latency: bool = True
     threads: int | None = None

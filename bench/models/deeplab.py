@@ -107,6 +107,7 @@ def deeplabv3(
     aux: bool = False,
     weights: str | None = None,
     image_pool: bool | None = None,
+    freeze_backbone: bool = False,
 ) -> DeepLabV3:
     """DeepLabV3: dilated backbone + context (ASPP) + 3x3 head; `width` = context/head channels.
 
@@ -123,6 +124,9 @@ def deeplabv3(
         nn.Conv2d(width, num_classes, 1),
     )
     aux_head = FCNHead(enc.channels["c4"], num_classes) if aux else None
+    if freeze_backbone:  # the report's transfer setting: only the head learns (BN statistics stay too)
+        enc.requires_grad_(False)
+        enc.train = lambda mode=True: Backbone.train(enc, False)  # type: ignore[method-assign]
     return DeepLabV3(enc, ctx, head, aux_head)
 
 

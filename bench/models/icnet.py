@@ -137,9 +137,15 @@ def icnet(
     (returned as 'aux' while training). For CPU scale use resnet18/34.
     """
     return _icnet(
-        num_classes=num_classes, backbone=backbone, context=context, rates=rates, aux=aux,
-        weights=weights, image_pool=image_pool, drop_stage5_blocks=0,
-    )  # fmt: skip
+        num_classes=num_classes,
+        backbone=backbone,
+        context=context,
+        rates=rates,
+        aux=aux,
+        weights=weights,
+        image_pool=image_pool,
+        drop_stage5_blocks=0,
+    )
 
 
 @architectures.register(
@@ -165,6 +171,12 @@ def aticnet(
     "fused with the feature map before entering"), then ICNet's 1x1 to 256 channels.
     """
     return _icnet(
-        num_classes=num_classes, backbone=backbone, context=context, rates=rates, aux=aux,
-        weights=weights, image_pool=image_pool, drop_stage5_blocks=1,
-    )  # fmt: skip
+        num_classes=num_classes,
+        backbone=backbone,
+        context=context,
+        rates=rates,
+        aux=aux,
+        weights=weights,
+        image_pool=image_pool,
+        drop_stage5_blocks=1,
+    )

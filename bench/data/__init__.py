@@ -1,0 +1,97 @@
+"""Datasets (registry `datasets`) and loaders. Every dataset is decoded once into memory at the
+run's `size` (images uint8), so loading never starves the model; transforms run per sample."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from bench.data.base import SegData, SegDataset
+from bench.data.camvid import load_camvid
+from bench.data.synthetic import make_synthetic
+from bench.data.transforms import eval_transform, train_transform
+from bench.data.tvdatasets import load_cityscapes, load_voc
+from bench.errors import UserError
+from bench.registry import datasets
+
+__all__ = ["SegData", "SegDataset", "build_dataset", "load_split", "make_loader"]
+
+
+@datasets.register("synthetic", paper="aspp-bench: procedural shapes, the embedded default")
+def synthetic(
+    *, split: str = "train", size: Sequence[int] = (64, 64), count: int | None = None, classes: int = 6, seed: int = 0
+) -> SegData:
+    """Procedural scenes: textured background, objects 3 px to half the image; class = shape."""
+    return make_synthetic(split=split, size=tuple(size), count=count, classes=classes, seed=seed)
+
+
+@datasets.register("camvid", paper="Brostow et al., PRL 2009 (SegNet layout)")
+def camvid(
+    *, root: str | None = None, split: str = "train", size: Sequence[int] = (180, 240), void_as_class: bool = False
+) -> SegData:
+    """CamVid, 11 classes + void (ignored, or a 12th class with void_as_class)."""
+    return load_camvid(root=root, split=split, size=tuple(size), void_as_class=void_as_class)
+
+
+@datasets.register("cityscapes", paper="Cordts et al., CVPR 2016")
+def cityscapes(*, root: str | None = None, split: str = "train", size: Sequence[int] = (512, 1024)) -> SegData:
+    """Cityscapes fine, 19 train ids, 255 ignored (torchvision.datasets.Cityscapes)."""
+    return load_cityscapes(root=root, split=split, size=tuple(size))
+
+
+@datasets.register("voc", paper="Everingham et al., IJCV 2010")
+def voc(*, root: str | None = None, split: str = "train", size: Sequence[int] = (320, 320)) -> SegData:
+    """PASCAL VOC 2012 segmentation, 21 classes, 255 ignored (torchvision.datasets.VOCSegmentation)."""
+    return load_voc(root=root, split=split, size=tuple(size))
+
+
+def load_split(data_cfg: Any, split: str | None = None) -> SegData:
+    """Decode one split of the configured dataset; only the keys its builder takes are passed,
+    and a set key it does not take is an error (e.g. data.root for synthetic)."""
+    name = data_cfg.name
+    knobs = datasets.get(name).knobs
+    given = {
+        "root": data_cfg.root,
+        "split": split or data_cfg.split,
+        "size": tuple(data_cfg.size),
+        "void_as_class": data_cfg.void_as_class,
+        "count": data_cfg.count,
+        "classes": data_cfg.classes,
+    }
+    kwargs = {}
+    for k, v in given.items():
+        if k in knobs:
+            if v is not None:
+                kwargs[k] = v
+        elif v is not None and k not in ("split", "size"):
+            raise UserError(f"data.{k}={v!r}: dataset '{name}' has no '{k}'; its keys are {', '.join(knobs)}")
+    return datasets.build(name, **kwargs)
+
+
+def build_dataset(data: SegData, *, train: bool, data_cfg: Any = None) -> SegDataset:
+    if not train:
+        return SegDataset(data, eval_transform())
+    aug = data_cfg.augment
+    t = train_transform(
+        ignore_index=data.ignore_index, crop=data_cfg.crop, flip=aug.flip, scale=aug.scale, rotate=aug.rotate
+    )
+    return SegDataset(data, t)
+
+
+def make_loader(ds: SegDataset, *, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0) -> DataLoader:
+    """A loader whose shuffling comes from its own generator, re-seeded per epoch by the engine,
+    so an interrupted run sees the same batches when it resumes."""
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=shuffle and len(ds) >= batch_size,
+        num_workers=num_workers,
+        generator=g,
+        persistent_workers=num_workers > 0,
+    )

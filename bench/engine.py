@@ -1,0 +1,350 @@
+"""Training and evaluation on built objects (model, optimiser, scheduler, loss, loaders).
+
+The trainer checkpoints (model, optimiser, scheduler, AMP scaler, RNG states, position,
+history) every `checkpoint_every` epochs and whenever `request_checkpoint()` is called (the
+launcher calls it on preemption), resumes from a checkpoint, stops on a non-finite loss and
+reports the run as `diverged`. Shuffling is re-seeded per epoch from (seed, epoch), so a run
+resumed at an epoch boundary sees the same batches as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from bench.errors import UserError
+from bench.metrics import SegMetrics
+
+__all__ = ["TrainSpec", "Trainer", "evaluate", "make_optimizer", "make_scheduler", "resolve_device"]
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device=cuda: CUDA is not available on this machine; use cpu or auto")
+    return torch.device(name)
+
+
+def make_optimizer(name: str, params: Any, *, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
+    raise UserError(f"optim.name={name!r}: allowed are adam, adamw, sgd")
+
+
+def make_scheduler(
+    name: str, optimizer: torch.optim.Optimizer, *, total_iters: int, power: float
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Stepped once per iteration: poly (1 - t/T)^power, cosine to 0, or constant."""
+    if name == "poly":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: max(0.0, 1 - t / total_iters) ** power)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_iters)
+    if name == "none":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1.0)
+    raise UserError(f"optim.schedule={name!r}: allowed are poly, cosine, none")
+
+
+@dataclass
+class TrainSpec:
+    """How long and how to train; the rest arrives as built objects."""
+
+    epochs: int | None = 5
+    iters: int | None = None
+    eval_every: int = 1
+    checkpoint_every: int = 1
+    amp: str = "none"
+    grad_clip: float | None = None
+    seed: int = 0
+    aux_weight: float = 0.4
+    progress: bool | None = None  # None: a bar only when stderr is a terminal
+
+
+@dataclass
+class _State:
+    epoch: int = 0  # completed epochs
+    iteration: int = 0
+    batch_in_epoch: int = 0  # > 0 only in a checkpoint taken mid-epoch
+    train_seconds: float = 0.0
+    images_seen: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _logits(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    return out["out"] if isinstance(out, dict) else out
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    num_classes: int,
+    ignore_index: int | None,
+    class_names: list[str] | tuple[str, ...],
+    device: torch.device,
+    amp: str = "none",
+    size_buckets: bool = True,
+) -> dict[str, Any]:
+    """Every metric of `bench.metrics` over the whole loader (streaming confusion matrix)."""
+    model.eval()
+    metrics = SegMetrics(
+        num_classes, ignore_index=ignore_index, class_names=class_names, device=device, size_buckets=size_buckets
+    )
+    with torch.inference_mode():
+        for images, masks in loader:
+            images = images.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp != "none"):
+                logits = _logits(model(images))
+            metrics.update(logits.argmax(1), masks)
+    return metrics.compute()
+
+
+class Trainer:
+    """Fits a model; `fit()` returns {'status': 'done'|'diverged', 'metrics', 'train', ...}."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        loss_fn: nn.Module,
+        train_loader: DataLoader,
+        val_loader: DataLoader,
+        *,
+        spec: TrainSpec,
+        device: torch.device,
+        num_classes: int,
+        ignore_index: int | None,
+        class_names: list[str] | tuple[str, ...],
+        checkpoint_path: Path | None = None,
+        log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    ) -> None:
+        if spec.amp not in ("none", "bf16", "fp16"):
+            raise UserError(f"train.amp={spec.amp!r}: allowed are none, bf16, fp16")
+        if spec.amp == "fp16" and device.type != "cuda":
+            raise UserError("train.amp=fp16 needs CUDA; use train.amp=bf16 on the CPU")
+        self.model = model.to(device)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.loss_fn = loss_fn.to(device)
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        self.spec = spec
+        self.device = device
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.class_names = class_names
+        self.checkpoint_path = checkpoint_path
+        self.log = log
+        self.scaler = torch.amp.GradScaler(device.type, enabled=spec.amp == "fp16")
+        self.state = _State()
+        self._checkpoint_requested = threading.Event()
+        per_epoch = len(train_loader)
+        if per_epoch == 0:
+            raise UserError("the training split has fewer images than data.batch_size; lower data.batch_size")
+        self.total_iters = spec.iters if spec.iters else (spec.epochs or 1) * per_epoch
+        self.total_epochs = math.ceil(self.total_iters / per_epoch)
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def request_checkpoint(self) -> None:
+        """Ask for a checkpoint at the next iteration boundary (safe from a signal handler)."""
+        self._checkpoint_requested.set()
+
+    def save_checkpoint(self, path: Path | None = None) -> Path:
+        path = path or self.checkpoint_path
+        if path is None:
+            raise ValueError("no checkpoint path")
+        payload = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "state": self.state.__dict__,
+            "rng": _rng_state(),
+        }
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)  # a checkpoint is whole or absent, never half-written
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = _State(**ckpt["state"])
+        _set_rng_state(ckpt["rng"])
+        where = f"epoch {self.state.epoch}" + (
+            f", batch {self.state.batch_in_epoch}" if self.state.batch_in_epoch else ""
+        )
+        self.log(f"resumed from {path} at {where} (iteration {self.state.iteration}/{self.total_iters})")
+
+    # ---------------------------------------------------------------- training
+
+    def _step(self, images: torch.Tensor, masks: torch.Tensor) -> float:
+        images = images.to(self.device, non_blocking=True)
+        masks = masks.to(self.device, non_blocking=True)
+        amp_dtype = AMP_DTYPES.get(self.spec.amp, torch.float32)
+        with torch.autocast(self.device.type, dtype=amp_dtype, enabled=self.spec.amp != "none"):
+            out = self.model(images)
+        if isinstance(out, dict):
+            loss = self.loss_fn(out["out"], masks)
+            if "aux" in out:
+                loss = loss + self.spec.aux_weight * self.loss_fn(out["aux"], masks)
+        else:
+            loss = self.loss_fn(out, masks)
+        if not torch.isfinite(loss):
+            return float("nan")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.spec.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    def _progress(self, total: int, initial: int):  # type: ignore[no-untyped-def]
+        from tqdm import tqdm
+
+        enabled = self.spec.progress if self.spec.progress is not None else sys.stderr.isatty()
+        return tqdm(total=total, initial=initial, disable=not enabled, unit="it", dynamic_ncols=True, leave=False)
+
+    def evaluate(self) -> dict[str, Any]:
+        return evaluate(
+            self.model,
+            self.val_loader,
+            num_classes=self.num_classes,
+            ignore_index=self.ignore_index,
+            class_names=self.class_names,
+            device=self.device,
+            amp=self.spec.amp,
+        )
+
+    def fit(self) -> dict[str, Any]:
+        if self.checkpoint_path is not None and self.checkpoint_path.is_file():
+            self.load_checkpoint(self.checkpoint_path)
+        else:
+            seed_everything(self.spec.seed)
+        st = self.state
+        bar = self._progress(self.total_iters, st.iteration)
+        last_metrics: dict[str, Any] | None = None
+        status = "done"
+        try:
+            while st.iteration < self.total_iters:
+                epoch = st.epoch
+                self.model.train()
+                gen = getattr(self.train_loader, "generator", None)
+                if gen is not None:
+                    gen.manual_seed(self.spec.seed * 1_000_003 + epoch)
+                batches = iter(self.train_loader)
+                skip = st.batch_in_epoch
+                if skip:
+                    batches = itertools.islice(batches, skip, None)
+                losses: list[float] = []
+                t0 = time.perf_counter()
+                for images, masks in batches:
+                    loss = self._step(images, masks)
+                    st.iteration += 1
+                    st.batch_in_epoch += 1
+                    st.images_seen += len(images)
+                    if math.isnan(loss):
+                        status = "diverged"
+                        self.log(f"non-finite loss at iteration {st.iteration} (epoch {epoch + 1}): run diverged")
+                        break
+                    losses.append(loss)
+                    bar.update(1)
+                    if bar.n % 10 == 0 or bar.n == self.total_iters:
+                        elapsed = st.train_seconds + time.perf_counter() - t0
+                        bar.set_postfix(loss=f"{loss:.3f}", ips=f"{st.images_seen / max(elapsed, 1e-9):.1f}")
+                    if st.iteration >= self.total_iters:
+                        break
+                    if self._checkpoint_requested.is_set():
+                        st.train_seconds += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        self._checkpoint_requested.clear()
+                        self.save_checkpoint()
+                        self.log(f"checkpoint on request at epoch {epoch}, batch {st.batch_in_epoch}")
+                st.train_seconds += time.perf_counter() - t0
+                if status == "diverged":
+                    break
+                st.epoch += 1
+                st.batch_in_epoch = 0
+                entry: dict[str, Any] = {
+                    "epoch": st.epoch,
+                    "iteration": st.iteration,
+                    "loss": float(np.mean(losses)) if losses else None,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                }
+                done = st.iteration >= self.total_iters
+                if st.epoch % self.spec.eval_every == 0 or done:
+                    last_metrics = self.evaluate()
+                    entry.update(miou=last_metrics["miou"], pixel_acc=last_metrics["pixel_acc"])
+                st.history.append(entry)
+                self.log(
+                    f"epoch {st.epoch}/{self.total_epochs} loss {entry['loss']:.4f}"
+                    + (f" val mIoU {100 * entry['miou']:.2f}" if "miou" in entry else "")
+                )
+                if self.checkpoint_path is not None and (st.epoch % self.spec.checkpoint_every == 0 or done):
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+        if status == "done" and last_metrics is None:
+            last_metrics = self.evaluate()
+        return {
+            "status": status,
+            "metrics": last_metrics,
+            "train": {
+                "epochs": st.epoch,
+                "iterations": st.iteration,
+                "total_iterations": self.total_iters,
+                "train_seconds": st.train_seconds,
+                "images_per_s": st.images_seen / st.train_seconds if st.train_seconds else None,
+                "history": st.history,
+            },
+        }

@@ -1,0 +1,90 @@
+"""Accuracy and speed regression check of CURRENT against a committed BASELINE.
+
+Cells are matched by run_id, or by their config keys when the ids differ (e.g. a renamed
+default). Accuracy is compared per cell (a drop of more than `miou_tol` points fails); speed
+only where the environment fingerprints are equal (a latency increase of more than
+`speed_tol` x fails) and otherwise reported as not compared, never silently.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+
+__all__ = ["load_table", "regress"]
+
+IDENTITY_SKIP = ("run_id", "status", "env", "train.device", "profile.")
+
+
+def load_table(path: str | Path) -> Any:
+    """A results folder (collected on the fly) or a collected table (.parquet / .csv)."""
+    import pandas as pd
+
+    from bench.store import collect
+
+    p = Path(path)
+    if p.is_dir():
+        df, _ = collect(p)
+    elif p.suffix == ".parquet" and p.is_file():
+        df = pd.read_parquet(p)
+    elif p.suffix == ".csv" and p.is_file():
+        df = pd.read_csv(p)
+    else:
+        raise UserError(f"{p}: not a results folder or a collected table (.parquet or .csv)")
+    if df.empty or "run_id" not in df.columns or "miou" not in df.columns:
+        raise UserError(f"{p}: no finished runs with run_id and miou columns")
+    return df[df["status"] == "done"] if "status" in df.columns else df
+
+
+def _config_key(row: Any, cols: list[str]) -> tuple:
+    return tuple(str(row[c]) for c in cols)
+
+
+def regress(baseline: Any, current: Any, *, miou_tol: float = 1.0, speed_tol: float = 0.2) -> tuple[bool, str, list]:
+    """(passed, markdown table, per-cell records)."""
+    if miou_tol < 0 or speed_tol < 0:
+        raise UserError("--miou-tol and --speed-tol must be non-negative")
+    cfg_cols = [c for c in baseline.columns if c.split(".")[0] in ("model", "data", "loss", "optim", "train")
+                and c in current.columns and not any(c.startswith(s) for s in IDENTITY_SKIP)]  # fmt: skip
+    cur_by_id = {r["run_id"]: r for _, r in current.iterrows()}
+    cur_by_cfg = {_config_key(r, cfg_cols): r for _, r in current.iterrows()}
+    records = []
+    for _, b in baseline.iterrows():
+        c = cur_by_id.get(b["run_id"])
+        matched = "run_id"
+        if c is None:
+            c = cur_by_cfg.get(_config_key(b, cfg_cols))
+            matched = "config"
+        rec: dict[str, Any] = {"run_id": b["run_id"], "matched": matched if c is not None else "missing"}
+        fails = []
+        if c is None:
+            fails.append("missing in current")
+        else:
+            d = 100 * (float(c["miou"]) - float(b["miou"]))
+            rec["miou_base"], rec["miou_cur"], rec["delta_points"] = 100 * b["miou"], 100 * c["miou"], d
+            if d < -miou_tol:
+                fails.append(f"mIoU {d:+.2f} points (tolerance {miou_tol})")
+            lb, lc = b.get("latency_ms_p50"), c.get("latency_ms_p50")
+            same_env = b.get("env_fingerprint") == c.get("env_fingerprint") and b.get("env_fingerprint") is not None
+            if lb is None or lc is None or (isinstance(lb, float) and math.isnan(lb)):
+                rec["speed"] = "no latency recorded"
+            elif not same_env:
+                rec["speed"] = "not compared: environments differ"
+            else:
+                ratio = float(lc) / float(lb)
+                rec["speed"] = f"latency x{ratio:.2f}"
+                if ratio > 1 + speed_tol:
+                    fails.append(f"latency x{ratio:.2f} (tolerance x{1 + speed_tol:.2f})")
+        rec["verdict"] = "FAIL: " + "; ".join(fails) if fails else "ok"
+        records.append(rec)
+    lines = ["| run_id | matched by | baseline mIoU | current mIoU | Δ points | speed | verdict |",
+             "|---|---|---:|---:|---:|---|---|"]  # fmt: skip
+    for r in records:
+        lines.append(f"| {r['run_id']} | {r['matched']} | {r.get('miou_base', math.nan):.2f} | "
+                     f"{r.get('miou_cur', math.nan):.2f} | {r.get('delta_points', math.nan):+.2f} | "
+                     f"{r.get('speed', '-')} | {r['verdict']} |")  # fmt: skip
+    passed = all(r["verdict"] == "ok" for r in records)
+    return passed, "\n".join(lines), records

@@ -1,0 +1,203 @@
+"""execute(RunConfig, out_dir): the one place a run's config is consumed.
+
+data -> model -> loss -> optimiser -> Trainer (resumes a checkpoint if there is one) ->
+profile -> result.json (atomic). A folder whose result.json exists is left untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.config import RunConfig
+from bench.errors import UserError
+from bench.store import CHECKPOINT, CONFIG, LOG, RESULT, RunLock, read_result, write_json, write_yaml
+
+__all__ = ["build_data", "execute", "resolve"]
+
+
+def _logger(out_dir: Path) -> logging.Logger:
+    log = logging.getLogger(f"aspp-bench.run.{out_dir}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if not log.handlers:
+        fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
+        fh = logging.FileHandler(out_dir / LOG)
+        fh.setFormatter(fmt)
+        sh = logging.StreamHandler(sys.stderr)
+        sh.setFormatter(fmt)
+        log.addHandler(fh)
+        log.addHandler(sh)
+    return log
+
+
+def build_data(cfg: RunConfig):  # type: ignore[no-untyped-def]
+    """Both splits decoded (validating the dataset before any model is built)."""
+    from bench.data import load_split
+
+    train = load_split(cfg.data, cfg.data.split)
+    val_split = "val" if cfg.data.split != "val" else "test"
+    val = load_split(cfg.data, val_split)
+    return train, val
+
+
+def resolve(cfg: RunConfig, train_data: Any) -> RunConfig:
+    """Fill what the data decides (num_classes, the ignore label) and, for every model knob left
+    unset, the architecture's own default, so config.yaml and result tables show real values."""
+    import inspect
+
+    from bench.registry import architectures
+
+    defaults = {
+        k: v
+        for k, v in architectures.get(cfg.model.arch).knobs.items()
+        if k in type(cfg.model).model_fields
+        and getattr(cfg.model, k) is None
+        and v is not inspect.Parameter.empty
+        and v is not None
+    }
+    model = cfg.model.model_copy(update={**defaults, "num_classes": cfg.model.num_classes or train_data.num_classes})
+    if model.num_classes != train_data.num_classes:
+        raise UserError(
+            f"model.num_classes={model.num_classes}: dataset '{cfg.data.name}' has {train_data.num_classes} classes "
+            "(drop model.num_classes to take it from the data)"
+        )
+    loss = cfg.loss
+    if loss.ignore_index is None:
+        loss = loss.model_copy(update={"ignore_index": train_data.ignore_index})
+    return cfg.model_copy(update={"model": model, "loss": loss})
+
+
+def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None) -> dict[str, Any]:
+    """Train, evaluate and profile one configuration into out_dir; returns the result. The
+    folder is locked for the whole run: a second process on it stops with an error."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    done = read_result(out)
+    if done is not None:
+        return done
+    lock = RunLock(out)
+    if not lock.acquire():
+        raise UserError(
+            f"{out}: another process is training this run (its {out / '.lock'} is held); not starting twice"
+        )
+    try:
+        done = read_result(out)  # it may have finished while we waited for the lock
+        if done is not None:
+            return done
+        return _execute(cfg, out, trainer_hook)
+    finally:
+        lock.release()
+
+
+def _execute(cfg: RunConfig, out: Path, trainer_hook: Any) -> dict[str, Any]:
+    import torch  # noqa: F401
+
+    from bench.data import build_dataset, make_loader
+    from bench.engine import Trainer, TrainSpec, make_optimizer, make_scheduler, resolve_device
+    from bench.losses import build_loss, class_weights
+    from bench.models import build_model
+    from bench.profile import ProfileSpec, environment, profile_model
+
+    log = _logger(out)
+    device = resolve_device(cfg.train.device)
+    train_data, val_data = build_data(cfg)
+    cfg = resolve(cfg, train_data)
+    write_yaml(out / CONFIG, json.loads(cfg.model_dump_json()))
+
+    model = build_model(cfg.model.arch, **cfg.model.knobs())
+    weights = class_weights(
+        "median_freq"
+        if cfg.loss.name == "weighted_ce" and cfg.loss.class_weights == "none"
+        else cfg.loss.class_weights,
+        train_data.masks,
+        train_data.num_classes,
+        cfg.loss.ignore_index,
+        cache_key=f"{cfg.data.name}|{cfg.data.root}|{cfg.data.split}|{tuple(cfg.data.size)}|{cfg.data.void_as_class}"
+        f"|{cfg.data.count}|{cfg.data.classes}",
+    )
+    loss_fn = build_loss(cfg.loss.name, ignore_index=cfg.loss.ignore_index, weight=weights)
+    bs = cfg.data.batch_size
+    train_loader = make_loader(
+        build_dataset(train_data, train=True, data_cfg=cfg.data),
+        batch_size=bs,
+        shuffle=True,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.train.seed,
+    )
+    val_loader = make_loader(build_dataset(val_data, train=False), batch_size=bs, shuffle=False)
+    o = cfg.optim
+    optimizer = make_optimizer(o.name, model.parameters(), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum)
+    t = cfg.train
+    spec = TrainSpec(
+        epochs=t.epochs,
+        iters=t.iters,
+        eval_every=t.eval_every,
+        checkpoint_every=t.checkpoint_every,
+        amp=t.amp,
+        grad_clip=t.grad_clip,
+        seed=t.seed,
+    )
+    total = t.iters or (t.epochs or 1) * max(len(train_loader), 1)
+    scheduler = make_scheduler(o.schedule, optimizer, total_iters=total, power=o.power)
+    trainer = Trainer(
+        model,
+        optimizer,
+        scheduler,
+        loss_fn,
+        train_loader,
+        val_loader,
+        spec=spec,
+        device=device,
+        num_classes=train_data.num_classes,
+        ignore_index=cfg.loss.ignore_index,
+        class_names=train_data.class_names,
+        checkpoint_path=out / CHECKPOINT,
+        log=log.info,
+    )
+    if trainer_hook is not None:
+        trainer_hook(trainer)
+    log.info(
+        f"training {cfg.model.arch} on {cfg.data.name} ({len(train_data.images)} train / "
+        f"{len(val_data.images)} val images) for {trainer.total_iters} iterations on {device}"
+    )
+    started = time.time()
+    fit = trainer.fit()
+
+    prof_input = tuple(cfg.profile.input) if cfg.profile.input else (3, *cfg.data.size)
+    metrics = ("params", "flops", "latency") if cfg.profile.latency else ("params", "flops")
+    pspec = ProfileSpec(
+        input=prof_input,
+        batch=cfg.profile.batch,
+        device=device.type,
+        threads=cfg.profile.threads,
+        metrics=metrics,
+        min_run_time=0.5,
+    )
+    prof = profile_model(trainer.model, pspec) if fit["status"] == "done" else {}
+    result = {
+        "status": fit["status"],
+        "arch": cfg.model.arch,
+        "config": json.loads(cfg.model_dump_json()),
+        "metrics": fit["metrics"],
+        "class_names": list(train_data.class_names),
+        "train": fit["train"],
+        "profile": {k: v for k, v in prof.items() if k not in ("env", "spec")},
+        "env": environment(pspec) if not prof else prof["env"],
+        "wall_seconds": time.time() - started,
+    }
+    write_json(out / RESULT, result)
+    m = fit["metrics"]
+    if m is not None:
+        tr = fit["train"]
+        log.info(
+            f"{fit['status']}: val mIoU {100 * m['miou']:.2f}, pixel acc {100 * m['pixel_acc']:.2f} "
+            f"({tr['train_seconds']:.0f} s training, {tr['images_per_s'] or 0:.1f} img/s)"
+        )
+    else:
+        log.info(f"{fit['status']} after {fit['train']['iterations']} iterations")
+    return result

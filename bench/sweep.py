@@ -1,0 +1,195 @@
+"""Ablation sweeps: the YAML spec, its expansion into cells, and run identity.
+
+A sweep states only its difference from the RunConfig defaults (`base`), the axes to vary
+(`grid`: cartesian; `zip`: keys that vary together), cells to drop (`exclude`) and `seeds`.
+Every cell is a validated, frozen RunConfig; its run_id is a short hash of the canonical JSON
+of that config (launcher settings are not part of it), so the same experiment always lands
+in the same folder. This module imports no torch: `aspp-bench status` stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench.config import RunConfig, _fields, _flatten, apply_overrides, validate
+from bench.errors import UserError, did_you_mean
+
+__all__ = ["Cell", "LaunchConfig", "Sweep", "expand", "load_sweep", "run_id"]
+
+
+class LaunchConfig(BaseModel):
+    """How cells are launched; not part of any run's identity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    executor: Literal["inline", "local", "slurm"] = "local"
+    slurm_partition: str | None = None
+    gpus_per_node: int = Field(0, ge=0)
+    cpus_per_task: int = Field(1, ge=1)
+    mem_gb: float | None = Field(None, gt=0)
+    timeout_min: int = Field(60, ge=1)
+    array_parallelism: int = Field(16, ge=1)
+    signal_delay_s: int = Field(120, ge=0)
+    max_num_timeout: int = Field(3, ge=0)
+    sbatch: dict[str, str | int] = {}
+    setup: list[str] = []
+
+
+class Sweep(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    base: dict[str, Any] = {}
+    grid: dict[str, list[Any]] = {}
+    zip: list[dict[str, list[Any]]] = []
+    exclude: list[dict[str, Any]] = []
+    seeds: list[int] = [0]
+    launch: LaunchConfig = LaunchConfig()
+    reference: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    index: int
+    run_id: str
+    varying: dict[str, Any]
+    config: RunConfig
+
+
+def run_id(cfg: RunConfig) -> str:
+    """Short hash of the canonical JSON of the validated config (key order irrelevant)."""
+    canon = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:12]
+
+
+def _get(cfg: RunConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _norm(v: Any) -> Any:
+    """Lists and tuples compare equal (YAML gives lists, configs hold tuples)."""
+    if isinstance(v, list | tuple):
+        return tuple(_norm(x) for x in v)
+    if isinstance(v, BaseModel):
+        return _norm(v.model_dump())
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in v.items()}
+    return v
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: sweep file not found")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{p}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: expected a mapping with name, base, grid, ...")
+    try:
+        sweep = Sweep.model_validate(data)
+    except ValidationError as e:
+        msgs = []
+        for err in e.errors():
+            key = ".".join(str(x) for x in err["loc"])
+            if err["type"] == "extra_forbidden":
+                allowed = list(Sweep.model_fields) if "." not in key else list(LaunchConfig.model_fields)
+                msgs.append(
+                    f"'{key}' is not a sweep field{did_you_mean(key.rsplit('.', 1)[-1], allowed)}; "
+                    f"allowed: {', '.join(allowed)}"
+                )
+            else:
+                msgs.append(f"{key}={err.get('input')!r}: {err['msg']}")
+        raise UserError(f"{p}: " + "; ".join(msgs)) from None
+    return sweep
+
+
+def _check_keys(sweep: Sweep, source: str) -> None:
+    keys = _fields(RunConfig)
+    named = [(f"grid key '{k}'", k) for k in sweep.grid]
+    named += [(f"zip key '{k}'", k) for group in sweep.zip for k in group]
+    named += [(f"exclude key '{k}'", k) for rule in sweep.exclude for k in rule]
+    for what, k in named:
+        if k not in keys:
+            raise UserError(f"{source}: {what} is not a config field{did_you_mean(k, keys)}")
+    for k, vals in sweep.grid.items():
+        if not vals:
+            raise UserError(f"{source}: grid key '{k}' has no values; give a non-empty list")
+    for i, group in enumerate(sweep.zip):
+        lengths = {k: len(v) for k, v in group.items()}
+        if len(set(lengths.values())) > 1:
+            raise UserError(
+                f"{source}: zip group {i} lists of different lengths {lengths}; keys in a zip group "
+                "vary together and need one value each per cell"
+            )
+    overlap = set(sweep.grid) & {k for g in sweep.zip for k in g}
+    if overlap:
+        raise UserError(f"{source}: {sorted(overlap)[0]!r} is in both grid and zip; put it in one of them")
+    if "train.seed" in sweep.grid or any("train.seed" in g for g in sweep.zip):
+        raise UserError(f"{source}: vary train.seed with 'seeds', not in grid/zip")
+    if not sweep.seeds:
+        raise UserError(f"{source}: seeds is empty; give at least one seed, e.g. seeds: [0]")
+
+
+def expand(sweep: Sweep, *, source: str = "sweep") -> list[Cell]:
+    """Every cell of the sweep, validated; all bad cells are reported at once (UserError)."""
+    _check_keys(sweep, source)
+    base_flat = _flatten(sweep.base) if sweep.base else {}
+    try:
+        base = apply_overrides({}, base_flat, source=f"{source}: base")
+    except UserError as e:
+        raise UserError(str(e)) from None
+    axes: list[list[dict[str, Any]]] = [[{k: v} for v in vals] for k, vals in sweep.grid.items()]
+    axes += [[dict(zip(g, vals, strict=True)) for vals in zip(*g.values(), strict=True)] for g in sweep.zip]
+    axes.append([{"train.seed": s} for s in sweep.seeds])
+    cells: list[Cell] = []
+    errors: list[str] = []
+    seen: dict[str, int] = {}
+    for combo in itertools.product(*axes):
+        varying: dict[str, Any] = {}
+        for part in combo:
+            varying.update(part)
+        idx = len(cells) + len(errors)
+        label = ", ".join(f"{k}={json.dumps(v)}" for k, v in varying.items())
+        try:
+            cfg = validate(apply_overrides(base, varying, source=source), source=f"{source}: cell {idx} ({label})")
+        except UserError as e:
+            errors.append(str(e))
+            continue
+        if any(all(_norm(_get(cfg, k)) == _norm(v) for k, v in rule.items()) for rule in sweep.exclude):
+            continue
+        rid = run_id(cfg)
+        if rid in seen:
+            errors.append(
+                f"{source}: cell {idx} ({label}) is the same experiment as cell {seen[rid]}; "
+                "remove the duplicate grid value"
+            )
+            continue
+        seen[rid] = idx
+        cells.append(Cell(len(cells), rid, varying, cfg))
+    if errors:
+        raise UserError(f"{len(errors)} bad cell(s):\n  " + "\n  ".join(errors))
+    return cells
+
+
+def varying_keys(cells: list[Cell]) -> list[str]:
+    """The keys whose value differs between cells (the table's row labels)."""
+    keys: list[str] = []
+    for c in cells:
+        for k in c.varying:
+            if k not in keys:
+                keys.append(k)
+    return [k for k in keys if len({json.dumps(c.varying.get(k)) for c in cells}) > 1]

@@ -1,0 +1,167 @@
+"""collect / report / regress on a small results folder made by real runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SPEC = """
+name: tiny_report
+reference: asppunet_table1
+base:
+  model: {width: 2}
+  data: {size: [24, 32], count: 4, batch_size: 2}
+  train: {epochs: 1}
+  profile: {latency: true}
+grid:
+  model.arch: [unet, aspp_unet]
+seeds: [0, 1]
+"""
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    from bench.cli import main
+
+    root = tmp_path_factory.mktemp("report")
+    spec = root / "tiny.yaml"
+    spec.write_text(textwrap.dedent(SPEC))
+    res = root / "results"
+    assert main(["sweep", str(spec), "--executor", "inline", "--results", str(res)]) == 0
+    return res
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_collect_rows_columns_and_skips(cli, results: Path, tmp_path) -> None:
+    res = _copy(results, tmp_path / "res")
+    runs = sorted(p for p in res.iterdir() if p.is_dir() and not p.name.startswith("."))
+    (tmp_path / "res" / "partial").mkdir()
+    (tmp_path / "res" / "partial" / "config.yaml").write_text("model: {}\n")
+    broken = _copy(runs[0], res / "broken")
+    (broken / "result.json").write_text('{"status": "do')
+    code, out, err = cli("collect", str(res), "--out", str(tmp_path / "t.parquet"))
+    assert code == 0, err
+    assert "4 runs" in out and "2 folder(s) skipped" in out and "corrupt result file" in err and "unfinished" in err
+    df = pd.read_parquet(tmp_path / "t.parquet")
+    assert len(df) == 4 and (tmp_path / "t.csv").is_file()
+    for col in (
+        "run_id",
+        "status",
+        "model.arch",
+        "loss.name",
+        "miou",
+        "pixel_acc",
+        "iou.background",
+        "iou.disk",
+        "size_miou.small",
+        "params",
+        "gmacs",
+        "latency_ms_p50",
+        "fps_bs1",
+        "env_fingerprint",
+        "env.torch",
+    ):
+        assert col in df.columns, col
+    assert set(df["model.rates"].dropna()) == {"3,6,9,12"}  # readable rate sets
+
+
+def test_report_tables_figures_and_latex(cli, results: Path, tmp_path) -> None:
+    out = tmp_path / "rep"
+    code, stdout, err = cli("report", str(results), "--out", str(out), "--format", "md,tex,png")
+    assert code == 0, err
+    md = (out / "README.md").read_text()
+    assert "| cell | seeds | mIoU (%)" in md and "arch=unet (baseline)" in md and "**" in md
+    assert "Paper vs measured (asppunet_table1)" in md and "60.60" in md  # UNet's published mIoU
+    assert "## Per-class IoU" in md
+    for stem in ("miou_vs_gmacs", "miou_vs_latency_ms", "per_class_iou", "miou_by_model_arch"):
+        assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.pdf").is_file(), stem
+    tex = (out / "main.tex").read_text()
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and r"$\pm$" in tex
+    table = pd.read_csv(out / "main_table.csv")
+    assert list(table["n"]) == [2, 2] and table["p_vs_baseline"].notna().sum() == 1  # 2 seeds each: Welch's t
+
+
+@pytest.mark.latex
+def test_latex_tables_compile_with_pdflatex(cli, results: Path, tmp_path) -> None:
+    assert shutil.which("pdflatex"), "pdflatex is needed (Debian: texlive-latex-base texlive-latex-recommended)"
+    out = tmp_path / "rep"
+    assert cli("report", str(results), "--out", str(out), "--format", "tex")[0] == 0
+    body = "\n".join(f"\\input{{{t.name}}}" for t in sorted(out.glob("*.tex")))
+    doc = out / "doc.tex"
+    doc.write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + body + "\n\\end{document}\n"
+    )
+    r = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert (out / "doc.pdf").stat().st_size > 1000
+
+
+def _table(cli, res: Path, path: Path) -> pd.DataFrame:
+    assert cli("collect", str(res), "--out", str(path))[0] == 0
+    return pd.read_parquet(path)
+
+
+def test_regress_passes_on_identical_and_fails_on_regressions(cli, results: Path, tmp_path) -> None:
+    base = tmp_path / "base.parquet"
+    df = _table(cli, results, base)
+    code, out, _ = cli("regress", str(base), str(results))
+    assert code == 0 and "PASS" in out and out.count("| ok |") == 4
+    worse = df.copy()
+    worse.loc[0, "miou"] -= 0.02  # 2 points
+    worse.to_parquet(tmp_path / "worse.parquet")
+    code, out, _ = cli("regress", str(base), str(tmp_path / "worse.parquet"), "--miou-tol", "1")
+    assert code == 1 and "FAIL: mIoU -2.00 points" in out
+    slower = df.copy()
+    slower.loc[1, "latency_ms_p50"] *= 1.5
+    slower.to_parquet(tmp_path / "slower.parquet")
+    code, out, _ = cli("regress", str(base), str(tmp_path / "slower.parquet"), "--speed-tol", "0.2")
+    assert code == 1 and "FAIL: latency x1.50" in out
+    other = slower.copy()
+    other["env_fingerprint"] = "cuda|H200|..."
+    other.to_parquet(tmp_path / "other.parquet")
+    code, out, _ = cli("regress", str(base), str(tmp_path / "other.parquet"))
+    assert code == 0 and "not compared: environments differ" in out
+
+
+def test_regress_matches_by_config_when_ids_differ(cli, results: Path, tmp_path) -> None:
+    df = _table(cli, results, tmp_path / "base.parquet")
+    renamed = df.copy()
+    renamed["run_id"] = [f"new{i}" for i in range(len(df))]
+    renamed.to_parquet(tmp_path / "renamed.parquet")
+    code, out, _ = cli("regress", str(tmp_path / "base.parquet"), str(tmp_path / "renamed.parquet"))
+    assert code == 0 and out.count("| config |") == 4
+
+
+def test_report_and_regress_bad_input(cli, tmp_path) -> None:
+    code, _, err = cli("regress", str(tmp_path / "nope.parquet"), str(tmp_path))
+    assert code == 2 and "not a results folder or a collected table" in err
+    code, _, err = cli("report", str(tmp_path / "missing"), "--out", str(tmp_path / "r"))
+    assert code == 2 and "results folder not found" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli("report", str(tmp_path / "empty"), "--out", str(tmp_path / "r"), "--format", "md")
+    assert code == 2 and "no finished runs" in err
+    code, _, err = cli("report", str(tmp_path / "empty"), "--out", str(tmp_path / "r"), "--format", "html")
+    assert code == 2 and "allowed are md, tex, png" in err
+
+
+def test_status_reads_results(cli, results: Path, tmp_path) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(textwrap.dedent(SPEC))
+    code, out, _ = cli("status", str(spec), "--results", str(results), "--json")
+    assert code == 0 and json.loads(out)["counts"] == {"done": 4}

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench.errors import UserError
+from bench.sweep import expand, load_sweep, run_id, varying_keys
+
+SPEC = """
+name: unit
+base: {model: {arch: aspp_unet, width: 4}, data: {size: [32, 32], count: 8}}
+grid:
+  model.rates: [[3, 6, 9, 12], [6, 12, 18, 24]]
+  loss.name: [ce, dice]
+zip:
+  - {model.context: [aspp_parallel, aspp], optim.lr: [0.001, 0.003]}
+exclude:
+  - {model.context: aspp, loss.name: dice}
+seeds: [0, 1]
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def test_expansion_cartesian_zip_exclude_seeds(tmp_path) -> None:
+    cells = expand(load_sweep(_write(tmp_path, SPEC)))
+    # 2 rates x 2 losses x 2 zipped (context, lr) x 2 seeds = 16, minus aspp+dice (2 rates x 2 seeds) = 12
+    assert len(cells) == 12
+    assert all(not (c.config.model.context == "aspp" and c.config.loss.name == "dice") for c in cells)
+    pairs = {(c.config.model.context, c.config.optim.lr) for c in cells}
+    assert pairs == {("aspp_parallel", 0.001), ("aspp", 0.003)}  # zipped, never crossed
+    assert {c.config.train.seed for c in cells} == {0, 1}
+    assert len({c.run_id for c in cells}) == 12
+    assert varying_keys(cells) == ["model.rates", "loss.name", "model.context", "optim.lr", "train.seed"]
+    assert cells[0].config.model.width == 4 and cells[0].config.data.size == (32, 32)  # base applied
+
+
+def test_run_id_is_stable_across_processes_and_key_order(tmp_path) -> None:
+    a = expand(load_sweep(_write(tmp_path, SPEC)))
+    reordered = """
+    seeds: [0, 1]
+    exclude:
+      - {loss.name: dice, model.context: aspp}
+    zip:
+      - {optim.lr: [0.001, 0.003], model.context: [aspp_parallel, aspp]}
+    grid:
+      loss.name: [ce, dice]
+      model.rates: [[3, 6, 9, 12], [6, 12, 18, 24]]
+    base: {data: {count: 8, size: [32, 32]}, model: {width: 4, arch: aspp_unet}}
+    name: unit
+    """
+    b = expand(load_sweep(_write(tmp_path, reordered, "r.yaml")))
+    assert {c.run_id for c in a} == {c.run_id for c in b}
+    code = (
+        "import sys; from bench.sweep import expand, load_sweep; "
+        f"print(' '.join(sorted(c.run_id for c in expand(load_sweep({str(tmp_path / 's.yaml')!r})))))"
+    )
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert other == sorted(c.run_id for c in a)
+    assert run_id(a[0].config) == a[0].run_id
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("name: x\ngrid: {model.rate: [[1]]}\n", ["grid key 'model.rate' is not a config field", "model.rates"]),
+        ("name: x\ngrid: {model.rates: []}\n", ["grid key 'model.rates' has no values"]),
+        ("name: x\nzip: [{model.arch: [unet, aspp_unet], model.width: [8]}]\n", ["zip group 0", "different lengths"]),
+        ("name: x\ngrdi: {}\n", ["'grdi' is not a sweep field", "did you mean 'grid'"]),
+        ("name: x\nlaunch: {executor: kubernetes}\n", ["launch.executor='kubernetes'"]),
+        ("name: x\ngrid: {model.output_stride: [8, 'sixteen']}\n", ["cell 1", "model.output_stride='sixteen'"]),
+        ("name: x\ngrid: {train.seed: [1, 2]}\n", ["vary train.seed with 'seeds'"]),
+        ("name: x\ngrid: {loss.name: [ce, ce]}\n", ["same experiment as cell 0"]),
+    ],
+)
+def test_validation_errors_name_file_key_and_cell(tmp_path, text: str, fragments: list[str]) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(UserError) as e:
+        expand(load_sweep(path), source=str(path))
+    msg = str(e.value)
+    assert str(path) in msg or "is not a sweep field" in msg
+    for f in fragments:
+        assert f in msg, (f, msg)
+
+
+def test_all_bad_cells_reported_at_once_and_nothing_written(cli, tmp_path) -> None:
+    spec = _write(
+        tmp_path,
+        """
+    name: bad
+    base: {model: {arch: deeplabv3, backbone: resnet18, width: 8}}
+    grid:
+      model.output_stride: [8, 12, 20]
+      model.rates: [[6, 12], [0]]
+    """,
+    )
+    results = tmp_path / "results"
+    code, out, err = cli("sweep", str(spec), "--results", str(results), "--executor", "local")
+    assert code == 2 and "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("  ")]
+    assert "5 cell(s) would fail; nothing was submitted" in err and len(lines) == 5
+    assert sum("output_stride=12" in ln for ln in lines) == 2 and sum("output_stride=20" in ln for ln in lines) == 2
+    assert sum("model.rates=[0]:" in ln for ln in lines) == 1  # the output_stride=8 cell with bad rates
+    assert not results.exists()
+
+
+def test_missing_data_root_fails_before_submission(cli, tmp_path) -> None:
+    spec = _write(
+        tmp_path,
+        """
+    name: nodata
+    base: {model: {width: 4}, data: {name: camvid, root: /no/such/camvid}}
+    """,
+    )
+    code, _, err = cli("sweep", str(spec), "--results", str(tmp_path / "r"))
+    assert code == 2 and "/no/such/camvid" in err and "nothing was submitted" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_dry_run_prints_cells_and_writes_nothing(cli, tmp_path) -> None:
+    results = tmp_path / "results"
+    code, out, _ = cli("sweep", str(_write(tmp_path, SPEC)), "--dry-run", "--results", str(results))
+    assert code == 0 and "12 cells" in out and "would submit 12 cell(s)" in out and "nothing was written" in out
+    assert out.count("missing") == 12 and not results.exists()
+
+
+def test_status_is_fast_and_torch_free(tmp_path) -> None:
+    spec = _write(tmp_path, SPEC)
+    code = (
+        "import sys, bench.cli as c; c.main(['status', sys.argv[1], '--results', sys.argv[2], '--json']); "
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(spec), str(tmp_path / "r")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("NO-TORCH")
+    data = json.loads(r.stdout[: r.stdout.rindex("}") + 1])
+    assert data["counts"] == {"missing": 12}

@@ -1,0 +1,118 @@
+"""Against a real single-node Slurm cluster (scripts/slurm-up.sh; .ci/run starts it).
+
+A requeued job waits about two minutes before it is eligible again, so these take minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.launch import cell_states
+from bench.sweep import expand, load_sweep
+
+pytestmark = pytest.mark.slurm
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster() -> None:
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "slurm-up.sh")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert shutil.which("sbatch")
+
+
+def _spec(tmp_path: Path, name: str, rates: str, epochs: int) -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(
+        textwrap.dedent(f"""
+    name: {name}
+    base:
+      model: {{arch: aspp_unet, width: 2}}
+      data: {{size: [24, 24], count: 4, batch_size: 2}}
+      train: {{epochs: {epochs}, eval_every: 1000, checkpoint_every: 20}}
+      profile: {{latency: false}}
+    grid:
+      model.rates: {rates}
+    launch: {{executor: slurm, slurm_partition: debug, cpus_per_task: 1, timeout_min: 30, signal_delay_s: 30}}
+    """)
+    )
+    return p
+
+
+def _wait(cells, results: Path, states=("done",), timeout: float = 600) -> list:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = cell_states(cells, results)
+        if all(s.state in states for s in st):
+            return st
+        time.sleep(2)
+    raise AssertionError(f"timed out: {[(s.cell.run_id, s.state, s.detail) for s in cell_states(cells, results)]}")
+
+
+def _job(results: Path, cell) -> dict:
+    return json.loads((results / cell.run_id / "job.json").read_text())
+
+
+def test_four_cells_one_job_array_and_no_resubmission(cli, tmp_path) -> None:
+    spec = _spec(tmp_path, "array4", "[[1], [2], [3], [4]]", epochs=2)
+    results = tmp_path / "results"
+    code, out, err = cli("sweep", str(spec), "--results", str(results))
+    assert code == 0, err
+    assert "submitted 4 of 4" in out
+    cells = expand(load_sweep(spec))
+    ids = [_job(results, c)["job_id"] for c in cells]
+    assert len({i.split("_")[0] for i in ids}) == 1 and sorted(i.split("_")[1] for i in ids) == ["0", "1", "2", "3"]
+    _wait(cells, results)
+    code, out, _ = cli("sweep", str(spec), "--results", str(results))
+    assert code == 0 and "submitted 0 of 4" in out and "4 done" in out
+
+
+def test_preemption_requeues_and_resumes_from_checkpoint(cli, tmp_path) -> None:
+    import submitit
+
+    spec = _spec(tmp_path, "preempt", "[[1]]", epochs=300)
+    results = tmp_path / "results"
+    assert cli("sweep", str(spec), "--results", str(results))[0] == 0
+    (cell,) = expand(load_sweep(spec))
+    run = results / cell.run_id
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / "checkpoint.pt").is_file():
+        time.sleep(1)
+    assert (run / "checkpoint.pt").is_file(), "no periodic checkpoint"
+    job = _job(results, cell)
+    submitit.SlurmJob(folder=job["folder"], job_id=job["job_id"])._interrupt()  # SIGTERM + USR2, as on preemption
+    _wait([cell], results, timeout=540)
+    log = (run / "train.log").read_text()
+    assert "preemption signal: checkpoint saved" in log and "resumed from" in log
+    out = "".join(p.read_text() for p in Path(job["folder"]).glob(f"{job['job_id']}_*_log.out"))
+    assert "SLURM_RESTART_COUNT=1" in out
+    r = json.loads((run / "result.json").read_text())
+    assert r["status"] == "done" and r["train"]["epochs"] == 300
+
+
+def test_cancelled_job_is_failed_and_retry_completes_it(cli, tmp_path) -> None:
+    spec = _spec(tmp_path, "cancel", "[[2]]", epochs=300)
+    results = tmp_path / "results"
+    assert cli("sweep", str(spec), "--results", str(results))[0] == 0
+    (cell,) = expand(load_sweep(spec))
+    run = results / cell.run_id
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / "checkpoint.pt").is_file():
+        time.sleep(1)
+    subprocess.run(["scancel", _job(results, cell)["job_id"]], check=True)
+    (state,) = _wait([cell], results, states=("failed",), timeout=120)
+    code, out, _ = cli("status", str(spec), "--results", str(results))
+    assert "failed" in out
+    code, out, _ = cli("sweep", str(spec), "--results", str(results))
+    assert "submitted 0 of 1" in out  # a failed cell waits for --retry-failed
+    code, out, err = cli("sweep", str(spec), "--results", str(results), "--retry-failed")
+    assert code == 0 and "submitted 1 of 1" in out, err
+    _wait([cell], results, timeout=540)
+    assert "resumed from" in (run / "train.log").read_text()  # from the last periodic checkpoint

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import make_camvid
+
+TINY = [
+    "--set",
+    "model.width=4",
+    "--set",
+    "data.count=16",
+    "--set",
+    "data.size=[32,32]",
+    "--set",
+    "data.batch_size=4",
+    "--set",
+    "profile.latency=false",
+]
+
+
+def test_train_writes_run_folder_and_is_idempotent(cli, tmp_path) -> None:
+    out = tmp_path / "run"
+    code, stdout, err = cli("train", "--out", str(out), "--set", "train.epochs=1", *TINY)
+    assert code == 0, err
+    for f in ("config.yaml", "result.json", "checkpoint.pt", "train.log"):
+        assert (out / f).is_file(), f
+    r = json.loads((out / "result.json").read_text())
+    assert r["status"] == "done" and r["config"]["model"]["num_classes"] == 6
+    assert set(r["metrics"]["iou"]) == {"background", "disk", "square", "triangle", "ring", "cross"}
+    assert r["profile"]["params"] > 0 and r["profile"]["gmacs"] > 0 and r["train"]["images_per_s"] > 0
+    assert "size_iou" in r["metrics"] and r["env"]["torch"]
+    mtime = (out / "result.json").stat().st_mtime_ns
+    code, stdout, _ = cli("train", "--out", str(out), "--set", "train.epochs=1", *TINY)
+    assert code == 0 and "finished" in stdout and (out / "result.json").stat().st_mtime_ns == mtime
+
+
+def test_evaluate_a_checkpoint(cli, tmp_path) -> None:
+    out = tmp_path / "run"
+    assert cli("train", "--out", str(out), "--set", "train.epochs=1", *TINY)[0] == 0
+    code, stdout, err = cli("evaluate", str(out / "checkpoint.pt"), "--set", "data.split=test", "--json")
+    assert code == 0, err
+    r = json.loads(stdout)
+    assert r["data"]["split"] == "test" and 0 <= r["metrics"]["miou"] <= 1
+    code, _, err = cli("evaluate", str(out / "checkpoint.pt"), "--set", "model.width=8")
+    assert code == 2 and "data.* overrides only" in err
+
+
+def test_missing_data_fails_before_training(cli, tmp_path) -> None:
+    out = tmp_path / "run"
+    code, _, err = cli("train", "--out", str(out), "--set", "data.name=camvid", "--set", "data.root=/no/such/camvid")
+    assert code == 2 and "/no/such/camvid" in err and "SegNet" in err and "Traceback" not in err
+    assert not (out / "result.json").exists() and not (out / "checkpoint.pt").exists()
+
+
+def test_train_on_camvid_fixture(cli, tmp_path) -> None:
+    root = make_camvid(tmp_path / "camvid")
+    out = tmp_path / "run"
+    code, _, err = cli(
+        "train",
+        "--out",
+        str(out),
+        "--set",
+        "data.name=camvid",
+        "--set",
+        f"data.root={root}",
+        "--set",
+        "data.size=[24,32]",
+        "--set",
+        "data.batch_size=2",
+        "--set",
+        "model.width=4",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "profile.latency=false",
+        "--set",
+        "loss.name=weighted_ce",
+    )
+    assert code == 0, err
+    r = json.loads((out / "result.json").read_text())
+    assert r["config"]["loss"]["ignore_index"] == 11 and r["config"]["model"]["num_classes"] == 11
+    assert "Void" not in r["metrics"]["iou"]
+
+
+def test_sigkill_then_same_command_resumes_and_ends_with_one_result(tmp_path) -> None:
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.cli",
+        "train",
+        "--out",
+        str(out),
+        "--set",
+        "train.epochs=400",
+        "--set",
+        "train.eval_every=1000",
+        "--set",
+        "train.checkpoint_every=5",
+        *TINY,
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    ckpt = out / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not ckpt.is_file():
+        time.sleep(0.2)
+    assert ckpt.is_file(), "no checkpoint within 120 s"
+    time.sleep(0.3)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (out / "result.json").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = (out / "train.log").read_text()
+    assert "resumed from" in log
+    r = json.loads((out / "result.json").read_text())
+    assert r["status"] == "done" and r["train"]["epochs"] == 400 and r["train"]["iterations"] == 1600
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",
+        "checkpoint.pt",
+        "config.yaml",
+        "result.json",
+        "train.log",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sets", "fragment"),
+    [
+        (["train.amp=fp16"], "train.amp=fp16 needs CUDA"),
+        (["loss.name=dicee"], "unknown loss 'dicee'"),
+        (["optim.name=rmsprop"], "optim.name='rmsprop'"),
+        (["model.num_classes=3"], "model.num_classes=3: dataset 'synthetic' has 6 classes"),
+    ],
+)
+def test_train_bad_input(cli, tmp_path, sets: list[str], fragment: str) -> None:
+    args = [a for s in sets for a in ("--set", s)]
+    code, _, err = cli("train", "--out", str(tmp_path / "r"), *args, *TINY)
+    assert code == 2 and fragment in err and "Traceback" not in err
+    assert not (Path(tmp_path / "r") / "result.json").exists()
