@@ -27,6 +27,7 @@ from bench.sweep import Cell, LaunchConfig, Sweep
 __all__ = ["CellState", "RunJob", "cell_states", "check_cells", "submit"]
 
 JOB = "job.json"
+ERROR = "error.txt"
 
 
 # --------------------------------------------------------------------------- checks
@@ -124,6 +125,28 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
         return submitit.helpers.DelayedSubmission(RunJob(self.threads), cfg_json, out_dir)
 
 
+class RunChain:
+    """Local executor: runs its share of the cells one after the other, so that at most
+    `array_parallelism` cells train at once on a workstation (and their latencies are not
+    measured under a pile-up of every cell). A failing cell is recorded and the chain goes on."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+
+    def __call__(self, items: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
+        import traceback
+
+        out = []
+        for cfg_json, out_dir in items:
+            try:
+                out.append(RunJob(self.threads)(cfg_json, out_dir))
+            except Exception as e:
+                last = traceback.format_exception_only(type(e), e)[-1].strip()
+                (Path(out_dir) / ERROR).write_text(last[:1000] + "\n")
+                out.append({"status": "failed", "error": last, "out": out_dir})
+        return out
+
+
 # --------------------------------------------------------------------------- states
 
 
@@ -216,9 +239,11 @@ def cell_states(cells: Sequence[Cell], results: Path) -> list[CellState]:
                 out.append(CellState(c, "running", f"slurm job {job['job_id']} {s}"))
             else:
                 out.append(CellState(c, "failed", _last_error(job)))
+        elif (run / ERROR).is_file():
+            out.append(CellState(c, "failed", (run / ERROR).read_text().strip()[:300]))
         elif job["executor"] == "local":
-            if _pid_alive(int(job["job_id"])):
-                out.append(CellState(c, "running", f"pid {job['job_id']}"))
+            if _pid_alive(int(job["job_id"])):  # its chain is alive and has not reached it yet
+                out.append(CellState(c, "queued", f"local chain pid {job['job_id']}"))
             else:
                 out.append(CellState(c, "failed", _last_error(job)))
         else:  # inline runs finish (or fail) in the launching process
@@ -236,13 +261,12 @@ def _executor(launch: LaunchConfig, folder: Path, executor: str) -> Any:
         ex = submitit.LocalExecutor(folder=str(folder))
         ex.update_parameters(timeout_min=launch.timeout_min)
         return ex
-    ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+    ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm", slurm_max_num_timeout=launch.max_num_timeout)
     params: dict[str, Any] = {
         "timeout_min": launch.timeout_min,
         "cpus_per_task": launch.cpus_per_task,
         "slurm_array_parallelism": launch.array_parallelism,
         "slurm_signal_delay_s": launch.signal_delay_s,
-        "slurm_max_num_timeout": launch.max_num_timeout,
     }
     if launch.gpus_per_node:
         params["gpus_per_node"] = launch.gpus_per_node
@@ -291,7 +315,7 @@ def submit(
         run = results / c.run_id
         run.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        for name in (RESULT, JOB):
+        for name in (RESULT, JOB, ERROR):
             if (run / name).is_file():
                 (run / name).rename(run / f"{name}.{stamp}.old")
         if retry_failed and (run / CHECKPOINT).is_file() and _was_diverged(run, stamp):
@@ -315,7 +339,16 @@ def submit(
     folder = results / ".submitit"
     ex = _executor(sweep.launch, folder, executor)
     ex.update_parameters(name=f"aspp-{sweep.name}")
-    jobs = ex.map_array(job_fn, cfgs, outs)  # one job array on Slurm
+    if executor == "local":
+        k = min(sweep.launch.array_parallelism, len(todo))
+        chains = [list(zip(cfgs[i::k], outs[i::k], strict=True)) for i in range(k)]
+        chain_jobs = ex.map_array(RunChain(threads=sweep.launch.cpus_per_task), chains)
+        jobs = [None] * len(todo)
+        for i, job in enumerate(chain_jobs):
+            for j in range(i, len(todo), k):
+                jobs[j] = job
+    else:
+        jobs = ex.map_array(job_fn, cfgs, outs)  # one job array on Slurm
     for c, job in zip(todo, jobs, strict=True):
         write_json(
             results / c.run_id / JOB,

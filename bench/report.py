@@ -32,16 +32,29 @@ def _axes(df: Any, manifest: dict[str, Any]) -> list[str]:
     return [c for c in cfg if df[c].astype(str).nunique() > 1]
 
 
+def _short(axis: str) -> str:
+    return axis[len("model.") :] if axis.startswith("model.") else axis
+
+
+def _value(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)) or str(v) in ("nan", "None"):
+        return "-"
+    return str(v)
+
+
 def _label(row: Any, axes: list[str]) -> str:
-    return ", ".join(f"{a.split('.', 1)[1]}={row[a]}" for a in axes) if axes else "all runs"
+    return ", ".join(f"{_short(a)}={_value(row[a])}" for a in axes) if axes else "all runs"
 
 
 def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
-    """One row per cell of the varying axes: mean/std/n per metric, delta and p vs the baseline."""
+    """One row per cell of the varying axes (in the sweep's order): mean/std/n per metric,
+    delta and p vs the baseline."""
     import pandas as pd
     from scipy import stats
 
     done = df[df["status"] == "done"].copy()
+    if "_order" in done.columns:
+        done = done.sort_values("_order", kind="stable")
     if done.empty:
         raise UserError("no finished runs to report")
     done["miou"] = done["miou"] * 100
@@ -106,8 +119,8 @@ def _cells(t: Any, bold: tuple[str, str], fmt_std: str = " ± ") -> list[list[st
             best[col] = np.nanmax(vals) if hb else np.nanmin(vals)
     rows = []
     digits = {"miou": 2, "pixel_acc": 2, "params_m": 3, "gmacs": 3, "fps_bs1": 1}
-    for _, r in t.iterrows():
-        out = [r["cell"] + (" (baseline)" if r["is_baseline"] else ""), str(r["n"])]
+    for i, (_, r) in enumerate(t.iterrows(), 1):
+        out = [str(i), r["cell"] + (" (baseline)" if r["is_baseline"] else ""), str(r["n"])]
         for col in HIGHER_BETTER:
             s = _fmt(r[col], r.get(f"{col}_std"), digits[col]).replace(" ± ", fmt_std)
             if col in best and r[col] == best[col]:
@@ -119,7 +132,7 @@ def _cells(t: Any, bold: tuple[str, str], fmt_std: str = " ± ") -> list[list[st
     return rows
 
 
-HEADER = ["cell", "seeds", *LABELS.values(), "Δ mIoU"]
+HEADER = ["#", "cell", "seeds", *LABELS.values(), "Δ mIoU"]
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -189,7 +202,8 @@ def _per_class(df: Any, axes: list[str]) -> Any:
     cols = [c for c in done.columns if c.startswith("iou.")]
     if not cols:
         return None
-    g = done.assign(cell=done.apply(lambda r: _label(r, axes), axis=1)).groupby("cell", sort=False)[cols].mean() * 100
+    cells = done.apply(lambda r: _label(r, axes), axis=1)
+    g = done.assign(cell=cells).groupby("cell", sort=False)[cols].mean() * 100
     g.columns = [c[4:] for c in cols]
     return g
 
@@ -228,21 +242,23 @@ def _figures(t: Any, df: Any, axes: list[str], out: Path) -> list[Path]:
         if x.isna().all():
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
-        sns.scatterplot(x=x, y=t["miou"], hue=t["cell"], s=70, ax=ax, legend=len(t) <= 12)
+        sns.scatterplot(x=x, y=t["miou"], s=60, ax=ax, color="#4c72b0")
         ax.errorbar(x, t["miou"], yerr=t["miou_std"].fillna(0), fmt="none", ecolor="gray", alpha=0.6)
+        for i, (xi, yi) in enumerate(zip(x, t["miou"], strict=True), 1):  # numbers = the table's '#' column
+            ax.annotate(str(i), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
         pts = list(zip(x.tolist(), t["miou"].tolist(), strict=True))
         front = _pareto(pts)
         fx, fy = zip(*[pts[i] for i in front], strict=True)
         ax.plot(fx, fy, "--", color="black", lw=1, label="Pareto front")
         ax.set_xlabel(label)
-        ax.set_ylabel("mIoU (%)")
-        if len(t) <= 12:
-            ax.legend(fontsize=6, loc="best")
+        ax.set_ylabel("mIoU (%) (numbers: rows of the main table)")
+        ax.legend(fontsize=7, loc="best")
         save(fig, f"miou_vs_{cost}")
 
     pc = _per_class(df, axes)
     if pc is not None:
-        fig, ax = plt.subplots(figsize=(max(6, 0.6 * pc.shape[1]), max(3, 0.35 * pc.shape[0] + 1)))
+        longest = max(len(str(i)) for i in pc.index)
+        fig, ax = plt.subplots(figsize=(max(6, 0.6 * pc.shape[1]) + 0.07 * longest, max(3, 0.35 * pc.shape[0] + 1)))
         sns.heatmap(pc, annot=True, fmt=".0f", cmap="viridis", vmin=0, vmax=100, ax=ax, cbar_kws={"label": "IoU (%)"})
         ax.set_xlabel("class")
         ax.set_ylabel("")
@@ -254,7 +270,7 @@ def _figures(t: Any, df: Any, axes: list[str], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         sns.barplot(data=done, x=axis, y="miou", errorbar="sd", ax=ax, color="#4c72b0")
         sns.stripplot(data=done, x=axis, y="miou", ax=ax, color="black", size=3)
-        ax.set_ylabel("mIoU (%), mean ± sd over seeds")
+        ax.set_ylabel("mIoU (%): mean ± sd of all runs\nwith this value (other axes pooled)")
         ax.tick_params(axis="x", rotation=20)
         save(fig, f"miou_by_{axis.replace('.', '_')}")
     return made
@@ -273,6 +289,9 @@ def build_report(results: str | Path, out: str | Path, *, formats: tuple[str, ..
     if df.empty:
         raise UserError(f"{res}: no finished runs (skipped {len(skipped)} folder(s))")
     manifest = read_manifest(res)
+    order = {rid: i for i, rid in enumerate(manifest.get("cells", {}))}
+    df["_order"] = [order.get(r, len(order)) for r in df["run_id"]]
+    df = df.sort_values("_order", kind="stable")
     axes = _axes(df, manifest)
     t = main_table(df, axes, baseline)
     outdir = Path(out)

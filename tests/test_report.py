@@ -80,7 +80,7 @@ def test_report_tables_figures_and_latex(cli, results: Path, tmp_path) -> None:
     code, stdout, err = cli("report", str(results), "--out", str(out), "--format", "md,tex,png")
     assert code == 0, err
     md = (out / "README.md").read_text()
-    assert "| cell | seeds | mIoU (%)" in md and "arch=unet (baseline)" in md and "**" in md
+    assert "| # | cell | seeds | mIoU (%)" in md and "arch=unet (baseline)" in md and "**" in md
     assert "Paper vs measured (asppunet_table1)" in md and "60.60" in md  # UNet's published mIoU
     assert "## Per-class IoU" in md
     for stem in ("miou_vs_gmacs", "miou_vs_latency_ms", "per_class_iou", "miou_by_model_arch"):

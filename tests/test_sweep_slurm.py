@@ -36,7 +36,7 @@ def _spec(tmp_path: Path, name: str, rates: str, epochs: int) -> Path:
     base:
       model: {{arch: aspp_unet, width: 2}}
       data: {{size: [24, 24], count: 4, batch_size: 2}}
-      train: {{epochs: {epochs}, eval_every: 1000, checkpoint_every: 20}}
+      train: {{epochs: {epochs}, eval_every: 100000, checkpoint_every: 50}}
       profile: {{latency: false}}
     grid:
       model.rates: {rates}
@@ -77,7 +77,7 @@ def test_four_cells_one_job_array_and_no_resubmission(cli, tmp_path) -> None:
 def test_preemption_requeues_and_resumes_from_checkpoint(cli, tmp_path) -> None:
     import submitit
 
-    spec = _spec(tmp_path, "preempt", "[[1]]", epochs=300)
+    spec = _spec(tmp_path, "preempt", "[[1]]", epochs=2000)
     results = tmp_path / "results"
     assert cli("sweep", str(spec), "--results", str(results))[0] == 0
     (cell,) = expand(load_sweep(spec))
@@ -94,11 +94,11 @@ def test_preemption_requeues_and_resumes_from_checkpoint(cli, tmp_path) -> None:
     out = "".join(p.read_text() for p in Path(job["folder"]).glob(f"{job['job_id']}_*_log.out"))
     assert "SLURM_RESTART_COUNT=1" in out
     r = json.loads((run / "result.json").read_text())
-    assert r["status"] == "done" and r["train"]["epochs"] == 300
+    assert r["status"] == "done" and r["train"]["epochs"] == 2000
 
 
 def test_cancelled_job_is_failed_and_retry_completes_it(cli, tmp_path) -> None:
-    spec = _spec(tmp_path, "cancel", "[[2]]", epochs=300)
+    spec = _spec(tmp_path, "cancel", "[[2]]", epochs=2000)
     results = tmp_path / "results"
     assert cli("sweep", str(spec), "--results", str(results))[0] == 0
     (cell,) = expand(load_sweep(spec))
