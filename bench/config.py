@@ -189,22 +189,27 @@ def validate(data: dict[str, Any], *, source: str) -> RunConfig:
         raise UserError(f"{source}: " + "; ".join(lines)) from None
 
 
+def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; every problem is a UserError naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: {what} file not found")
+    try:
+        loaded = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{p}: not valid YAML ({e})") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"{p}: expected a mapping at the top of the {what} file, got {type(loaded).__name__}")
+    return loaded
+
+
 def load_run_config(path: str | Path | None = None, sets: list[str] | None = None) -> RunConfig:
     """Defaults <- YAML file (if any) <- --set overrides, validated."""
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        p = Path(path)
-        source = str(p)
-        if not p.is_file():
-            raise UserError(f"{p}: config file not found")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"{p}: not valid YAML ({e})") from None
-        if not isinstance(loaded, dict):
-            raise UserError(f"{p}: expected a mapping of sections (model:, data:, ...), got {type(loaded).__name__}")
-        data = apply_overrides({}, _flatten(loaded), source=str(p))
+        source = str(path)
+        data = apply_overrides({}, _flatten(read_yaml_mapping(path, "config")), source=source)
     overrides = dict(parse_set(s) for s in sets or [])
     data = apply_overrides(data, overrides)
     return validate(data, source=source if not overrides else f"{source} + --set")

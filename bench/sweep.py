@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bench.config import RunConfig, _fields, _flatten, apply_overrides, validate
+from bench.config import RunConfig, _fields, _flatten, apply_overrides, read_yaml_mapping, validate
 from bench.errors import UserError, did_you_mean
 
 __all__ = ["Cell", "LaunchConfig", "Sweep", "expand", "load_sweep", "run_id"]
@@ -91,14 +90,7 @@ def _norm(v: Any) -> Any:
 
 def load_sweep(path: str | Path) -> Sweep:
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: sweep file not found")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: not valid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{p}: expected a mapping with name, base, grid, ...")
+    data = read_yaml_mapping(p, "sweep")
     try:
         sweep = Sweep.model_validate(data)
     except ValidationError as e:
