@@ -154,11 +154,14 @@ def _cell_label(varying: dict) -> str:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from bench.launch import cell_states, check_cells, submit
+    from bench.launch import cell_problems, cell_states, check_cells, submit
 
     sweep, cells, results = _sweep_setup(args)
     executor = args.executor or sweep.launch.executor
     if args.dry_run:
+        model_errors, data_errors = cell_problems(cells, source=str(args.sweep))
+        if model_errors:
+            raise UserError(f"{len(model_errors)} cell(s) would fail; nothing was written:\n  " + "\n  ".join(model_errors))
         states = {s.cell.run_id: s for s in cell_states(cells, results)}
         todo = [
             c
@@ -171,6 +174,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             print(f"  {c.run_id}  {states[c.run_id].state:<8}  {_cell_label(c.varying)}")
         array = " as one Slurm job array" if executor == "slurm" and todo else ""
         print(f"would submit {len(todo)} cell(s) with the {executor} executor{array}; nothing was written")
+        print(f"models: all {len(cells)} built on the meta device")
+        if data_errors:
+            print(f"data: {sum(map(len, data_errors.values()))} cell(s) lack their data; a real submission stops there with exit 2:")
+            for problem, cs in data_errors.items():
+                print(f"  cells {', '.join(str(c.index) for c in cs)}: {problem}")
         return 0
     check_cells(cells, source=str(args.sweep))
     submitted, skipped = submit(sweep, cells, results, executor=executor, retry_failed=args.retry_failed)

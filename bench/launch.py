@@ -24,7 +24,7 @@ from bench.errors import UserError
 from bench.store import CHECKPOINT, RESULT, is_locked, write_json
 from bench.sweep import Cell, LaunchConfig, Sweep
 
-__all__ = ["CellState", "RunJob", "cell_states", "check_cells", "submit"]
+__all__ = ["CellState", "RunJob", "cell_problems", "cell_states", "check_cells", "submit"]
 
 JOB = "job.json"
 ERROR = "error.txt"
@@ -33,15 +33,17 @@ ERROR = "error.txt"
 # --------------------------------------------------------------------------- checks
 
 
-def check_cells(cells: Sequence[Cell], *, source: str) -> None:
-    """Build every cell's model on the meta device and check data roots; report all at once."""
+def cell_problems(cells: Sequence[Cell], *, source: str) -> tuple[list[str], dict[str, list[Cell]]]:
+    """(model problems, {data problem: the cells it stops}): each model is built on the meta
+    device (no memory, no weights), each distinct data root is checked once."""
     import torch
 
     import bench.data  # noqa: F401  (registers the datasets)
     from bench.models import build_model
     from bench.registry import datasets
 
-    errors = []
+    model_errors: list[str] = []
+    data_errors: dict[str, list[Cell]] = {}
     checked_roots: dict[tuple[str, str | None, str], str | None] = {}
     for c in cells:
         label = f"{source}: cell {c.index} ({c.run_id}: " + ", ".join(f"{k}={v}" for k, v in c.varying.items()) + ")"
@@ -50,13 +52,23 @@ def check_cells(cells: Sequence[Cell], *, source: str) -> None:
             with torch.device("meta"):
                 build_model(m.arch, **m.knobs())
         except UserError as e:
-            errors.append(f"{label}: {e}")
+            model_errors.append(f"{label}: {e}")
         d = c.config.data
         key = (d.name, d.root, d.split)
         if key not in checked_roots:
             checked_roots[key] = _data_problem(d, datasets)
-        if checked_roots[key]:
-            errors.append(f"{label}: {checked_roots[key]}")
+        problem = checked_roots[key]
+        if problem:
+            data_errors.setdefault(problem, []).append(c)
+    return model_errors, data_errors
+
+
+def check_cells(cells: Sequence[Cell], *, source: str) -> None:
+    """Build every cell's model on the meta device and check data roots; report all at once."""
+    model_errors, data_errors = cell_problems(cells, source=source)
+    errors = model_errors + [
+        f"{source}: cells {', '.join(str(c.index) for c in cs)}: {problem}" for problem, cs in data_errors.items()
+    ]
     if errors:
         raise UserError(f"{len(errors)} cell(s) would fail; nothing was submitted:\n  " + "\n  ".join(errors))
 

@@ -144,3 +144,37 @@ def test_status_is_fast_and_torch_free(tmp_path) -> None:
     assert r.stdout.strip().endswith("NO-TORCH")
     data = json.loads(r.stdout[: r.stdout.rindex("}") + 1])
     assert data["counts"] == {"missing": 12}
+
+
+def test_dry_run_builds_every_model_and_names_the_bad_cells(cli, tmp_path) -> None:
+    spec = _write(
+        tmp_path,
+        """
+    name: badmodel
+    base: {model: {backbone: mobilenet_v3_small, width: 8, skip: true}}
+    grid:
+      model.arch: [deeplabv3plus, deeplabv3, dual_aspp]
+    """,
+    )
+    results = tmp_path / "results"
+    code, out, err = cli("sweep", str(spec), "--dry-run", "--results", str(results))
+    assert code == 2 and "Traceback" not in err and not results.exists()
+    bad = [ln for ln in err.splitlines() if ln.startswith("  ")]
+    assert len(bad) == 1 and "cell 1 " in bad[0] and "'deeplabv3' has no knob 'skip'" in bad[0], err
+
+
+def test_dry_run_reports_missing_data_without_failing(cli, tmp_path) -> None:
+    spec = _write(
+        tmp_path,
+        """
+    name: nodata
+    base: {model: {width: 4}, data: {name: camvid, root: /no/such/camvid}}
+    grid:
+      model.arch: [unet, aspp_unet]
+    """,
+    )
+    code, out, err = cli("sweep", str(spec), "--dry-run", "--results", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "models: all 2 built on the meta device" in out
+    assert "data: 2 cell(s) lack their data" in out and "cells 0, 1: " in out and "/no/such/camvid" in out
+    assert not (tmp_path / "r").exists()
