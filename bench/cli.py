@@ -161,7 +161,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         model_errors, data_errors = cell_problems(cells, source=str(args.sweep))
         if model_errors:
-            raise UserError(f"{len(model_errors)} cell(s) would fail; nothing was written:\n  " + "\n  ".join(model_errors))
+            listing = "\n  ".join(model_errors)
+            raise UserError(f"{len(model_errors)} cell(s) would fail; nothing was written:\n  {listing}")
         states = {s.cell.run_id: s for s in cell_states(cells, results)}
         todo = [
             c
@@ -176,7 +177,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"would submit {len(todo)} cell(s) with the {executor} executor{array}; nothing was written")
         print(f"models: all {len(cells)} built on the meta device")
         if data_errors:
-            print(f"data: {sum(map(len, data_errors.values()))} cell(s) lack their data; a real submission stops there with exit 2:")
+            n = sum(map(len, data_errors.values()))
+            print(f"data: {n} cell(s) lack their data; a real submission stops there with exit 2:")
             for problem, cs in data_errors.items():
                 print(f"  cells {', '.join(str(c.index) for c in cs)}: {problem}")
         return 0
@@ -295,12 +297,17 @@ def _cmd_regress(args: argparse.Namespace) -> int:
     from bench.regress import load_table, regress
 
     passed, table, _ = regress(
-        load_table(args.baseline), load_table(args.current), miou_tol=args.miou_tol, speed_tol=args.speed_tol
+        load_table(args.baseline),
+        load_table(args.current),
+        miou_tol=args.miou_tol,
+        speed_tol=args.speed_tol,
+        pool_seeds=args.pool_seeds,
     )
     print(table)
     print(
         f"\n{'PASS' if passed else 'FAIL'}: mIoU tolerance {args.miou_tol} points, latency tolerance "
         f"x{1 + args.speed_tol:.2f} (only between equal environments)"
+        + ("; seeds pooled (means compared)" if args.pool_seeds else "")
     )
     return 0 if passed else 1
 
@@ -386,6 +393,11 @@ def _parser() -> argparse.ArgumentParser:
     rg.add_argument("current", help="results folder or collected table (.parquet/.csv)")
     rg.add_argument("--miou-tol", type=float, default=1.0, help="allowed mIoU drop in points (default 1.0)")
     rg.add_argument("--speed-tol", type=float, default=0.2, help="allowed latency increase as a fraction (0.2)")
+    rg.add_argument(
+        "--pool-seeds",
+        action="store_true",
+        help="average the seeds of each configuration and compare the means (a gate across machines)",
+    )
     rg.set_defaults(func=_cmd_regress)
     return p
 

@@ -43,12 +43,41 @@ def _config_key(row: Any, cols: list[str]) -> tuple:
     return tuple(str(row[c]) for c in cols)
 
 
-def regress(baseline: Any, current: Any, *, miou_tol: float = 1.0, speed_tol: float = 0.2) -> tuple[bool, str, list]:
-    """(passed, markdown table, per-cell records)."""
+def _pool_seeds(df: Any, cfg_cols: list[str]) -> Any:
+    """One row per configuration: mIoU and latency averaged over its seeds (n_seeds, miou_std);
+    the row's run_id names the configuration by the keys that vary in the table."""
+    keys = [c for c in cfg_cols if c != "train.seed"]
+    varying = [c for c in keys if df[c].astype(str).nunique() > 1]
+    rows = []
+    for _, g in df.groupby(df[keys].astype(str).apply(tuple, axis=1), sort=False):
+        row = g.iloc[0].copy()
+        row["miou"] = g["miou"].mean()
+        row["miou_std"] = g["miou"].std(ddof=1) if len(g) > 1 else float("nan")
+        row["n_seeds"] = len(g)
+        if "latency_ms_p50" in g:
+            row["latency_ms_p50"] = g["latency_ms_p50"].median()
+        fps = g["env_fingerprint"].unique() if "env_fingerprint" in g else []
+        row["env_fingerprint"] = fps[0] if len(fps) == 1 else None
+        row["run_id"] = ", ".join(f"{c.split('.', 1)[-1]}={row[c]}" for c in varying) or "all"
+        rows.append(row)
+    import pandas as pd
+
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
+def regress(
+    baseline: Any, current: Any, *, miou_tol: float = 1.0, speed_tol: float = 0.2, pool_seeds: bool = False
+) -> tuple[bool, str, list]:
+    """(passed, markdown table, per-cell records). With `pool_seeds`, cells that differ only in
+    their seed are averaged first and the means are compared: per-seed mIoU of a short run moves
+    by more than a point between machines, the mean over seeds much less."""
     if miou_tol < 0 or speed_tol < 0:
         raise UserError("--miou-tol and --speed-tol must be non-negative")
     cfg_cols = [c for c in baseline.columns if c.split(".")[0] in ("model", "data", "loss", "optim", "train")
                 and c in current.columns and not any(c.startswith(s) for s in IDENTITY_SKIP)]  # fmt: skip
+    if pool_seeds:
+        baseline, current = _pool_seeds(baseline, cfg_cols), _pool_seeds(current, cfg_cols)
+        cfg_cols = [c for c in cfg_cols if c != "train.seed"]
     cur_by_id = {r["run_id"]: r for _, r in current.iterrows()}
     cur_by_cfg = {_config_key(r, cfg_cols): r for _, r in current.iterrows()}
     records = []
@@ -58,6 +87,8 @@ def regress(baseline: Any, current: Any, *, miou_tol: float = 1.0, speed_tol: fl
         if c is None:
             c = cur_by_cfg.get(_config_key(b, cfg_cols))
             matched = "config"
+        if pool_seeds and c is not None:
+            matched = f"config ({b['n_seeds']} vs {c['n_seeds']} seeds)"
         rec: dict[str, Any] = {"run_id": b["run_id"], "matched": matched if c is not None else "missing"}
         fails = []
         if c is None:
@@ -80,7 +111,8 @@ def regress(baseline: Any, current: Any, *, miou_tol: float = 1.0, speed_tol: fl
                     fails.append(f"latency x{ratio:.2f} (tolerance x{1 + speed_tol:.2f})")
         rec["verdict"] = "FAIL: " + "; ".join(fails) if fails else "ok"
         records.append(rec)
-    lines = ["| run_id | matched by | baseline mIoU | current mIoU | Δ points | speed | verdict |",
+    first = "configuration" if pool_seeds else "run_id"
+    lines = [f"| {first} | matched by | baseline mIoU | current mIoU | Δ points | speed | verdict |",
              "|---|---|---:|---:|---:|---|---|"]  # fmt: skip
     for r in records:
         lines.append(f"| {r['run_id']} | {r['matched']} | {r.get('miou_base', math.nan):.2f} | "

@@ -165,3 +165,29 @@ def test_status_reads_results(cli, results: Path, tmp_path) -> None:
     spec.write_text(textwrap.dedent(SPEC))
     code, out, _ = cli("status", str(spec), "--results", str(results), "--json")
     assert code == 0 and json.loads(out)["counts"] == {"done": 4}
+
+
+def test_regress_pooled_over_seeds(cli, results: Path, tmp_path) -> None:
+    df = _table(cli, results, tmp_path / "base.parquet")
+    code, out, _ = cli("regress", str(tmp_path / "base.parquet"), str(results), "--pool-seeds")
+    # two configurations (unet, aspp_unet) x two seeds -> two rows, each matched with 2 vs 2 seeds
+    assert code == 0 and "| configuration |" in out and out.count("(2 vs 2 seeds)") == 2, out
+    assert "arch=unet" in out and "arch=aspp_unet" in out and "seeds pooled" in out
+    # one seed 3 points worse and the other 1 point better: the mean drops 1 point, within a 1.5 tolerance,
+    # while the per-cell check fails on the worse seed
+    mixed = df.copy()
+    rows = mixed.index[mixed["model.arch"] == "unet"]
+    mixed.loc[rows[0], "miou"] -= 0.03
+    mixed.loc[rows[1], "miou"] += 0.01
+    mixed.to_parquet(tmp_path / "mixed.parquet")
+    assert cli("regress", str(tmp_path / "base.parquet"), str(tmp_path / "mixed.parquet"), "--miou-tol", "1.5")[0] == 1
+    code, out, _ = cli(
+        "regress", str(tmp_path / "base.parquet"), str(tmp_path / "mixed.parquet"), "--miou-tol", "1.5", "--pool-seeds"
+    )
+    assert code == 0 and "-1.00" in out, out
+    mixed.loc[rows[1], "miou"] -= 0.02  # now the mean drops 2 points
+    mixed.to_parquet(tmp_path / "mixed.parquet")
+    code, out, _ = cli(
+        "regress", str(tmp_path / "base.parquet"), str(tmp_path / "mixed.parquet"), "--miou-tol", "1.5", "--pool-seeds"
+    )
+    assert code == 1 and "FAIL: mIoU -2.00 points" in out, out
