@@ -40,6 +40,7 @@ def cell_problems(cells: Sequence[Cell], *, source: str) -> tuple[list[str], dic
 
     import bench.data  # noqa: F401  (registers the datasets)
     from bench.models import build_model
+    from bench.models.backbones import weights_check_only
     from bench.registry import datasets
 
     model_errors: list[str] = []
@@ -49,7 +50,7 @@ def cell_problems(cells: Sequence[Cell], *, source: str) -> tuple[list[str], dic
         label = f"{source}: cell {c.index} ({c.run_id}: " + ", ".join(f"{k}={v}" for k, v in c.varying.items()) + ")"
         m = c.config.model
         try:
-            with torch.device("meta"):
+            with torch.device("meta"), weights_check_only():
                 build_model(m.arch, **m.knobs())
         except UserError as e:
             model_errors.append(f"{label}: {e}")
@@ -310,13 +311,13 @@ def submit(
         else:
             skipped.append(s)
     from bench.store import MANIFEST
-    from bench.sweep import varying_keys
+    from bench.sweep import references, varying_keys
 
     write_json(
         results / MANIFEST,
         {
             "name": sweep.name,
-            "reference": sweep.reference,
+            "reference": references(sweep),
             "varying": [k for k in varying_keys(list(cells)) if k != "train.seed"],
             "cells": {c.run_id: c.varying for c in cells},
         },

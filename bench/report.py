@@ -309,12 +309,12 @@ def build_report(results: str | Path, out: str | Path, *, formats: tuple[str, ..
                 f"median latency on {device}.",
                 "", _markdown(HEADER, md_rows), ""]  # fmt: skip
     tex_parts = [("main", _latex(HEADER, _cells(t, ("**", "**")), f"{name}: mean ± std over seeds"))]
-    ref_name = manifest.get("reference")
-    if ref_name:
+    refs = manifest.get("reference") or []
+    for ref_name in [refs] if isinstance(refs, str) else refs:
         pvm = _paper_vs_measured(t, reference_table(ref_name), axes)
         if pvm:
             sections += [f"## Paper vs measured ({ref_name})", "", _markdown(*pvm), ""]
-            tex_parts.append(("paper_vs_measured", _latex(*pvm, f"{name}: paper ({ref_name}) vs measured")))
+            tex_parts.append((f"paper_vs_{ref_name}", _latex(*pvm, f"{name}: paper ({ref_name}) vs measured")))
     pc = _per_class(df, axes)
     if pc is not None:
         header = ["cell", *pc.columns]

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bench.config import RunConfig, _fields, _flatten, apply_overrides, read_yaml_mapping, validate
 from bench.errors import UserError, did_you_mean
 
-__all__ = ["Cell", "LaunchConfig", "Sweep", "expand", "load_sweep", "run_id"]
+__all__ = ["Cell", "LaunchConfig", "Sweep", "expand", "load_sweep", "references", "run_id"]
 
 
 class LaunchConfig(BaseModel):
@@ -52,7 +52,7 @@ class Sweep(BaseModel):
     exclude: list[dict[str, Any]] = []
     seeds: list[int] = [0]
     launch: LaunchConfig = LaunchConfig()
-    reference: str | None = None
+    reference: str | list[str] | None = None
     description: str | None = None
 
 
@@ -106,7 +106,23 @@ def load_sweep(path: str | Path) -> Sweep:
             else:
                 msgs.append(f"{key}={err.get('input')!r}: {err['msg']}")
         raise UserError(f"{p}: " + "; ".join(msgs)) from None
+    from bench.references import names as reference_names
+
+    known = reference_names()
+    for ref in references(sweep):
+        if ref not in known:
+            raise UserError(
+                f"{p}: reference '{ref}' is not a published table{did_you_mean(ref, known)}; "
+                f"allowed: {', '.join(known)} (bench/references/*.csv)"
+            )
     return sweep
+
+
+def references(sweep: Sweep) -> list[str]:
+    """The paper tables a sweep names (none, one, or several)."""
+    if sweep.reference is None:
+        return []
+    return [sweep.reference] if isinstance(sweep.reference, str) else list(sweep.reference)
 
 
 def _check_keys(sweep: Sweep, source: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 SPEC = """
 name: tiny_report
-reference: asppunet_table1
+reference: [asppunet_table1, asppunet_table2]
 base:
   model: {width: 2}
   data: {size: [24, 32], count: 4, batch_size: 2}
@@ -82,6 +82,8 @@ def test_report_tables_figures_and_latex(cli, results: Path, tmp_path) -> None:
     md = (out / "README.md").read_text()
     assert "| # | cell | seeds | mIoU (%)" in md and "arch=unet (baseline)" in md and "**" in md
     assert "Paper vs measured (asppunet_table1)" in md and "60.60" in md  # UNet's published mIoU
+    assert "Paper vs measured (asppunet_table2)" in md and "68.70" in md  # AsppUNet's
+    assert (out / "paper_vs_asppunet_table1.tex").is_file() and (out / "paper_vs_asppunet_table2.tex").is_file()
     assert "## Per-class IoU" in md
     for stem in ("miou_vs_gmacs", "miou_vs_latency_ms", "per_class_iou", "miou_by_model_arch"):
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.pdf").is_file(), stem

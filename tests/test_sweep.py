@@ -178,3 +178,31 @@ def test_dry_run_reports_missing_data_without_failing(cli, tmp_path) -> None:
     assert "models: all 2 built on the meta device" in out
     assert "data: 2 cell(s) lack their data" in out and "cells 0, 1: " in out and "/no/such/camvid" in out
     assert not (tmp_path / "r").exists()
+
+
+def test_unknown_reference_table_is_named_with_the_allowed_ones(cli, tmp_path) -> None:
+    spec = _write(tmp_path, "name: ref\nreference: [asppunet_table1, asppunet_tabel3]\n")
+    code, _, err = cli("sweep", str(spec), "--dry-run")
+    assert code == 2 and "Traceback" not in err
+    assert "reference 'asppunet_tabel3' is not a published table (did you mean 'asppunet_table3'" in err, err
+    assert "dualaspp_table1" in err
+
+
+def test_dry_run_validates_weights_names_offline(cli, tmp_path) -> None:
+    """Weights are checked by name (and against num_classes) without fetching any checkpoint."""
+    spec = _write(
+        tmp_path,
+        """
+    name: weights
+    base: {model: {arch: tv_deeplabv3_resnet50, weights: DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1}}
+    grid:
+      model.num_classes: [21, 12]
+    """,
+    )
+    code, out, err = cli("sweep", str(spec), "--dry-run", "--results", str(tmp_path / "r"))
+    assert code == 2 and "Traceback" not in err and "Downloading" not in err
+    bad = [ln for ln in err.splitlines() if ln.startswith("  ")]
+    assert len(bad) == 1 and "cell 1 " in bad[0] and "set num_classes=21" in bad[0], err
+    spec.write_text(spec.read_text().replace("[21, 12]", "[21]").replace("COCO_WITH_VOC_LABELS_V1", "COCO_V2"))
+    code, out, err = cli("sweep", str(spec), "--dry-run", "--results", str(tmp_path / "r"))
+    assert code == 2 and "are not torchvision weights" in err and "COCO_WITH_VOC_LABELS_V1" in err

@@ -9,7 +9,9 @@ Channel counts are read from the built network, never retyped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torchvision
@@ -19,7 +21,7 @@ from torchvision.models._utils import IntermediateLayerGetter
 from bench.errors import UserError, did_you_mean
 from bench.registry import backbones
 
-__all__ = ["Backbone", "FEATURES", "resolve_weights"]
+__all__ = ["Backbone", "FEATURES", "resolve_weights", "weights_check_only"]
 
 FEATURES = ("c2", "c3", "c4", "c5")
 OUTPUT_STRIDES = (8, 16, 32)
@@ -38,9 +40,37 @@ class Backbone(nn.Module):
         return dict(self.body(x))
 
 
-def resolve_weights(builder: str, weights: str | None) -> object | None:
+_CHECK_ONLY: ContextVar[bool] = ContextVar("weights_check_only", default=False)
+
+
+@contextmanager
+def weights_check_only() -> Iterator[None]:
+    """Inside it, weights names are validated but not loaded: a sweep checks every cell's model
+    on the meta device before submission, offline, without fetching any checkpoint."""
+    token = _CHECK_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CHECK_ONLY.reset(token)
+
+
+def resolve_weights(builder: str, weights: str | None, *, num_classes: int | None = None) -> object | None:
     """A torchvision weights enum from its name ('ResNet50_Weights.IMAGENET1K_V2', 'DEFAULT',
-    'IMAGENET1K_V1'); nothing is downloaded here, torchvision fetches when the model is built."""
+    'IMAGENET1K_V1'); nothing is downloaded here, torchvision fetches when the model is built.
+    Under `weights_check_only()` the name is validated (and `num_classes` against the weights'
+    categories, where given) and None is returned."""
+    w = _resolve_weights(builder, weights)
+    if w is None or not _CHECK_ONLY.get():
+        return w
+    n = len(w.meta.get("categories") or [])  # type: ignore[attr-defined]
+    if num_classes is not None and n and num_classes != n:
+        raise UserError(
+            f"{builder}: weights {weights} have {n} classes, num_classes={num_classes}; set num_classes={n}"
+        )
+    return None
+
+
+def _resolve_weights(builder: str, weights: str | None) -> object | None:
     if weights is None or str(weights).lower() == "none":
         return None
     enum = torchvision.models.get_model_weights(builder)

@@ -48,7 +48,7 @@ class TorchvisionSegmentation(nn.Module):
 
 
 def _build(builder: str, *, num_classes: int, aux: bool | None, weights: str | None) -> TorchvisionSegmentation:
-    w = resolve_weights(builder, weights)
+    w = resolve_weights(builder, weights, num_classes=num_classes)
     kwargs: dict[str, object] = {"weights": w, "weights_backbone": None, "num_classes": num_classes}
     if aux is not None:
         kwargs["aux_loss"] = aux
