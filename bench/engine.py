@@ -181,6 +181,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=spec.amp == "fp16")
         self.state = _State()
         self._checkpoint_requested = threading.Event()
+        self.in_step = False  # True from the start of a step until its counters are updated
+        self._at_boundary: Callable[[], None] | None = None
         per_epoch = len(train_loader)
         if per_epoch == 0:
             raise UserError("the training split has fewer images than data.batch_size; lower data.batch_size")
@@ -192,6 +194,17 @@ class Trainer:
     def request_checkpoint(self) -> None:
         """Ask for a checkpoint at the next iteration boundary (safe from a signal handler)."""
         self._checkpoint_requested.set()
+
+    def at_step_boundary(self, fn: Callable[[], None]) -> None:
+        """Run `fn` now if no step is in flight, else as soon as the current one has ended.
+
+        For signal handlers that must not return into the training loop (submitit's preemption
+        handler checkpoints and exits): a checkpoint taken mid-step could hold an optimiser step
+        applied to some parameters and not others, with the iteration counter not yet advanced."""
+        if self.in_step:
+            self._at_boundary = fn
+        else:
+            fn()
 
     def save_checkpoint(self, path: Path | None = None) -> Path:
         path = path or self.checkpoint_path
@@ -282,17 +295,29 @@ class Trainer:
                 gen = getattr(self.train_loader, "generator", None)
                 if gen is not None:
                     gen.manual_seed(self.spec.seed * 1_000_003 + epoch)
-                batches = iter(self.train_loader)
                 skip = st.batch_in_epoch
-                if skip:
-                    batches = itertools.islice(batches, skip, None)
+                sampler = getattr(self.train_loader, "sampler", None)
+                if skip and hasattr(sampler, "skip_next"):  # resumed mid-epoch: skip without loading
+                    sampler.skip_next(skip * (self.train_loader.batch_size or 1))
+                    batches = iter(self.train_loader)
+                else:
+                    batches = iter(self.train_loader)
+                    if skip:
+                        batches = itertools.islice(batches, skip, None)
                 losses: list[float] = []
                 t0 = time.perf_counter()
                 for images, masks in batches:
+                    self.in_step = True
                     loss = self._step(images, masks)
                     st.iteration += 1
                     st.batch_in_epoch += 1
                     st.images_seen += len(images)
+                    self.in_step = False
+                    if self._at_boundary is not None:
+                        st.train_seconds += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        fn, self._at_boundary = self._at_boundary, None
+                        fn()
                     if math.isnan(loss):
                         status = "diverged"
                         self.log(f"non-finite loss at iteration {st.iteration} (epoch {epoch + 1}): run diverged")

@@ -127,6 +127,26 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
 
     def _hook(self, trainer: Any) -> None:
         self._trainer = trainer
+        self._defer_preemption_to_step_boundary(trainer)
+
+    @staticmethod
+    def _defer_preemption_to_step_boundary(trainer: Any) -> None:
+        """submitit handles SIGUSR2 (preemption, time limit) by calling checkpoint() and exiting.
+        Wrap its handler so that it runs between two training steps, never inside one: the
+        checkpoint then holds a whole number of optimiser steps and the resumed run repeats none."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        inner = signal.getsignal(signal.SIGUSR2)
+        if not callable(inner):  # not under submitit (inline runs): nothing to wrap
+            return
+
+        def deferred(signum: int, frame: Any) -> None:
+            trainer.at_step_boundary(lambda: inner(signum, frame))
+
+        signal.signal(signal.SIGUSR2, deferred)
 
     def checkpoint(self, cfg_json: dict[str, Any], out_dir: str) -> Any:
         """submitit calls this on preemption / timeout: save through the engine, then requeue."""

@@ -91,3 +91,43 @@ def test_non_finite_loss_marks_the_run_diverged(tmp_path) -> None:
 
     r = _trainer(tmp_path, loss=Exploding()).fit()
     assert r["status"] == "diverged" and r["train"]["iterations"] == 1
+
+
+def test_signal_mid_step_is_handled_at_the_step_boundary(tmp_path) -> None:
+    """A preemption handler that arrives inside a step runs after it, with the counters advanced:
+    the checkpoint holds whole optimiser steps and a resumed run ends where an unbroken one does."""
+    straight = _trainer(tmp_path / "a", epochs=1, ckpt=False)
+    (tmp_path / "a").mkdir()
+    straight.fit()
+
+    (tmp_path / "b").mkdir()
+    t = _trainer(tmp_path / "b", epochs=1)
+    seen: list[tuple[bool, int]] = []
+
+    class Preempted(Exception):
+        pass
+
+    def handler() -> None:  # what submitit's handler does: checkpoint, then leave the process
+        seen.append((t.in_step, t.state.iteration))
+        t.save_checkpoint()
+        raise Preempted
+
+    inner_step = t._step
+
+    def step(images, masks):  # the signal lands between backward and the optimiser update of step 2
+        if t.state.iteration == 1:
+            t.at_step_boundary(handler)
+            assert not seen  # deferred, not run inside the step
+        return inner_step(images, masks)
+
+    t._step = step
+    try:
+        t.fit()
+    except Preempted:
+        pass
+    assert seen == [(False, 2)]
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 2
+    resumed = _trainer(tmp_path / "b", epochs=1, init_seed=7)
+    assert resumed.fit()["train"]["iterations"] == 4
+    for (n, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), n

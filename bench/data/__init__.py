@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from bench.data.base import SegData, SegDataset
 from bench.data.camvid import load_camvid
@@ -17,7 +17,7 @@ from bench.data.tvdatasets import load_cityscapes, load_voc
 from bench.errors import UserError
 from bench.registry import datasets
 
-__all__ = ["SegData", "SegDataset", "build_dataset", "load_split", "make_loader"]
+__all__ = ["ResumableSampler", "SegData", "SegDataset", "build_dataset", "load_split", "make_loader"]
 
 
 @datasets.register("synthetic", paper="aspp-bench: procedural shapes, the embedded default")
@@ -81,6 +81,29 @@ def build_dataset(data: SegData, *, train: bool, data_cfg: Any = None) -> SegDat
     return SegDataset(data, t)
 
 
+class ResumableSampler(Sampler[int]):
+    """torch's RandomSampler (the same permutation from the same generator) that can leave out
+    the first samples of one pass: a run resumed mid-epoch skips the batches it has trained on
+    without loading or augmenting them, so the augmentation RNG restored from the checkpoint
+    meets the same samples as in an unbroken run."""
+
+    def __init__(self, n: int, generator: torch.Generator) -> None:
+        self.n = n
+        self.generator = generator
+        self._skip = 0
+
+    def skip_next(self, count: int) -> None:
+        """Leave out the first `count` indices of the next pass only."""
+        self._skip = count
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        skip, self._skip = self._skip, 0
+        yield from torch.randperm(self.n, generator=self.generator).tolist()[skip:]
+
+    def __len__(self) -> int:
+        return self.n - self._skip
+
+
 def make_loader(ds: SegDataset, *, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0) -> DataLoader:
     """A loader whose shuffling comes from its own generator, re-seeded per epoch by the engine,
     so an interrupted run sees the same batches when it resumes."""
@@ -89,7 +112,7 @@ def make_loader(ds: SegDataset, *, batch_size: int, shuffle: bool, num_workers: 
     return DataLoader(
         ds,
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=ResumableSampler(len(ds), g) if shuffle else None,
         drop_last=shuffle and len(ds) >= batch_size,
         num_workers=num_workers,
         generator=g,
