@@ -139,14 +139,20 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
 
         if threading.current_thread() is not threading.main_thread():
             return
-        inner = signal.getsignal(signal.SIGUSR2)
+        try:  # USR2 unless the cluster's SUBMITIT_PREEMPT_SIGNAL names another
+            from submitit.core.job_environment import JobEnvironment
+
+            sig = JobEnvironment._usr_sig()
+        except (ImportError, RuntimeError):
+            sig = signal.SIGUSR2
+        inner = signal.getsignal(sig)
         if not callable(inner):  # not under submitit (inline runs): nothing to wrap
             return
 
         def deferred(signum: int, frame: Any) -> None:
             trainer.at_step_boundary(lambda: inner(signum, frame))
 
-        signal.signal(signal.SIGUSR2, deferred)
+        signal.signal(sig, deferred)
 
     def checkpoint(self, cfg_json: dict[str, Any], out_dir: str) -> Any:
         """submitit calls this on preemption / timeout: save through the engine, then requeue."""

@@ -56,6 +56,13 @@ def _wait(cells, results: Path, states=("done",), timeout: float = 600) -> list:
     raise AssertionError(f"timed out: {[(s.cell.run_id, s.state, s.detail) for s in cell_states(cells, results)]}")
 
 
+def _wait_for_checkpoint(run: Path, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (run / "checkpoint.pt").is_file():
+        time.sleep(1)
+    assert (run / "checkpoint.pt").is_file(), f"no periodic checkpoint in {run}"
+
+
 def _job(results: Path, cell) -> dict:
     return json.loads((results / cell.run_id / "job.json").read_text())
 
@@ -82,10 +89,7 @@ def test_preemption_requeues_and_resumes_from_checkpoint(cli, tmp_path) -> None:
     assert cli("sweep", str(spec), "--results", str(results))[0] == 0
     (cell,) = expand(load_sweep(spec))
     run = results / cell.run_id
-    deadline = time.time() + 300
-    while time.time() < deadline and not (run / "checkpoint.pt").is_file():
-        time.sleep(1)
-    assert (run / "checkpoint.pt").is_file(), "no periodic checkpoint"
+    _wait_for_checkpoint(run)
     job = _job(results, cell)
     submitit.SlurmJob(folder=job["folder"], job_id=job["job_id"])._interrupt()  # SIGTERM + USR2, as on preemption
     _wait([cell], results, timeout=540)
@@ -103,9 +107,7 @@ def test_cancelled_job_is_failed_and_retry_completes_it(cli, tmp_path) -> None:
     assert cli("sweep", str(spec), "--results", str(results))[0] == 0
     (cell,) = expand(load_sweep(spec))
     run = results / cell.run_id
-    deadline = time.time() + 300
-    while time.time() < deadline and not (run / "checkpoint.pt").is_file():
-        time.sleep(1)
+    _wait_for_checkpoint(run)
     subprocess.run(["scancel", _job(results, cell)["job_id"]], check=True)
     (state,) = _wait([cell], results, states=("failed",), timeout=120)
     code, out, _ = cli("status", str(spec), "--results", str(results))
