@@ -286,7 +286,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    r = build_report(args.results, args.out, formats=formats, baseline=args.baseline)
+    notes = None
+    if args.notes:
+        try:
+            notes = Path(args.notes).read_text()
+        except OSError as e:
+            raise UserError(f"--notes {args.notes}: cannot read it ({e.strerror}); give a Markdown file") from None
+    r = build_report(args.results, args.out, formats=formats, baseline=args.baseline, notes=notes)
     for path, why in r["skipped"]:
         print(f"skipped {path}: {why}", file=sys.stderr)
     print(f"report: {r['rows']} rows, {len(r['written'])} files in {args.out}")
@@ -386,6 +392,7 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, help="report folder, e.g. reports/X")
     rp.add_argument("--format", default="md,tex,png", help="comma-separated subset of md,tex,png")
     rp.add_argument("--baseline", help="the row deltas refer to, e.g. 'arch=unet' (default: the first row)")
+    rp.add_argument("--notes", help="a Markdown file placed under the report's title (what the ablation shows)")
     rp.set_defaults(func=_cmd_report)
 
     rg = sub.add_parser("regress", help="accuracy/speed regression check; exit 1 on any regression")

@@ -179,7 +179,8 @@ def reference_table(name: str) -> Any:
 
 def _paper_vs_measured(t: Any, ref: Any, axes: list[str]) -> tuple[list[str], list[list[str]]] | None:
     """Join measured cells to the paper's rows on the columns both name (e.g. model.arch, model.rates)."""
-    keys = [c for c in ref.columns if c in t.columns]
+    config = ("model.", "data.", "loss.", "optim.", "train.")
+    keys = [c for c in ref.columns if c in t.columns and c.startswith(config)]  # the join is on config only
     if not keys or "miou" not in ref.columns:
         return None
     header = [*keys, "paper mIoU (%)", "measured mIoU (%)", "difference"]
@@ -249,7 +250,7 @@ def _figures(t: Any, df: Any, axes: list[str], out: Path) -> list[Path]:
         pts = list(zip(x.tolist(), t["miou"].tolist(), strict=True))
         front = _pareto(pts)
         fx, fy = zip(*[pts[i] for i in front], strict=True)
-        ax.plot(fx, fy, "--", color="black", lw=1, label="Pareto front")
+        ax.plot(fx, fy, "--", color="black", lw=1, marker="o", mfc="none", ms=11, label="Pareto front")
         ax.set_xlabel(label)
         ax.set_ylabel("mIoU (%) (numbers: rows of the main table)")
         ax.legend(fontsize=7, loc="best")
@@ -277,7 +278,7 @@ def _figures(t: Any, df: Any, axes: list[str], out: Path) -> list[Path]:
 
 
 def build_report(results: str | Path, out: str | Path, *, formats: tuple[str, ...] = ("md", "tex", "png"),
-                 baseline: str | None = None) -> dict[str, Any]:  # fmt: skip
+                 baseline: str | None = None, notes: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Write reports/X/README.md, *.tex and figures; returns what was written."""
     res = Path(results)
     if not res.is_dir():
@@ -308,6 +309,8 @@ def build_report(results: str | Path, out: str | Path, *, formats: tuple[str, ..
                 "t-test where both rows have >= 2 seeds. GMACs: torch.utils.flop_counter / 2. FPS: batch 1, "
                 f"median latency on {device}.",
                 "", _markdown(HEADER, md_rows), ""]  # fmt: skip
+    if notes:
+        sections[1:1] = ["", notes.strip()]
     tex_parts = [("main", _latex(HEADER, _cells(t, ("**", "**")), f"{name}: mean ± std over seeds"))]
     refs = manifest.get("reference") or []
     for ref_name in [refs] if isinstance(refs, str) else refs:

@@ -77,11 +77,18 @@ def test_collect_rows_columns_and_skips(cli, results: Path, tmp_path) -> None:
 
 def test_report_tables_figures_and_latex(cli, results: Path, tmp_path) -> None:
     out = tmp_path / "rep"
-    code, stdout, err = cli("report", str(results), "--out", str(out), "--format", "md,tex,png")
+    notes = tmp_path / "notes.md"
+    notes.write_text("What this ablation shows: a sentence of the author's.\n")
+    code, stdout, err = cli("report", str(results), "--out", str(out), "--format", "md,tex,png", "--notes", str(notes))
     assert code == 0, err
     md = (out / "README.md").read_text()
+    assert md.index("What this ablation shows") < md.index("| # | cell |")
     assert "| # | cell | seeds | mIoU (%)" in md and "arch=unet (baseline)" in md and "**" in md
     assert "Paper vs measured (asppunet_table1)" in md and "60.60" in md  # UNet's published mIoU
+    pvm = md.split("## Paper vs measured (asppunet_table1)")[1].split("##")[0]
+    unet_row = next(ln for ln in pvm.splitlines() if ln.startswith("| unet |"))
+    measured = pd.read_csv(out / "main_table.csv").query("`model.arch` == 'unet'")["miou"].iloc[0]
+    assert f"{measured:.2f}" in unet_row and unet_row.count("|") == 5, unet_row  # arch, paper, measured, diff
     assert "Paper vs measured (asppunet_table2)" in md and "68.70" in md  # AsppUNet's
     assert (out / "paper_vs_asppunet_table1.tex").is_file() and (out / "paper_vs_asppunet_table2.tex").is_file()
     assert "## Per-class IoU" in md
@@ -151,6 +158,8 @@ def test_regress_matches_by_config_when_ids_differ(cli, results: Path, tmp_path)
 
 
 def test_report_and_regress_bad_input(cli, tmp_path) -> None:
+    code, _, err = cli("report", str(tmp_path), "--out", str(tmp_path / "o"), "--notes", str(tmp_path / "nope.md"))
+    assert code == 2 and "nope.md" in err and "Traceback" not in err
     code, _, err = cli("regress", str(tmp_path / "nope.parquet"), str(tmp_path))
     assert code == 2 and "not a results folder or a collected table" in err
     code, _, err = cli("report", str(tmp_path / "missing"), "--out", str(tmp_path / "r"))
