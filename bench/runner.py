@@ -98,7 +98,7 @@ def _execute(cfg: RunConfig, out: Path, trainer_hook: Any) -> dict[str, Any]:
     import torch  # noqa: F401
 
     from bench.data import build_dataset, make_loader
-    from bench.engine import Trainer, TrainSpec, make_optimizer, make_scheduler, resolve_device
+    from bench.engine import Trainer, TrainSpec, make_optimizer, make_scheduler, resolve_device, seed_everything
     from bench.losses import build_loss, class_weights
     from bench.models import build_model
     from bench.profile import ProfileSpec, environment, profile_model
@@ -109,6 +109,7 @@ def _execute(cfg: RunConfig, out: Path, trainer_hook: Any) -> dict[str, Any]:
     cfg = resolve(cfg, train_data)
     write_yaml(out / CONFIG, json.loads(cfg.model_dump_json()))
 
+    seed_everything(cfg.train.seed)  # the initial weights are the seed's, whatever ran before in this process
     model = build_model(cfg.model.arch, **cfg.model.knobs())
     weights = class_weights(
         "median_freq"
