@@ -163,7 +163,7 @@ def test_same_seed_same_run_in_fresh_processes(tmp_path) -> None:
         result = json.loads((out / "result.json").read_text())
         return result["metrics"], torch.load(out / "checkpoint.pt", weights_only=False)["model"]
 
-    (m1, w1), (m2, w2), (m3, w3) = run("a", 0), run("b", 0), run("c", 1)
+    (m1, w1), (m2, w2), (_, w3) = run("a", 0), run("b", 0), run("c", 1)
     assert m1["miou"] == m2["miou"] and m1["pixel_acc"] == m2["pixel_acc"]
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
     assert not all(torch.equal(w1[k], w3[k]) for k in w1)
