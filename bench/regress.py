@@ -46,6 +46,8 @@ def _config_key(row: Any, cols: list[str]) -> tuple:
 def _pool_seeds(df: Any, cfg_cols: list[str]) -> Any:
     """One row per configuration: mIoU and latency averaged over its seeds (n_seeds, miou_std);
     the row's run_id names the configuration by the keys that vary in the table."""
+    import pandas as pd
+
     keys = [c for c in cfg_cols if c != "train.seed"]
     varying = [c for c in keys if df[c].astype(str).nunique() > 1]
     rows = []
@@ -58,10 +60,10 @@ def _pool_seeds(df: Any, cfg_cols: list[str]) -> Any:
             row["latency_ms_p50"] = g["latency_ms_p50"].median()
         fps = g["env_fingerprint"].unique() if "env_fingerprint" in g else []
         row["env_fingerprint"] = fps[0] if len(fps) == 1 else None
-        row["run_id"] = ", ".join(f"{c.split('.', 1)[-1]}={row[c]}" for c in varying) or "all"
+        row["run_id"] = (
+            ", ".join(f"{c.split('.', 1)[-1]}={'-' if pd.isna(row[c]) else row[c]}" for c in varying) or "all"
+        )
         rows.append(row)
-    import pandas as pd
-
     return pd.DataFrame(rows).reset_index(drop=True)
 
 
