@@ -154,7 +154,7 @@ def _cell_label(varying: dict) -> str:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from bench.launch import cell_problems, cell_states, check_cells, submit
+    from bench.launch import cell_problems, cell_states, check_cells, data_problem_lines, submit
 
     sweep, cells, results = _sweep_setup(args)
     executor = args.executor or sweep.launch.executor
@@ -179,8 +179,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if data_errors:
             n = sum(map(len, data_errors.values()))
             print(f"data: {n} cell(s) lack their data; a real submission stops there with exit 2:")
-            for problem, cs in data_errors.items():
-                print(f"  cells {', '.join(str(c.index) for c in cs)}: {problem}")
+            for line in data_problem_lines(data_errors):
+                print(f"  {line}")
         return 0
     check_cells(cells, source=str(args.sweep))
     submitted, skipped = submit(sweep, cells, results, executor=executor, retry_failed=args.retry_failed)

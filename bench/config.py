@@ -23,7 +23,9 @@ __all__ = [
     "ProfileConfig",
     "RunConfig",
     "TrainConfig",
+    "EXPERIMENT_SECTIONS",
     "apply_overrides",
+    "is_experiment_key",
     "load_run_config",
     "parse_set",
 ]
@@ -120,6 +122,14 @@ class RunConfig(_Frozen):
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     profile: ProfileConfig = ProfileConfig()
+
+
+EXPERIMENT_SECTIONS = ("model", "data", "loss", "optim", "train")  # RunConfig minus how it is profiled
+
+
+def is_experiment_key(column: str) -> bool:
+    """A dotted config key (or collected column) of a section that changes the experiment itself."""
+    return column.split(".", 1)[0] in EXPERIMENT_SECTIONS
 
 
 def _fields(model: type[BaseModel], prefix: str = "") -> list[str]:

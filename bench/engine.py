@@ -299,11 +299,10 @@ class Trainer:
                 sampler = getattr(self.train_loader, "sampler", None)
                 if skip and hasattr(sampler, "skip_next"):  # resumed mid-epoch: skip without loading
                     sampler.skip_next(skip * (self.train_loader.batch_size or 1))
-                    batches = iter(self.train_loader)
-                else:
-                    batches = iter(self.train_loader)
-                    if skip:
-                        batches = itertools.islice(batches, skip, None)
+                    skip = 0
+                batches = iter(self.train_loader)
+                if skip:  # another sampler: load and drop the trained batches
+                    batches = itertools.islice(batches, skip, None)
                 losses: list[float] = []
                 t0 = time.perf_counter()
                 for images, masks in batches:

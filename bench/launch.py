@@ -24,7 +24,7 @@ from bench.errors import UserError
 from bench.store import CHECKPOINT, RESULT, is_locked, write_json
 from bench.sweep import Cell, LaunchConfig, Sweep
 
-__all__ = ["CellState", "RunJob", "cell_problems", "cell_states", "check_cells", "submit"]
+__all__ = ["CellState", "RunJob", "cell_problems", "cell_states", "check_cells", "data_problem_lines", "submit"]
 
 JOB = "job.json"
 ERROR = "error.txt"
@@ -64,12 +64,15 @@ def cell_problems(cells: Sequence[Cell], *, source: str) -> tuple[list[str], dic
     return model_errors, data_errors
 
 
+def data_problem_lines(data_errors: dict[str, list[Cell]]) -> list[str]:
+    """'cells 0, 1, 2: <problem>', one line per distinct data problem."""
+    return [f"cells {', '.join(str(c.index) for c in cs)}: {problem}" for problem, cs in data_errors.items()]
+
+
 def check_cells(cells: Sequence[Cell], *, source: str) -> None:
     """Build every cell's model on the meta device and check data roots; report all at once."""
     model_errors, data_errors = cell_problems(cells, source=source)
-    errors = model_errors + [
-        f"{source}: cells {', '.join(str(c.index) for c in cs)}: {problem}" for problem, cs in data_errors.items()
-    ]
+    errors = model_errors + [f"{source}: {line}" for line in data_problem_lines(data_errors)]
     if errors:
         raise UserError(f"{len(errors)} cell(s) would fail; nothing was submitted:\n  " + "\n  ".join(errors))
 
@@ -337,13 +340,13 @@ def submit(
         else:
             skipped.append(s)
     from bench.store import MANIFEST
-    from bench.sweep import references, varying_keys
+    from bench.sweep import varying_keys
 
     write_json(
         results / MANIFEST,
         {
             "name": sweep.name,
-            "reference": references(sweep),
+            "reference": list(sweep.reference),
             "varying": [k for k in varying_keys(list(cells)) if k != "train.seed"],
             "cells": {c.run_id: c.varying for c in cells},
         },

@@ -12,11 +12,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench.config import is_experiment_key
 from bench.errors import UserError
 
 __all__ = ["load_table", "regress"]
 
-IDENTITY_SKIP = ("run_id", "status", "env", "train.device", "profile.")
+NOT_IDENTITY = ("train.device",)  # experiment keys that do not change the result (the speed check covers them)
 
 
 def load_table(path: str | Path) -> Any:
@@ -75,8 +76,7 @@ def regress(
     by more than a point between machines, the mean over seeds much less."""
     if miou_tol < 0 or speed_tol < 0:
         raise UserError("--miou-tol and --speed-tol must be non-negative")
-    cfg_cols = [c for c in baseline.columns if c.split(".")[0] in ("model", "data", "loss", "optim", "train")
-                and c in current.columns and not any(c.startswith(s) for s in IDENTITY_SKIP)]  # fmt: skip
+    cfg_cols = [c for c in baseline.columns if is_experiment_key(c) and c in current.columns and c not in NOT_IDENTITY]
     if pool_seeds:
         baseline, current = _pool_seeds(baseline, cfg_cols), _pool_seeds(current, cfg_cols)
         cfg_cols = [c for c in cfg_cols if c != "train.seed"]

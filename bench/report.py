@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from bench.config import is_experiment_key
 from bench.errors import UserError
 from bench.store import collect, read_manifest
 
@@ -26,9 +27,7 @@ def _axes(df: Any, manifest: dict[str, Any]) -> list[str]:
     axes = [a for a in manifest.get("varying", []) if a in df.columns]
     if axes:
         return axes
-    cfg = [
-        c for c in df.columns if c.split(".")[0] in ("model", "data", "loss", "optim", "train") and c != "train.seed"
-    ]
+    cfg = [c for c in df.columns if is_experiment_key(c) and c != "train.seed"]
     return [c for c in cfg if df[c].astype(str).nunique() > 1]
 
 
@@ -179,8 +178,7 @@ def reference_table(name: str) -> Any:
 
 def _paper_vs_measured(t: Any, ref: Any, axes: list[str]) -> tuple[list[str], list[list[str]]] | None:
     """Join measured cells to the paper's rows on the columns both name (e.g. model.arch, model.rates)."""
-    config = ("model.", "data.", "loss.", "optim.", "train.")
-    keys = [c for c in ref.columns if c in t.columns and c.startswith(config)]  # the join is on config only
+    keys = [c for c in ref.columns if c in t.columns and is_experiment_key(c)]  # the join is on config only
     if not keys or "miou" not in ref.columns:
         return None
     header = [*keys, "paper mIoU (%)", "measured mIoU (%)", "difference"]

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bench.config import RunConfig, _fields, _flatten, apply_overrides, read_yaml_mapping, validate
 from bench.errors import UserError, did_you_mean
 
-__all__ = ["Cell", "LaunchConfig", "Sweep", "expand", "load_sweep", "references", "run_id"]
+__all__ = ["Cell", "LaunchConfig", "Sweep", "expand", "load_sweep", "run_id"]
 
 
 class LaunchConfig(BaseModel):
@@ -52,8 +52,13 @@ class Sweep(BaseModel):
     exclude: list[dict[str, Any]] = []
     seeds: list[int] = [0]
     launch: LaunchConfig = LaunchConfig()
-    reference: str | list[str] | None = None
+    reference: tuple[str, ...] = ()  # paper tables (bench/references); YAML may give one name or a list
     description: str | None = None
+
+    @field_validator("reference", mode="before")
+    @classmethod
+    def _one_or_more(cls, v: Any) -> Any:
+        return () if v is None else (v,) if isinstance(v, str) else v
 
 
 @dataclass(frozen=True)
@@ -109,20 +114,13 @@ def load_sweep(path: str | Path) -> Sweep:
     from bench.references import names as reference_names
 
     known = reference_names()
-    for ref in references(sweep):
+    for ref in sweep.reference:
         if ref not in known:
             raise UserError(
                 f"{p}: reference '{ref}' is not a published table{did_you_mean(ref, known)}; "
                 f"allowed: {', '.join(known)} (bench/references/*.csv)"
             )
     return sweep
-
-
-def references(sweep: Sweep) -> list[str]:
-    """The paper tables a sweep names (none, one, or several)."""
-    if sweep.reference is None:
-        return []
-    return [sweep.reference] if isinstance(sweep.reference, str) else list(sweep.reference)
 
 
 def _check_keys(sweep: Sweep, source: str) -> None:
