@@ -104,14 +104,16 @@ def format_profile(r: dict) -> str:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from bench.config import load_run_config
+    from bench.identity import resolve
+    from bench.runner import check_folder, execute
     from bench.store import RESULT
 
-    cfg = load_run_config(args.config, args.set)
+    cfg = resolve(load_run_config(args.config, args.set))
     out = Path(args.out)
+    rid = check_folder(cfg, out)  # a folder holding another experiment: exit 2, nothing changed
     if (out / RESULT).is_file():
-        print(f"{out / RESULT} exists: this run is finished (remove the folder to run it again)")
+        print(f"{out / RESULT} exists: run {rid} is finished (remove the folder to run it again)")
         return 0
-    from bench.runner import execute
 
     result = execute(cfg, out)
     m = result["metrics"] or {}
@@ -141,12 +143,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _sweep_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from bench.sweep import expand, load_sweep
+    from bench.sweep import expand_sweep, load_sweep
 
     sweep = load_sweep(args.sweep)
-    cells = expand(sweep, source=str(args.sweep))
+    expansion = expand_sweep(sweep, source=str(args.sweep))
+    for note in expansion.notes():
+        print(f"{args.sweep}: note: {note}", file=sys.stderr)
     results = Path(args.results) if args.results else Path("results") / sweep.name
-    return sweep, cells, results
+    if results.exists() and not results.is_dir():
+        raise UserError(f"--results {results}: exists and is not a folder; give a results folder")
+    return sweep, expansion.cells, results
 
 
 def _cell_label(varying: dict) -> str:
@@ -154,7 +160,7 @@ def _cell_label(varying: dict) -> str:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from bench.launch import cell_problems, cell_states, check_cells, data_problem_lines, submit
+    from bench.launch import RETRYABLE, cell_problems, cell_states, check_cells, data_problem_lines, submit
 
     sweep, cells, results = _sweep_setup(args)
     executor = args.executor or sweep.launch.executor
@@ -167,8 +173,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         todo = [
             c
             for c in cells
-            if states[c.run_id].state == "missing"
-            or (args.retry_failed and states[c.run_id].state in ("failed", "diverged", "corrupt"))
+            if states[c.run_id].state == "missing" or (args.retry_failed and states[c.run_id].state in RETRYABLE)
         ]
         print(f"{sweep.name}: {len(cells)} cells -> {results}/<run_id>/")
         for c in cells:
@@ -176,6 +181,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         array = " as one Slurm job array" if executor == "slurm" and todo else ""
         print(f"would submit {len(todo)} cell(s) with the {executor} executor{array}; nothing was written")
         print(f"models: all {len(cells)} built on the meta device")
+        launch = sweep.launch
+        if executor == "slurm" or launch.setup or launch.sbatch:
+            from bench.launch import sbatch_preview
+
+            print(
+                "the sbatch script of each Slurm job array (made by submitit, not submitted; every #SBATCH "
+                "option and setup line runs on the cluster):"
+            )
+            print("\n".join(f"  | {ln}" for ln in sbatch_preview(launch, results, sweep.name).splitlines()))
         if data_errors:
             n = sum(map(len, data_errors.values()))
             print(f"data: {n} cell(s) lack their data; a real submission stops there with exit 2:")
@@ -192,6 +206,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         f"{sweep.name}: submitted {len(submitted)} of {len(cells)} cells ({executor}); skipped: {skipped_txt}; "
         f"results in {results}"
     )
+    retryable = sum(counts.get(k, 0) for k in RETRYABLE)
+    if retryable:
+        print(
+            f"  {retryable} failed, diverged or corrupt cell(s) were not resubmitted: 'aspp-bench status "
+            f"{args.sweep}' says why; add --retry-failed to run them again (a failed run resumes from its checkpoint)"
+        )
+    if counts.get("unknown"):
+        print(
+            f"  {counts['unknown']} cell(s) have an unknown state (the scheduler could not be asked): not "
+            "resubmitted, their jobs may still be queued or running; ask again with 'aspp-bench status'"
+        )
     if args.wait or executor == "inline":
         return _wait(cells, results, poll=0 if executor == "inline" else 5)
     return 0
@@ -202,12 +227,12 @@ def _wait(cells, results: Path, poll: float) -> int:  # type: ignore[no-untyped-
 
     from tqdm import tqdm
 
-    from bench.launch import cell_states
+    from bench.launch import FINISHED, cell_states
 
     bar = tqdm(total=len(cells), unit="cell", disable=not sys.stderr.isatty())
     while True:
         states = cell_states(cells, results)
-        finished = sum(s.state in ("done", "diverged", "failed", "corrupt") for s in states)
+        finished = sum(s.state in FINISHED for s in states)
         bar.n = finished
         bar.refresh()
         if finished == len(cells) or poll == 0:
@@ -224,6 +249,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from bench.launch import cell_states
 
     sweep, cells, results = _sweep_setup(args)
+    if args.results and not results.is_dir():
+        raise UserError(
+            f"--results {results}: no such folder; give the folder the sweep wrote to (default results/<name>)"
+        )
     states = cell_states(cells, results)
     counts: dict[str, int] = {}
     for s in states:
@@ -265,15 +294,15 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else res / "table.parquet"
     if out.suffix not in (".parquet", ".csv"):
         raise UserError(f"--out {out}: use a .parquet or .csv file name")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    if df.empty:
+        raise UserError(f"{res}: no finished runs to collect ({len(skipped)} folder(s) skipped, listed above)")
+    from bench.store import atomic_path
+
+    with atomic_path(out) as tmp:
+        df.to_parquet(tmp, index=False) if out.suffix == ".parquet" else df.to_csv(tmp, index=False)
     if out.suffix == ".parquet":
-        df.to_parquet(tmp, index=False)
-        tmp.replace(out)
-        df.to_csv(out.with_suffix(".csv"), index=False)
-    else:
-        df.to_csv(tmp, index=False)
-        tmp.replace(out)
+        with atomic_path(out.with_suffix(".csv")) as tmp:
+            df.to_csv(tmp, index=False)
     print(
         f"{len(df)} runs -> {out}"
         + (f" (and {out.with_suffix('.csv')})" if out.suffix == ".parquet" else "")
@@ -416,6 +445,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:
         print(f"aspp-bench: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # the environment (a full disk, a read-only or missing path), not a bug
+        where = f"{e.filename}: " if e.filename else ""
+        print(
+            f"aspp-bench: error: {where}{e.strerror or e} (the file system refused; nothing half-written was left)",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def main_exit() -> None:

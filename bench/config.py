@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from bench.errors import UserError, did_you_mean
 
@@ -53,7 +53,7 @@ class ModelConfig(_Frozen):
     upsample: Literal["bilinear", "transpose"] | None = None
     down_dilation: int | None = None
     freeze_backbone: bool | None = None
-    num_classes: int | None = None
+    num_classes: int | None = Field(None, ge=1)
 
     def knobs(self) -> dict[str, Any]:
         """The builder keywords this config sets (None fields left to the architecture)."""
@@ -70,8 +70,8 @@ class DataConfig(_Frozen):
     name: str = "synthetic"
     root: str | None = None
     split: str = "train"
-    size: tuple[int, int] = (64, 64)
-    crop: tuple[int, int] | None = None
+    size: tuple[PositiveInt, PositiveInt] = (64, 64)
+    crop: tuple[PositiveInt, PositiveInt] | None = None
     augment: AugmentConfig = AugmentConfig()
     void_as_class: bool | None = None
     count: int | None = Field(None, ge=1)
@@ -90,9 +90,9 @@ class OptimConfig(_Frozen):
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0)
+    momentum: float | None = Field(None, ge=0)  # None: 0.9 for sgd (resolved); adam/adamw take none
     schedule: Literal["poly", "cosine", "none"] = "poly"
-    power: float = 0.9
+    power: float | None = Field(None, gt=0)  # None: 0.9 for poly (resolved); other schedules take none
 
 
 class TrainConfig(_Frozen):
@@ -102,15 +102,15 @@ class TrainConfig(_Frozen):
     seed: int = 0
     eval_every: int = Field(1, ge=1)
     checkpoint_every: int = Field(1, ge=1)
-    grad_clip: float | None = None
+    grad_clip: float | None = Field(None, gt=0)
     device: Literal["cpu", "cuda", "auto"] = "auto"
 
 
 class ProfileConfig(_Frozen):
-    input: tuple[int, int, int] | None = None  # None: 3 x data.size
+    input: tuple[PositiveInt, PositiveInt, PositiveInt] | None = None  # None: 3 x data.size
     batch: int = Field(1, ge=1)
     latency: bool = True
-    threads: int | None = None
+    threads: int | None = Field(None, ge=1)
 
 
 class RunConfig(_Frozen):
@@ -194,6 +194,8 @@ def validate(data: dict[str, Any], *, source: str) -> RunConfig:
                 section = key.rsplit(".", 1)[0] if "." in key else ""
                 allowed = [k for k in _fields(RunConfig) if k.startswith(section)]
                 lines.append(f"'{key}' is not a config field{did_you_mean(key, allowed)}")
+            elif err["type"] == "value_error":
+                lines.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
             else:
                 lines.append(f"{key}={given!r}: {err['msg']}")
         raise UserError(f"{source}: " + "; ".join(lines)) from None

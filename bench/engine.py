@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import random
 import sys
 import threading
@@ -29,7 +28,63 @@ from torch.utils.data import DataLoader
 from bench.errors import UserError
 from bench.metrics import SegMetrics
 
-__all__ = ["TrainSpec", "Trainer", "evaluate", "make_optimizer", "make_scheduler", "resolve_device"]
+__all__ = [
+    "TrainSpec",
+    "Trainer",
+    "evaluate",
+    "make_optimizer",
+    "make_scheduler",
+    "read_checkpoint",
+    "resolve_device",
+]
+
+
+def _legacy_safe_globals() -> list[Any]:
+    """The numpy types an older aspp-bench checkpoint holds (its numpy RNG state as an array):
+    array reconstruction only, nothing that runs code."""
+    out: list[Any] = [np.ndarray, np.dtype]
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
+    out.append(_reconstruct)
+    out += [type(np.dtype(t)) for t in ("uint32", "int64", "float64")]
+    return out
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True`: tensors and plain types only, so a shared file
+    cannot run code when it is opened. A file that needs arbitrary unpickling, or that is
+    truncated or not a checkpoint, is a UserError naming the file (exit 2), never a traceback."""
+    import pickle
+    import zipfile
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: checkpoint not found")
+    if not zipfile.is_zipfile(p):
+        size = p.stat().st_size
+        raise UserError(
+            f"{p}: not a readable checkpoint ({'empty file' if size == 0 else f'{size} bytes, not a torch zip archive'}"
+            "; truncated or overwritten); delete it (a run then starts afresh) or give the checkpoint.pt of a "
+            "finished run"
+        )
+    try:
+        with torch.serialization.safe_globals(_legacy_safe_globals()):
+            ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"{p}: refused: it holds objects that only arbitrary unpickling can load, which can run code "
+            f"({first}). aspp-bench loads checkpoints with weights_only=True; only checkpoints of tensors and "
+            "plain types (as aspp-bench writes them) are accepted"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise UserError(f"{p}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]}); delete it") from None
+    if not isinstance(ckpt, dict):
+        raise UserError(f"{p}: not an aspp-bench checkpoint (a {type(ckpt).__name__}, expected a mapping)")
+    return ckpt
+
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -77,6 +132,7 @@ class TrainSpec:
     grad_clip: float | None = None
     seed: int = 0
     aux_weight: float = 0.4
+    divergence_factor: float = 1e3  # a loss this many times the first step's loss has diverged
     progress: bool | None = None  # None: a bar only when stderr is a terminal
 
 
@@ -88,10 +144,19 @@ class _State:
     train_seconds: float = 0.0
     images_seen: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_loss_sum: float = 0.0  # the running epoch's losses, so an epoch split by a preemption
+    epoch_loss_count: int = 0  # reports the mean over all of its steps
+    first_loss: float | None = None  # the first step's loss: the yardstick of an exploding loss
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG's state as tensors and plain types, so the checkpoint loads with weights_only."""
+    name, key, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": (str(name), torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -99,7 +164,9 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, key, pos, has_gauss, cached = state["numpy"]
+    key = key.numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
+    np.random.set_state((name, key.astype(np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -160,6 +227,7 @@ class Trainer:
         class_names: list[str] | tuple[str, ...],
         checkpoint_path: Path | None = None,
         log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+        identity: str | None = None,
     ) -> None:
         if spec.amp not in ("none", "bf16", "fp16"):
             raise UserError(f"train.amp={spec.amp!r}: allowed are none, bf16, fp16")
@@ -178,6 +246,7 @@ class Trainer:
         self.class_names = class_names
         self.checkpoint_path = checkpoint_path
         self.log = log
+        self.identity = identity  # the run_id a checkpoint is bound to (None: unbound)
         self.scaler = torch.amp.GradScaler(device.type, enabled=spec.amp == "fp16")
         self.state = _State()
         self._checkpoint_requested = threading.Event()
@@ -211,6 +280,7 @@ class Trainer:
         if path is None:
             raise ValueError("no checkpoint path")
         payload = {
+            "identity": self.identity,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -218,13 +288,20 @@ class Trainer:
             "state": self.state.__dict__,
             "rng": _rng_state(),
         }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)  # a checkpoint is whole or absent, never half-written
+        from bench.store import atomic_path
+
+        with atomic_path(path) as tmp:  # a checkpoint is whole or absent, never half-written
+            torch.save(payload, tmp)
         return path
 
     def load_checkpoint(self, path: Path) -> None:
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        ckpt = read_checkpoint(path, map_location=self.device)
+        theirs = ckpt.get("identity")
+        if self.identity is not None and theirs is not None and theirs != self.identity:
+            raise UserError(
+                f"{path}: this checkpoint belongs to run {theirs}, not to run {self.identity} (another resolved "
+                "config); refusing to resume from it. Train into the folder of that run, or into a new folder"
+            )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -279,16 +356,61 @@ class Trainer:
             amp=self.spec.amp,
         )
 
+    def _diverged(self, loss: float) -> str | None:
+        """Why the run has diverged at this loss, or None: a non-finite loss, or a finite one that
+        exploded (Adam at lr 1e6 reaches 1e19 without ever being NaN)."""
+        st = self.state
+        if not math.isfinite(loss):
+            return "non-finite loss"
+        if st.first_loss is None:
+            st.first_loss = loss
+        elif loss > self.spec.divergence_factor * max(st.first_loss, 1e-6):
+            return f"loss {loss:.3g} is over {self.spec.divergence_factor:g} x the first step's {st.first_loss:.3g}"
+        return None
+
+    def _end_epoch(self) -> dict[str, Any] | None:
+        """Close the running epoch: history entry (with its evaluation when due), log, checkpoint."""
+        st = self.state
+        st.epoch += 1
+        st.batch_in_epoch = 0
+        entry: dict[str, Any] = {
+            "epoch": st.epoch,
+            "iteration": st.iteration,
+            "loss": st.epoch_loss_sum / st.epoch_loss_count if st.epoch_loss_count else None,
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+        st.epoch_loss_sum, st.epoch_loss_count = 0.0, 0
+        done = st.iteration >= self.total_iters
+        metrics = None
+        if st.epoch % self.spec.eval_every == 0 or done:
+            metrics = self.evaluate()
+            entry.update(miou=metrics["miou"], pixel_acc=metrics["pixel_acc"])
+        st.history.append(entry)
+        loss_txt = f"{entry['loss']:.4f}" if entry["loss"] is not None else "-"
+        self.log(
+            f"epoch {st.epoch}/{self.total_epochs} loss {loss_txt}"
+            + (f" val mIoU {100 * entry['miou']:.2f}" if "miou" in entry else "")
+        )
+        if self.checkpoint_path is not None and (st.epoch % self.spec.checkpoint_every == 0 or done):
+            self.save_checkpoint()
+        return metrics
+
     def fit(self) -> dict[str, Any]:
         if self.checkpoint_path is not None and self.checkpoint_path.is_file():
             self.load_checkpoint(self.checkpoint_path)
         else:
             seed_everything(self.spec.seed)
         st = self.state
+        per_epoch = len(self.train_loader)
         bar = self._progress(self.total_iters, st.iteration)
         last_metrics: dict[str, Any] | None = None
         status = "done"
+        why = ""
         try:
+            # a checkpoint taken after an epoch's last step (a preemption there) still owes that
+            # epoch its history entry and evaluation
+            if st.batch_in_epoch and (st.batch_in_epoch >= per_epoch or st.iteration >= self.total_iters):
+                last_metrics = self._end_epoch()
             while st.iteration < self.total_iters:
                 epoch = st.epoch
                 self.model.train()
@@ -303,7 +425,6 @@ class Trainer:
                 batches = iter(self.train_loader)
                 if skip:  # another sampler: load and drop the trained batches
                     batches = itertools.islice(batches, skip, None)
-                losses: list[float] = []
                 t0 = time.perf_counter()
                 for images, masks in batches:
                     self.in_step = True
@@ -311,17 +432,20 @@ class Trainer:
                     st.iteration += 1
                     st.batch_in_epoch += 1
                     st.images_seen += len(images)
+                    reason = self._diverged(loss)
+                    if reason is None:
+                        st.epoch_loss_sum += loss
+                        st.epoch_loss_count += 1
                     self.in_step = False
+                    if reason is not None:
+                        status, why = "diverged", reason
+                        self.log(f"{reason} at iteration {st.iteration} (epoch {epoch + 1}): run diverged")
+                        break
                     if self._at_boundary is not None:
                         st.train_seconds += time.perf_counter() - t0
                         t0 = time.perf_counter()
                         fn, self._at_boundary = self._at_boundary, None
                         fn()
-                    if math.isnan(loss):
-                        status = "diverged"
-                        self.log(f"non-finite loss at iteration {st.iteration} (epoch {epoch + 1}): run diverged")
-                        break
-                    losses.append(loss)
                     bar.update(1)
                     if bar.n % 10 == 0 or bar.n == self.total_iters:
                         elapsed = st.train_seconds + time.perf_counter() - t0
@@ -337,32 +461,17 @@ class Trainer:
                 st.train_seconds += time.perf_counter() - t0
                 if status == "diverged":
                     break
-                st.epoch += 1
-                st.batch_in_epoch = 0
-                entry: dict[str, Any] = {
-                    "epoch": st.epoch,
-                    "iteration": st.iteration,
-                    "loss": float(np.mean(losses)) if losses else None,
-                    "lr": self.optimizer.param_groups[0]["lr"],
-                }
-                done = st.iteration >= self.total_iters
-                if st.epoch % self.spec.eval_every == 0 or done:
-                    last_metrics = self.evaluate()
-                    entry.update(miou=last_metrics["miou"], pixel_acc=last_metrics["pixel_acc"])
-                st.history.append(entry)
-                self.log(
-                    f"epoch {st.epoch}/{self.total_epochs} loss {entry['loss']:.4f}"
-                    + (f" val mIoU {100 * entry['miou']:.2f}" if "miou" in entry else "")
-                )
-                if self.checkpoint_path is not None and (st.epoch % self.spec.checkpoint_every == 0 or done):
-                    self.save_checkpoint()
+                last_metrics = self._end_epoch()
         finally:
             bar.close()
         if status == "done" and last_metrics is None:
             last_metrics = self.evaluate()
         return {
             "status": status,
-            "metrics": last_metrics,
+            # a diverged run has no result to report: the metrics of its last evaluation before
+            # diverging stay in its history, never in the result's (and the table's) metrics
+            "metrics": last_metrics if status == "done" else None,
+            "diverged": why or None,
             "train": {
                 "epochs": st.epoch,
                 "iterations": st.iteration,

@@ -15,10 +15,9 @@ __all__ = ["evaluate_checkpoint"]
 
 
 def evaluate_checkpoint(checkpoint: str | Path, sets: list[str] | None = None) -> dict[str, Any]:
-    import torch
-
     from bench.data import build_dataset, load_split, make_loader
-    from bench.engine import evaluate, resolve_device
+    from bench.engine import evaluate, read_checkpoint, resolve_device
+    from bench.identity import run_id
     from bench.models import build_model
 
     ckpt = Path(checkpoint)
@@ -27,7 +26,21 @@ def evaluate_checkpoint(checkpoint: str | Path, sets: list[str] | None = None) -
     cfg_path = ckpt.parent / CONFIG
     if not cfg_path.is_file():
         raise UserError(f"{cfg_path}: the run's resolved config is missing beside the checkpoint")
-    data = yaml.safe_load(cfg_path.read_text())
+    try:
+        data = yaml.safe_load(cfg_path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(
+            f"{cfg_path}: not valid YAML ({e}); the run's config beside the checkpoint is damaged"
+        ) from None
+    if not isinstance(data, dict):
+        raise UserError(f"{cfg_path}: expected the run's config mapping, got {type(data).__name__}")
+    state = read_checkpoint(ckpt)  # weights_only: refused before anything else if it needs arbitrary unpickling
+    bound = state.get("identity")
+    if bound is not None and bound != run_id(validate(data, source=str(cfg_path))):
+        raise UserError(
+            f"{ckpt}: belongs to run {bound}, but {cfg_path} describes another run; the checkpoint and its "
+            "config do not match (was one of them copied in from another folder?)"
+        )
     overrides = dict(parse_set(s) for s in sets or [])
     bad = [k for k in overrides if not k.startswith("data.")]
     if bad:
@@ -41,8 +54,12 @@ def evaluate_checkpoint(checkpoint: str | Path, sets: list[str] | None = None) -
         )
     device = resolve_device(cfg.train.device)
     model = build_model(cfg.model.arch, **cfg.model.knobs())
-    state = torch.load(ckpt, map_location=device, weights_only=False)
-    model.load_state_dict(state["model"] if "model" in state else state)
+    try:
+        model.load_state_dict(state["model"] if "model" in state else state)
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise UserError(
+            f"{ckpt}: its weights do not fit {cfg.model.arch} as {cfg_path} configures it ({str(e)[:300]})"
+        ) from None
     loader = make_loader(build_dataset(split, train=False), batch_size=cfg.data.batch_size, shuffle=False)
     metrics = evaluate(
         model.to(device),

@@ -21,10 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.store import CHECKPOINT, RESULT, is_locked, write_json
+from bench.store import CHECKPOINT, LOG, RESULT, is_locked, write_json
 from bench.sweep import Cell, LaunchConfig, Sweep
 
-__all__ = ["CellState", "RunJob", "cell_problems", "cell_states", "check_cells", "data_problem_lines", "submit"]
+__all__ = [
+    "FINISHED",
+    "RETRYABLE",
+    "STATES",
+    "CellState",
+    "RunJob",
+    "cell_problems",
+    "cell_states",
+    "check_cells",
+    "data_problem_lines",
+    "sbatch_preview",
+    "submit",
+]
 
 JOB = "job.json"
 ERROR = "error.txt"
@@ -35,17 +47,17 @@ ERROR = "error.txt"
 
 def cell_problems(cells: Sequence[Cell], *, source: str) -> tuple[list[str], dict[str, list[Cell]]]:
     """(model problems, {data problem: the cells it stops}): each model is built on the meta
-    device (no memory, no weights), each distinct data root is checked once."""
+    device (no memory, no weights), each distinct dataset checks its own root once (both the
+    split it trains on and the split it is evaluated on)."""
     import torch
 
-    import bench.data  # noqa: F401  (registers the datasets)
+    from bench.data import data_problem, eval_split
     from bench.models import build_model
     from bench.models.backbones import weights_check_only
-    from bench.registry import datasets
 
     model_errors: list[str] = []
     data_errors: dict[str, list[Cell]] = {}
-    checked_roots: dict[tuple[str, str | None, str], str | None] = {}
+    checked: dict[tuple[str, str | None, str], str | None] = {}
     for c in cells:
         label = f"{source}: cell {c.index} ({c.run_id}: " + ", ".join(f"{k}={v}" for k, v in c.varying.items()) + ")"
         m = c.config.model
@@ -56,9 +68,9 @@ def cell_problems(cells: Sequence[Cell], *, source: str) -> tuple[list[str], dic
             model_errors.append(f"{label}: {e}")
         d = c.config.data
         key = (d.name, d.root, d.split)
-        if key not in checked_roots:
-            checked_roots[key] = _data_problem(d, datasets)
-        problem = checked_roots[key]
+        if key not in checked:
+            checked[key] = data_problem(d, (d.split, eval_split(d.split)))
+        problem = checked[key]
         if problem:
             data_errors.setdefault(problem, []).append(c)
     return model_errors, data_errors
@@ -75,26 +87,6 @@ def check_cells(cells: Sequence[Cell], *, source: str) -> None:
     errors = model_errors + [f"{source}: {line}" for line in data_problem_lines(data_errors)]
     if errors:
         raise UserError(f"{len(errors)} cell(s) would fail; nothing was submitted:\n  " + "\n  ".join(errors))
-
-
-def _data_problem(d: Any, datasets: Any) -> str | None:
-    try:
-        entry = datasets.get(d.name)
-    except UserError as e:
-        return str(e)
-    if "root" not in entry.knobs:
-        return None
-    if d.name == "camvid" and d.root is not None:
-        from bench.data.camvid import camvid_pairs
-
-        try:
-            camvid_pairs(Path(d.root), d.split)
-        except UserError as e:
-            return str(e)
-        return None
-    if d.root is None or not Path(d.root).is_dir():
-        return f"data.root '{d.root}' does not exist (dataset '{d.name}'); see README 'Datasets'"
-    return None
 
 
 # --------------------------------------------------------------------------- the job
@@ -152,8 +144,20 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
         if not callable(inner):  # not under submitit (inline runs): nothing to wrap
             return
 
+        def checkpoint_and_requeue(signum: int, frame: Any) -> None:
+            # submitit requeues (scontrol requeue, then exit) or, with the requeues used up or on a
+            # time limit it cannot recover from, raises: the log says which really happened
+            try:
+                inner(signum, frame)
+            except SystemExit:
+                trainer.log("requeued: Slurm put the job back in the queue; it resumes from the checkpoint")
+                raise
+            except Exception as e:
+                trainer.log(f"not requeued: {e}")
+                raise
+
         def deferred(signum: int, frame: Any) -> None:
-            trainer.at_step_boundary(lambda: inner(signum, frame))
+            trainer.at_step_boundary(lambda: checkpoint_and_requeue(signum, frame))
 
         signal.signal(sig, deferred)
 
@@ -163,7 +167,7 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
 
         if self._trainer is not None:
             path = self._trainer.save_checkpoint()
-            self._trainer.log(f"preemption signal: checkpoint saved to {path}, requeueing")
+            self._trainer.log(f"preemption or time-limit signal: checkpoint saved to {path}")
         return submitit.helpers.DelayedSubmission(RunJob(self.threads), cfg_json, out_dir)
 
 
@@ -191,44 +195,75 @@ class RunChain:
 
 # --------------------------------------------------------------------------- states
 
+# The one vocabulary of cell states. `unknown`: the scheduler could not be asked (squeue failed):
+# the job may be queued or running, so it is never resubmitted, not even with --retry-failed.
+STATES = ("done", "diverged", "running", "queued", "unknown", "failed", "corrupt", "missing")
+FINISHED = ("done", "diverged", "failed", "corrupt")
+RETRYABLE = ("failed", "diverged", "corrupt")
+
 
 @dataclass(frozen=True)
 class CellState:
     cell: Cell
-    state: str  # done, diverged, running, queued, failed, corrupt, missing
+    state: str  # one of STATES
     detail: str = ""
+    folder: Path | None = None
+
+
+class SchedulerUnavailable(Exception):
+    """squeue could not be run or answered with an error: job states are unknown."""
 
 
 def _squeue(job_ids: list[str]) -> dict[str, str]:
-    if not job_ids or shutil.which("squeue") is None:
+    """{job id: Slurm state} of the jobs squeue still lists (finished jobs are absent). Raises
+    SchedulerUnavailable when squeue is missing, hangs or fails: absence from a failed query
+    says nothing about a job, and must never read as 'finished'."""
+    if not job_ids:
         return {}
+    if shutil.which("squeue") is None:
+        raise SchedulerUnavailable("squeue is not on PATH on this machine")
     try:
-        out = subprocess.run(
+        r = subprocess.run(
             ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(sorted({j.split("_")[0] for j in job_ids}))],
             capture_output=True,
             text=True,
             timeout=30,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
+        )
+    except (OSError, subprocess.SubprocessError) as e:
+        raise SchedulerUnavailable(f"squeue did not answer ({type(e).__name__})") from None
+    if r.returncode != 0:
+        msg = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1][:200]
+        if "Invalid job id" not in msg:  # every job already purged from squeue's memory: all finished
+            raise SchedulerUnavailable(f"squeue failed: {msg}")
     states = {}
-    for line in out.splitlines():
+    for line in r.stdout.splitlines():
         parts = line.split()
         if len(parts) == 2:
             states[parts[0]] = parts[1]
     return states
 
 
+_TIME_LIMIT = ("DUE TO TIME LIMIT", "timed-out too many times")
+
+
 def _last_error(job: dict[str, Any]) -> str:
     folder = Path(job.get("folder", ""))
-    for f in sorted(folder.glob(f"{job.get('job_id')}_*_log.err")) + sorted(folder.glob(f"{job.get('job_id')}*.err")):
-        lines = [ln for ln in f.read_text(errors="replace").splitlines() if ln.strip()]
+    jid = job.get("job_id")
+    logs = sorted(folder.glob(f"{jid}_*_log.err")) + sorted(folder.glob(f"{jid}*.err")) if folder.is_dir() else []
+    for f in logs:
+        text = f.read_text(errors="replace")
+        if any(t in text for t in _TIME_LIMIT):
+            return (
+                f"time limit reached and the requeues are used up (launch.timeout_min, launch.max_num_timeout); "
+                f"raise them and use --retry-failed, it resumes from the last checkpoint [{f}]"
+            )
+        lines = [ln for ln in text.splitlines() if ln.strip()]
         for ln in reversed(lines):
             if "Error" in ln or "error" in ln or "CANCELLED" in ln or "Killed" in ln:
                 return ln.strip()[:300]
         if lines:
             return lines[-1].strip()[:300]
-    return "job ended without a result"
+    return f"job ended without a result (no log in {folder})" if not logs else "job ended without a result"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -242,86 +277,139 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _result_state(c: Cell, res: Path) -> CellState | None:
+    if not res.is_file():
+        return None
+    try:
+        r = json.loads(res.read_text())
+        status = r.get("status", "done")
+        if status == "diverged":
+            return CellState(c, "diverged", r.get("diverged") or "diverged", res.parent)
+        return CellState(c, "done", f"mIoU {100 * r['metrics']['miou']:.2f}", res.parent)
+    except (json.JSONDecodeError, KeyError, TypeError, OSError) as e:
+        return CellState(
+            c, "corrupt", f"{res}: unreadable ({e.__class__.__name__}); --retry-failed reruns it", res.parent
+        )
+
+
 def cell_states(cells: Sequence[Cell], results: Path) -> list[CellState]:
-    """State of every cell from its run folder and recorded job (no torch import)."""
+    """State of every cell from its run folder and recorded job. A folder written under an
+    earlier identity scheme counts for the cell whose resolved config it holds."""
+    from bench.store import RunIndex
+
+    index = RunIndex(results)
+    folders = {c.run_id: index.folder(c.run_id) for c in cells}
     jobs: dict[str, dict[str, Any]] = {}
     for c in cells:
-        jf = results / c.run_id / JOB
+        jf = folders[c.run_id] / JOB
         if jf.is_file():
             try:
                 jobs[c.run_id] = json.loads(jf.read_text())
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, OSError):
                 pass
-    slurm = _squeue([j["job_id"] for j in jobs.values() if j.get("executor") == "slurm"])
+    slurm_ids = [j["job_id"] for j in jobs.values() if j.get("executor") == "slurm"]
+    slurm_error = ""
+    try:
+        slurm = _squeue(slurm_ids)
+    except SchedulerUnavailable as e:
+        slurm, slurm_error = {}, str(e)
     out = []
     for c in cells:
-        run = results / c.run_id
-        res = run / RESULT
-        if res.is_file():
-            try:
-                r = json.loads(res.read_text())
-                status = r.get("status", "done")
-                detail = f"mIoU {100 * r['metrics']['miou']:.2f}" if r.get("metrics") else ""
-                out.append(CellState(c, "diverged" if status == "diverged" else "done", detail))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                out.append(CellState(c, "corrupt", f"{res}: unreadable ({e.__class__.__name__})"))
+        run = folders[c.run_id]
+        st = _result_state(c, run / RESULT)
+        if st is not None:
+            out.append(st)
             continue
         job = jobs.get(c.run_id)
         if is_locked(run):  # a process is training in the folder, whatever launched it
-            out.append(CellState(c, "running", f"{job['executor']} job {job['job_id']}" if job else "locked"))
+            out.append(CellState(c, "running", f"{job['executor']} job {job['job_id']}" if job else "locked", run))
             continue
         if job is None:
-            out.append(CellState(c, "missing"))
+            out.append(CellState(c, "missing", "", run))
             continue
         if job["executor"] == "slurm":
             s = slurm.get(job["job_id"]) or slurm.get(job["job_id"].split("_")[0])
-            if s in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "SUSPENDED"):
-                out.append(CellState(c, "queued", f"slurm job {job['job_id']} {s}"))
+            if slurm_error:
+                out.append(CellState(c, "unknown", f"slurm job {job['job_id']}: {slurm_error}; not resubmitted", run))
+            elif s in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "CONFIGURING"):
+                out.append(CellState(c, "queued", f"slurm job {job['job_id']} {s}", run))
             elif s is not None:
-                out.append(CellState(c, "running", f"slurm job {job['job_id']} {s}"))
-            else:
-                out.append(CellState(c, "failed", _last_error(job)))
+                out.append(CellState(c, "running", f"slurm job {job['job_id']} {s}", run))
+            else:  # gone from the queue: finished; it may have written its result since we looked
+                out.append(_result_state(c, run / RESULT) or CellState(c, "failed", _last_error(job), run))
         elif (run / ERROR).is_file():
-            out.append(CellState(c, "failed", (run / ERROR).read_text().strip()[:300]))
+            out.append(CellState(c, "failed", (run / ERROR).read_text().strip()[:300], run))
         elif job["executor"] == "local":
             if _pid_alive(int(job["job_id"])):  # its chain is alive and has not reached it yet
-                out.append(CellState(c, "queued", f"local chain pid {job['job_id']}"))
+                out.append(CellState(c, "queued", f"local chain pid {job['job_id']}", run))
             else:
-                out.append(CellState(c, "failed", _last_error(job)))
+                out.append(_result_state(c, run / RESULT) or CellState(c, "failed", _local_failure(job, run), run))
         else:  # inline runs finish (or fail) in the launching process
-            out.append(CellState(c, "failed", job.get("error", "inline run ended without a result")))
+            out.append(CellState(c, "failed", job.get("error", "inline run ended without a result"), run))
     return out
+
+
+def _local_failure(job: dict[str, Any], run: Path) -> str:
+    """Why a local cell has no result once its chain process is gone, from the cell's own files."""
+    pid = job["job_id"]
+    log = run / LOG
+    if not log.is_file():
+        return f"never started: its local chain (pid {pid}) ended before reaching it; --retry-failed submits it"
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    last = lines[-1].strip()[:200] if lines else "(empty log)"
+    return f"stopped: its local chain (pid {pid}) ended during this run (killed?); last log line: {last}"
 
 
 # --------------------------------------------------------------------------- submission
 
 
-def _executor(launch: LaunchConfig, folder: Path, executor: str) -> Any:
-    import submitit
-
-    if executor == "local":
-        ex = submitit.LocalExecutor(folder=str(folder))
-        ex.update_parameters(timeout_min=launch.timeout_min)
-        return ex
-    ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm", slurm_max_num_timeout=launch.max_num_timeout)
+def _slurm_parameters(launch: LaunchConfig, name: str) -> dict[str, Any]:
+    """submitit.SlurmExecutor's own parameters for these launch settings."""
     params: dict[str, Any] = {
-        "timeout_min": launch.timeout_min,
+        "job_name": f"aspp-{name}",
+        "time": launch.timeout_min,
         "cpus_per_task": launch.cpus_per_task,
-        "slurm_array_parallelism": launch.array_parallelism,
-        "slurm_signal_delay_s": launch.signal_delay_s,
+        "array_parallelism": launch.array_parallelism,
+        "signal_delay_s": launch.signal_delay_s,
     }
     if launch.gpus_per_node:
         params["gpus_per_node"] = launch.gpus_per_node
     if launch.slurm_partition:
-        params["slurm_partition"] = launch.slurm_partition
+        params["partition"] = launch.slurm_partition
     if launch.mem_gb:
-        params["mem_gb"] = launch.mem_gb
+        gb = launch.mem_gb
+        params["mem"] = f"{int(gb)}GB" if gb == int(gb) else f"{int(gb * 1024)}MB"
     if launch.sbatch:
-        params["slurm_additional_parameters"] = dict(launch.sbatch)
+        params["additional_parameters"] = dict(launch.sbatch)
     if launch.setup:
-        params["slurm_setup"] = list(launch.setup)
+        params["setup"] = list(launch.setup)
+    return params
+
+
+def _executor(launch: LaunchConfig, folder: Path, executor: str, name: str = "sweep", *, preview: bool = False) -> Any:
+    import submitit
+
+    if executor == "local":
+        ex = submitit.LocalExecutor(folder=str(folder))
+        ex.update_parameters(timeout_min=launch.timeout_min, name=f"aspp-{name}")
+        return ex
+    cls = submitit.SlurmExecutor
+    if preview:  # the sbatch script is made without a cluster at hand (a laptop checking a sweep)
+
+        class _Preview(submitit.SlurmExecutor):
+            @classmethod
+            def affinity(cls) -> int:
+                return 1
+
+        cls = _Preview
     try:
-        ex.update_parameters(**params)
+        ex = cls(folder=str(folder), max_num_timeout=launch.max_num_timeout)
+    except RuntimeError as e:  # no srun: this is not a Slurm machine
+        raise UserError(
+            f"executor slurm: {e} (srun is not on PATH); submit from a cluster's login node, or use --executor local"
+        ) from None
+    try:
+        ex.update_parameters(**_slurm_parameters(launch, name))
     except Exception as e:  # submitit names the unknown parameter and lists the valid ones
         raise UserError(f"launch: {e}") from None
     return ex
@@ -330,18 +418,20 @@ def _executor(launch: LaunchConfig, folder: Path, executor: str) -> Any:
 def submit(
     sweep: Sweep, cells: Sequence[Cell], results: Path, *, executor: str, retry_failed: bool = False
 ) -> tuple[list[Cell], list[CellState]]:
-    """Submit the cells that need it; returns (submitted, skipped with their states)."""
-    states = cell_states(cells, results)
-    todo: list[Cell] = []
-    skipped: list[CellState] = []
-    for s in states:
-        if s.state == "missing" or (retry_failed and s.state in ("failed", "diverged", "corrupt")):
-            todo.append(s.cell)
-        else:
-            skipped.append(s)
-    from bench.store import MANIFEST
+    """Submit the cells that need it; returns (submitted, skipped with their states). A cell
+    whose job may still be queued or running (queued, running, unknown) is never submitted."""
+    from bench.store import MANIFEST, mkdir
     from bench.sweep import varying_keys
 
+    states = cell_states(cells, results)
+    todo: list[CellState] = []
+    skipped: list[CellState] = []
+    for s in states:
+        if s.state == "missing" or (retry_failed and s.state in RETRYABLE):
+            todo.append(s)
+        else:
+            skipped.append(s)
+    mkdir(results)
     write_json(
         results / MANIFEST,
         {
@@ -353,18 +443,48 @@ def submit(
     )
     if not todo:
         return [], skipped
-    for c in todo:  # a retried cell starts clean: its old result/checkpoint are kept aside
-        run = results / c.run_id
-        run.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved: list[tuple[Path, Path]] = []  # (aside, original): put back if the submission fails
+    for s in todo:  # a retried cell starts clean: its old result/job/error are kept aside
+        run = s.folder or results / s.cell.run_id
+        mkdir(run)
         for name in (RESULT, JOB, ERROR):
             if (run / name).is_file():
-                (run / name).rename(run / f"{name}.{stamp}.old")
-        if retry_failed and (run / CHECKPOINT).is_file() and _was_diverged(run, stamp):
-            (run / CHECKPOINT).rename(run / f"{CHECKPOINT}.{stamp}.old")
-    cfgs = [c.config.model_dump(mode="json") for c in todo]
-    outs = [str(results / c.run_id) for c in todo]
+                moved.append((run / f"{name}.{stamp}.old", run / name))
+        ckpt = run / CHECKPOINT
+        if retry_failed and ckpt.is_file() and (s.state == "diverged" or not _readable_checkpoint(ckpt)):
+            moved.append((run / f"{CHECKPOINT}.{stamp}.old", ckpt))  # resume only from a sound checkpoint
+    for aside, orig in moved:
+        orig.rename(aside)
+    try:
+        jobs, folder = _launch(sweep, [s.cell for s in todo], [s.folder or results / s.cell.run_id for s in todo],
+                               results, executor)  # fmt: skip
+    except BaseException:
+        for aside, orig in moved:
+            if aside.is_file() and not orig.exists():
+                aside.rename(orig)
+        raise
+    for s, job in zip(todo, jobs, strict=True):
+        if job is not None:
+            write_json(
+                (s.folder or results / s.cell.run_id) / JOB,
+                {"executor": executor, "job_id": str(job.job_id), "folder": str(folder), "submitted": time.time()},
+            )
+    return [s.cell for s in todo], skipped
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    import zipfile
+
+    return zipfile.is_zipfile(path)
+
+
+def _launch(sweep: Sweep, cells: list[Cell], runs: list[Path], results: Path, executor: str) -> tuple[list, Path]:
+    """Hand the cells to the executor: (one job per cell, or None for inline runs; submitit folder)."""
+    cfgs = [c.config.model_dump(mode="json") for c in cells]
+    outs = [str(r.resolve()) for r in runs]
     job_fn = RunJob(threads=sweep.launch.cpus_per_task)
+    folder = (results / ".submitit").resolve()
     if executor == "inline":
         for cfg, out in zip(cfgs, outs, strict=True):
             write_json(Path(out) / JOB, {"executor": "inline", "job_id": str(os.getpid()), "submitted": time.time()})
@@ -377,31 +497,36 @@ def submit(
                     Path(out) / JOB,
                     {"executor": "inline", "job_id": str(os.getpid()), "error": f"{type(e).__name__}: {e}"[:300]},
                 )
-        return list(todo), skipped
-    folder = results / ".submitit"
-    ex = _executor(sweep.launch, folder, executor)
-    ex.update_parameters(name=f"aspp-{sweep.name}")
-    if executor == "local":
-        k = min(sweep.launch.array_parallelism, len(todo))
-        chains = [list(zip(cfgs[i::k], outs[i::k], strict=True)) for i in range(k)]
-        chain_jobs = ex.map_array(RunChain(threads=sweep.launch.cpus_per_task), chains)
-        jobs = [None] * len(todo)
-        for i, job in enumerate(chain_jobs):
-            for j in range(i, len(todo), k):
-                jobs[j] = job
-    else:
-        jobs = ex.map_array(job_fn, cfgs, outs)  # one job array on Slurm
-    for c, job in zip(todo, jobs, strict=True):
-        write_json(
-            results / c.run_id / JOB,
-            {"executor": executor, "job_id": str(job.job_id), "folder": str(folder), "submitted": time.time()},
-        )
-    return list(todo), skipped
-
-
-def _was_diverged(run: Path, stamp: str) -> bool:
-    old = run / f"{RESULT}.{stamp}.old"
+        return [None] * len(cells), folder
+    ex = _executor(sweep.launch, folder, executor, sweep.name)
     try:
-        return json.loads(old.read_text()).get("status") == "diverged"
-    except (OSError, json.JSONDecodeError):
-        return False
+        if executor == "local":
+            k = min(sweep.launch.array_parallelism, len(cells))
+            chains = [list(zip(cfgs[i::k], outs[i::k], strict=True)) for i in range(k)]
+            chain_jobs = ex.map_array(RunChain(threads=sweep.launch.cpus_per_task), chains)
+            jobs: list[Any] = [None] * len(cells)
+            for i, job in enumerate(chain_jobs):
+                for j in range(i, len(cells), k):
+                    jobs[j] = job
+        else:
+            jobs = ex.map_array(job_fn, cfgs, outs)  # one job array on Slurm
+    except Exception as e:
+        from submitit.core.utils import FailedJobError
+
+        if isinstance(e, FailedJobError | OSError):
+            what = "sbatch" if executor == "slurm" else f"the {executor} executor"
+            msg = str(e).strip() or type(e).__name__
+            raise UserError(
+                f"{what} refused the submission; nothing was submitted. Its message:\n  {msg}\n"
+                "Check launch.slurm_partition, launch.sbatch and the other launch keys of the sweep file "
+                "('aspp-bench sweep X.yaml --dry-run' prints the sbatch script)"
+            ) from None
+        raise
+    return jobs, folder
+
+
+def sbatch_preview(launch: LaunchConfig, results: Path, name: str) -> str:
+    """The sbatch script a Slurm submission of this sweep runs (its #SBATCH options and every
+    setup line), made by submitit itself without submitting anything."""
+    ex = _executor(launch, (results / ".submitit").resolve(), "slurm", name, preview=True)
+    return ex._make_submission_file_text(ex._submitit_command_str, "dry-run")

@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bench.config import RunConfig
 from bench.errors import UserError
-from bench.store import CHECKPOINT, CONFIG, LOG, RESULT, RunLock, read_result, write_json, write_yaml
+from bench.store import CHECKPOINT, CONFIG, LOG, RESULT, RunLock, mkdir, read_result, write_json, write_yaml
 
-__all__ = ["build_data", "execute", "resolve"]
+__all__ = ["build_data", "check_folder", "execute", "folder_identity"]
 
 
 def _logger(out_dir: Path) -> logging.Logger:
@@ -37,49 +39,78 @@ def _logger(out_dir: Path) -> logging.Logger:
 
 def build_data(cfg: RunConfig):  # type: ignore[no-untyped-def]
     """Both splits decoded (validating the dataset before any model is built)."""
-    from bench.data import load_split
+    from bench.data import eval_split, load_split
 
     train = load_split(cfg.data, cfg.data.split)
-    val_split = "val" if cfg.data.split != "val" else "test"
-    val = load_split(cfg.data, val_split)
+    val = load_split(cfg.data, eval_split(cfg.data.split))
     return train, val
 
 
-def resolve(cfg: RunConfig, train_data: Any) -> RunConfig:
-    """Fill what the data decides (num_classes, the ignore label) and, for every model knob left
-    unset, the architecture's own default, so config.yaml and result tables show real values."""
-    import inspect
+def folder_identity(out: Path) -> tuple[str, RunConfig] | None:
+    """(run_id, resolved config) the folder is bound to, None for a folder that holds no run.
+    A folder with a checkpoint or result but no config it can resolve is a UserError."""
+    from bench.identity import identity_of_dict
 
-    from bench.registry import architectures
+    data = None
+    source = out / CONFIG
+    try:
+        if source.is_file():
+            data = yaml.safe_load(source.read_text())
+        elif (out / RESULT).is_file():
+            source = out / RESULT
+            data = json.loads(source.read_text()).get("config")
+    except (OSError, yaml.YAMLError, json.JSONDecodeError, AttributeError) as e:
+        raise UserError(f"{source}: unreadable ({type(e).__name__}); this folder's run cannot be identified") from None
+    if data is None:
+        if (out / CHECKPOINT).is_file():
+            raise UserError(
+                f"{out}: holds a checkpoint but no {CONFIG}: it cannot be bound to a config; use another folder"
+            )
+        return None
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a config mapping, got {type(data).__name__}")
+    try:
+        rid, _, resolved = identity_of_dict(data, source=str(source))
+    except UserError as e:
+        raise UserError(f"{out} holds a run whose config no longer resolves ({e}); use another folder") from None
+    return rid, resolved
 
-    defaults = {
-        k: v
-        for k, v in architectures.get(cfg.model.arch).knobs.items()
-        if k in type(cfg.model).model_fields
-        and getattr(cfg.model, k) is None
-        and v is not inspect.Parameter.empty
-        and v is not None
-    }
-    model = cfg.model.model_copy(update={**defaults, "num_classes": cfg.model.num_classes or train_data.num_classes})
-    if model.num_classes != train_data.num_classes:
+
+def check_folder(cfg: RunConfig, out: Path) -> str:
+    """The run_id of `cfg` (resolved); UserError naming every differing key when the folder
+    already holds another experiment. Reads only: nothing in the folder changes."""
+    from bench.identity import config_diff, run_id
+
+    rid = run_id(cfg, resolved=True)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder; give --out a folder path")
+    if not out.is_dir():
+        return rid
+    bound = folder_identity(out)
+    if bound is not None and bound[0] != rid:
+        diff = config_diff(bound[1], cfg)
         raise UserError(
-            f"model.num_classes={model.num_classes}: dataset '{cfg.data.name}' has {train_data.num_classes} classes "
-            "(drop model.num_classes to take it from the data)"
+            f"{out} holds run {bound[0]}, another experiment than this config (run {rid}); it differs in "
+            + ("; ".join(diff) if diff else "its resolved identity")
+            + f". Nothing was changed. Use another --out folder, or remove {out} to start over"
         )
-    loss = cfg.loss
-    if loss.ignore_index is None:
-        loss = loss.model_copy(update={"ignore_index": train_data.ignore_index})
-    return cfg.model_copy(update={"model": model, "loss": loss})
+    return rid
 
 
 def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None) -> dict[str, Any]:
     """Train, evaluate and profile one configuration into out_dir; returns the result. The
-    folder is locked for the whole run: a second process on it stops with an error."""
+    config is resolved first; a folder that holds another experiment is refused (UserError)
+    before anything in it changes. The folder is locked for the whole run: a second process on
+    it stops with an error."""
+    from bench.identity import resolve
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    cfg = resolve(cfg)
+    rid = check_folder(cfg, out)
     done = read_result(out)
     if done is not None:
         return done
+    mkdir(out)
     lock = RunLock(out)
     if not lock.acquire():
         raise UserError(
@@ -89,12 +120,12 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None) ->
         done = read_result(out)  # it may have finished while we waited for the lock
         if done is not None:
             return done
-        return _execute(cfg, out, trainer_hook)
+        return _execute(cfg, rid, out, trainer_hook)
     finally:
         lock.release()
 
 
-def _execute(cfg: RunConfig, out: Path, trainer_hook: Any) -> dict[str, Any]:
+def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str, Any]:
     import torch  # noqa: F401
 
     from bench.data import build_dataset, make_loader
@@ -106,8 +137,17 @@ def _execute(cfg: RunConfig, out: Path, trainer_hook: Any) -> dict[str, Any]:
     log = _logger(out)
     device = resolve_device(cfg.train.device)
     train_data, val_data = build_data(cfg)
-    cfg = resolve(cfg, train_data)
-    write_yaml(out / CONFIG, json.loads(cfg.model_dump_json()))
+    facts = (train_data.num_classes, train_data.ignore_index)
+    if facts != (
+        cfg.model.num_classes or facts[0],
+        cfg.loss.ignore_index if cfg.loss.ignore_index is not None else facts[1],
+    ):
+        raise UserError(
+            f"dataset '{cfg.data.name}' decoded with {facts[0]} classes (ignore {facts[1]}), the resolved config says "
+            f"{cfg.model.num_classes} (ignore {cfg.loss.ignore_index})"
+        )
+    if not (out / CONFIG).is_file():
+        write_yaml(out / CONFIG, json.loads(cfg.model_dump_json()))
 
     seed_everything(cfg.train.seed)  # the initial weights are the seed's, whatever ran before in this process
     model = build_model(cfg.model.arch, **cfg.model.knobs())
@@ -159,6 +199,7 @@ def _execute(cfg: RunConfig, out: Path, trainer_hook: Any) -> dict[str, Any]:
         class_names=train_data.class_names,
         checkpoint_path=out / CHECKPOINT,
         log=log.info,
+        identity=rid,
     )
     if trainer_hook is not None:
         trainer_hook(trainer)
@@ -182,6 +223,8 @@ def _execute(cfg: RunConfig, out: Path, trainer_hook: Any) -> dict[str, Any]:
     prof = profile_model(trainer.model, pspec) if fit["status"] == "done" else {}
     result = {
         "status": fit["status"],
+        "run_id": rid,
+        "diverged": fit.get("diverged"),
         "arch": cfg.model.arch,
         "config": json.loads(cfg.model_dump_json()),
         "metrics": fit["metrics"],

@@ -6,15 +6,21 @@ once the run has finished, result.json.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 __all__ = [
+    "RunIndex",
+    "atomic_path",
+    "atomic_write_text",
+    "mkdir",
     "CHECKPOINT",
     "CONFIG",
     "LOG",
@@ -34,13 +40,19 @@ CHECKPOINT = "checkpoint.pt"
 LOG = "train.log"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """The one atomic-write helper: yields a temporary path beside `path` for any writer
+    (text, torch.save, to_parquet, savefig), then renames it over `path`. On any failure (a full
+    disk, a signal, an exception in the writer) the temporary file is removed and `path` is left
+    as it was: a file is whole or absent, never half-written."""
+    path = Path(path)
+    mkdir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -48,12 +60,30 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def mkdir(path: str | Path) -> Path:
+    """mkdir -p with a UserError (not a traceback) when a parent is a regular file."""
+    from bench.errors import UserError
+
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((q for q in [p, *p.parents] if q.exists() and not q.is_dir()), p)
+        raise UserError(f"{p}: cannot create this folder, {blocker} is a regular file; choose another path") from None
+    return p
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
 def write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, json.dumps(data, indent=2, default=_jsonable, allow_nan=True) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2, default=_jsonable, allow_nan=True) + "\n")
 
 
 def write_yaml(path: Path, data: Any) -> None:
-    _atomic_write(path, yaml.safe_dump(data, sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
 LOCK = ".lock"
@@ -172,16 +202,83 @@ def result_row(run_id: str, r: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _folder_identity(run: Path) -> tuple[str, str, Any] | None:
+    """(run_id, config_id, resolved config) of a run folder from its config.yaml (or its
+    result's config); None when it has none that resolves."""
+    from bench.errors import UserError
+    from bench.identity import identity_of_dict
+
+    data: Any = None
+    cfg = run / CONFIG
+    try:
+        if cfg.is_file():
+            data = yaml.safe_load(cfg.read_text())
+        elif (run / RESULT).is_file():
+            data = json.loads((run / RESULT).read_text()).get("config")
+    except (OSError, yaml.YAMLError, json.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        return identity_of_dict(data, source=str(cfg))
+    except UserError:
+        return None
+
+
+def _run_folders(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "baselines")
+
+
+class RunIndex:
+    """Where each run of a results folder lives. A run's folder is `<results>/<run_id>`; folders
+    written under an earlier identity scheme (another name for the same resolved config) are found
+    through their config.yaml, so old results keep counting and are never trained again."""
+
+    def __init__(self, results: str | Path) -> None:
+        self.root = Path(results)
+        self._by_id: dict[str, list[Path]] = {}
+        self._scanned = False
+
+    def _scan(self) -> None:
+        if self._scanned:
+            return
+        self._scanned = True
+        for run in _run_folders(self.root):
+            ident = _folder_identity(run)
+            if ident is not None:
+                self._by_id.setdefault(ident[0], []).append(run)
+
+    def folder(self, run_id: str) -> Path:
+        """The folder holding this run: its own name if that exists, else a legacy folder with the
+        same resolved config (a finished one first), else its own name (not yet created)."""
+        own = self.root / run_id
+        if own.is_dir():
+            return own
+        self._scan()
+        legacy = [p for p in self._by_id.get(run_id, []) if p != own]
+        if legacy:
+            return sorted(legacy, key=lambda p: (not (p / RESULT).is_file(), p.name))[0]
+        return own
+
+
 def collect(results: str | Path) -> tuple[Any, list[tuple[str, str]]]:
     """(DataFrame with one row per finished run, [(folder, why skipped)]). Unfinished, partial
-    and corrupt run folders are listed, never fatal."""
+    and corrupt run folders are listed, never fatal. A row's run_id is the identity of its
+    resolved config, whatever the folder is called; two folders holding one experiment give one
+    row (the folder named by the identity first), the other is listed as a duplicate, never
+    counted as another seed."""
     import pandas as pd
 
+    from bench.errors import UserError
+    from bench.identity import identity_of_dict
+
     root = Path(results)
-    rows, skipped = [], []
-    for run in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if run.name == "baselines":
-            continue
+    rows: dict[str, dict[str, Any]] = {}
+    skipped: list[tuple[str, str]] = []
+    candidates = []
+    for run in _run_folders(root):
         try:
             r = read_result(run)
         except ValueError as e:
@@ -191,11 +288,24 @@ def collect(results: str | Path) -> tuple[Any, list[tuple[str, str]]]:
             why = "no result.json (unfinished)" if (run / CONFIG).is_file() else "not a run folder"
             skipped.append((str(run), why))
             continue
-        if not isinstance(r, dict) or "config" not in r:
+        if not isinstance(r, dict) or not isinstance(r.get("config"), dict):
             skipped.append((str(run), "result.json without a config"))
             continue
-        rows.append(result_row(run.name, r))
-    return pd.DataFrame(rows), skipped
+        try:
+            rid, cid, resolved = identity_of_dict(r["config"], source=f"{run / RESULT}: config")
+        except UserError as e:
+            skipped.append((str(run), f"its config no longer resolves ({e})"))
+            continue
+        candidates.append((run.name != rid, run.name, run, rid, cid, resolved, r))
+    for _, _, run, rid, cid, resolved, r in sorted(candidates, key=lambda t: (t[0], t[1])):
+        if rid in rows:
+            skipped.append((str(run), f"duplicate of run {rid} (folder {rows[rid]['folder']}): same resolved config"))
+            continue
+        row = result_row(rid, {**r, "config": json.loads(resolved.model_dump_json())})
+        row["config_id"] = cid
+        row["folder"] = run.name
+        rows[rid] = row
+    return pd.DataFrame(list(rows.values())), skipped
 
 
 def read_manifest(results: str | Path) -> dict[str, Any]:

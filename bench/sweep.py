@@ -2,26 +2,26 @@
 
 A sweep states only its difference from the RunConfig defaults (`base`), the axes to vary
 (`grid`: cartesian; `zip`: keys that vary together), cells to drop (`exclude`) and `seeds`.
-Every cell is a validated, frozen RunConfig; its run_id is a short hash of the canonical JSON
-of that config (launcher settings are not part of it), so the same experiment always lands
-in the same folder. This module imports no torch: `aspp-bench status` stays fast.
+Every cell is a validated, resolved, frozen RunConfig; its run_id is a short hash of the
+canonical JSON of that resolved config (bench.identity; launcher settings are not part of it),
+so the same experiment always lands in the same folder, however the sweep spells it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.config import RunConfig, _fields, _flatten, apply_overrides, read_yaml_mapping, validate
 from bench.errors import UserError, did_you_mean
+from bench.identity import resolve, run_id
 
-__all__ = ["Cell", "LaunchConfig", "Sweep", "expand", "load_sweep", "run_id"]
+__all__ = ["Cell", "Expansion", "LaunchConfig", "Sweep", "expand", "expand_sweep", "load_sweep", "run_id"]
 
 
 class LaunchConfig(BaseModel):
@@ -40,6 +40,17 @@ class LaunchConfig(BaseModel):
     max_num_timeout: int = Field(3, ge=0)
     sbatch: dict[str, str | int] = {}
     setup: list[str] = []
+
+    @model_validator(mode="after")
+    def _signal_before_time_limit(self) -> LaunchConfig:
+        if self.signal_delay_s >= self.timeout_min * 60:
+            raise ValueError(
+                f"launch.signal_delay_s={self.signal_delay_s} is not shorter than launch.timeout_min="
+                f"{self.timeout_min} ({self.timeout_min * 60} s): Slurm would signal the job as it starts and every "
+                f"attempt would checkpoint with no progress; give signal_delay_s well under {self.timeout_min * 60} "
+                "(e.g. 120 for a 60-minute limit) or raise timeout_min"
+            )
+        return self
 
 
 class Sweep(BaseModel):
@@ -63,16 +74,14 @@ class Sweep(BaseModel):
 
 @dataclass(frozen=True)
 class Cell:
+    """One experiment of a sweep: `index` is its position in the grid (0-based, in expansion
+    order), `config` the resolved config, `run_id` its identity, `varying` the values the grid
+    gave it (as written in the sweep file)."""
+
     index: int
     run_id: str
     varying: dict[str, Any]
     config: RunConfig
-
-
-def run_id(cfg: RunConfig) -> str:
-    """Short hash of the canonical JSON of the validated config (key order irrelevant)."""
-    canon = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canon.encode()).hexdigest()[:12]
 
 
 def _get(cfg: RunConfig, key: str) -> Any:
@@ -93,6 +102,10 @@ def _norm(v: Any) -> Any:
     return v
 
 
+def _excluded(rule: dict[str, Any], cfg: RunConfig) -> bool:
+    return all(_norm(_get(cfg, k)) == _norm(v) for k, v in rule.items())
+
+
 def load_sweep(path: str | Path) -> Sweep:
     p = Path(path)
     data = read_yaml_mapping(p, "sweep")
@@ -108,6 +121,8 @@ def load_sweep(path: str | Path) -> Sweep:
                     f"'{key}' is not a sweep field{did_you_mean(key.rsplit('.', 1)[-1], allowed)}; "
                     f"allowed: {', '.join(allowed)}"
                 )
+            elif err["type"] == "value_error":
+                msgs.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
             else:
                 msgs.append(f"{key}={err.get('input')!r}: {err['msg']}")
         raise UserError(f"{p}: " + "; ".join(msgs)) from None
@@ -150,45 +165,76 @@ def _check_keys(sweep: Sweep, source: str) -> None:
         raise UserError(f"{source}: seeds is empty; give at least one seed, e.g. seeds: [0]")
 
 
+@dataclass(frozen=True)
+class Expansion:
+    """The distinct cells of a sweep and the grid cells that name an experiment already listed
+    ({duplicate grid index: index of the cell it repeats}): two spellings of one network are one run."""
+
+    cells: list[Cell]
+    duplicates: dict[int, int]
+
+    def notes(self) -> list[str]:
+        """'cells 2, 3, 4 are the same experiment as cell 1 (run abc): one run', one line per cell."""
+        by_first: dict[int, list[int]] = {}
+        for dup, first in self.duplicates.items():
+            by_first.setdefault(first, []).append(dup)
+        ids = {c.index: c.run_id for c in self.cells}
+        out = []
+        for first, dups in sorted(by_first.items()):
+            many = len(dups) > 1
+            out.append(
+                f"grid cell{'s' if many else ''} {', '.join(map(str, sorted(dups)))} "
+                f"{'are' if many else 'is'} the same experiment as cell {first} (run {ids[first]}) once "
+                "resolved (defaults, data-derived and ignored knobs filled in): it runs once"
+            )
+        return out
+
+
 def expand(sweep: Sweep, *, source: str = "sweep") -> list[Cell]:
-    """Every cell of the sweep, validated; all bad cells are reported at once (UserError)."""
+    """Every distinct cell of the sweep, validated and resolved (see `expand_sweep`)."""
+    return expand_sweep(sweep, source=source).cells
+
+
+def expand_sweep(sweep: Sweep, *, source: str = "sweep") -> Expansion:
+    """Every cell of the sweep, validated and resolved; all bad cells are reported at once
+    (UserError). Grid cells that resolve to one experiment collapse into the first of them."""
     _check_keys(sweep, source)
     base_flat = _flatten(sweep.base) if sweep.base else {}
-    try:
-        base = apply_overrides({}, base_flat, source=f"{source}: base")
-    except UserError as e:
-        raise UserError(str(e)) from None
+    base = apply_overrides({}, base_flat, source=f"{source}: base")
     axes: list[list[dict[str, Any]]] = [[{k: v} for v in vals] for k, vals in sweep.grid.items()]
     axes += [[dict(zip(g, vals, strict=True)) for vals in zip(*g.values(), strict=True)] for g in sweep.zip]
     axes.append([{"train.seed": s} for s in sweep.seeds])
     cells: list[Cell] = []
     errors: list[str] = []
     seen: dict[str, int] = {}
-    for combo in itertools.product(*axes):
+    duplicates: dict[int, int] = {}
+    for idx, combo in enumerate(itertools.product(*axes)):
         varying: dict[str, Any] = {}
         for part in combo:
             varying.update(part)
-        idx = len(cells) + len(errors)
         label = ", ".join(f"{k}={json.dumps(v)}" for k, v in varying.items())
+        where = f"{source}: cell {idx} ({label})"
         try:
-            cfg = validate(apply_overrides(base, varying, source=source), source=f"{source}: cell {idx} ({label})")
+            raw = validate(apply_overrides(base, varying, source=source), source=where)
         except UserError as e:
             errors.append(str(e))
             continue
-        if any(all(_norm(_get(cfg, k)) == _norm(v) for k, v in rule.items()) for rule in sweep.exclude):
+        try:
+            cfg = resolve(raw)
+        except UserError as e:
+            errors.append(f"{where}: {e}")
             continue
-        rid = run_id(cfg)
+        if any(_excluded(rule, raw) or _excluded(rule, cfg) for rule in sweep.exclude):
+            continue
+        rid = run_id(cfg, resolved=True)
         if rid in seen:
-            errors.append(
-                f"{source}: cell {idx} ({label}) is the same experiment as cell {seen[rid]}; "
-                "remove the duplicate grid value"
-            )
+            duplicates[idx] = seen[rid]
             continue
         seen[rid] = idx
-        cells.append(Cell(len(cells), rid, varying, cfg))
+        cells.append(Cell(idx, rid, varying, cfg))
     if errors:
-        raise UserError(f"{len(errors)} bad cell(s):\n  " + "\n  ".join(errors))
-    return cells
+        raise UserError(f"{len(errors)} bad cell(s); nothing was submitted:\n  " + "\n  ".join(errors))
+    return Expansion(cells, duplicates)
 
 
 def varying_keys(cells: list[Cell]) -> list[str]:

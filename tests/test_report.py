@@ -154,7 +154,7 @@ def test_regress_matches_by_config_when_ids_differ(cli, results: Path, tmp_path)
     renamed["run_id"] = [f"new{i}" for i in range(len(df))]
     renamed.to_parquet(tmp_path / "renamed.parquet")
     code, out, _ = cli("regress", str(tmp_path / "base.parquet"), str(tmp_path / "renamed.parquet"))
-    assert code == 0 and out.count("| config |") == 4
+    assert code == 0 and out.count("| identity |") == 4
 
 
 def test_report_and_regress_bad_input(cli, tmp_path) -> None:

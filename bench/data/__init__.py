@@ -17,10 +17,62 @@ from bench.data.tvdatasets import load_cityscapes, load_voc
 from bench.errors import UserError
 from bench.registry import datasets
 
-__all__ = ["ResumableSampler", "SegData", "SegDataset", "build_dataset", "load_split", "make_loader"]
+__all__ = [
+    "ResumableSampler",
+    "SegData",
+    "SegDataset",
+    "build_dataset",
+    "data_problem",
+    "dataset_facts",
+    "eval_split",
+    "load_split",
+    "make_loader",
+]
 
 
-@datasets.register("synthetic", paper="aspp-bench: procedural shapes, the embedded default")
+def _synthetic_facts(classes: int = 6, **_: Any) -> tuple[int, int]:
+    return classes, 255
+
+
+def _camvid_facts(void_as_class: bool = False, **_: Any) -> tuple[int, int]:
+    from bench.data.camvid import CAMVID_CLASSES, VOID
+
+    return (len(CAMVID_CLASSES) + 1, 255) if void_as_class else (len(CAMVID_CLASSES), VOID)
+
+
+def _camvid_check(root: str | None, split: str) -> None:
+    from pathlib import Path
+
+    from bench.data.camvid import LAYOUT, camvid_pairs
+
+    if root is None:
+        raise UserError(f"data.root is not set for camvid; {LAYOUT}")
+    camvid_pairs(Path(root), split)
+
+
+def _cityscapes_check(root: str | None, split: str) -> None:
+    from pathlib import Path
+
+    from bench.data.tvdatasets import CITYSCAPES_LAYOUT
+
+    for sub in ("leftImg8bit", "gtFine"):
+        if root is None or not (Path(root) / sub / split).is_dir():
+            raise UserError(f"data.root '{root}': no {sub}/{split} folder; {CITYSCAPES_LAYOUT}")
+
+
+def _voc_check(root: str | None, split: str) -> None:
+    from pathlib import Path
+
+    from bench.data.tvdatasets import VOC_LAYOUT
+
+    listing = Path(str(root)) / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / f"{split}.txt"
+    if root is None or not listing.is_file():
+        raise UserError(f"data.root '{root}': no {listing.relative_to(str(root))} for split {split!r}; {VOC_LAYOUT}")
+
+
+@datasets.register(
+    "synthetic", paper="aspp-bench: procedural shapes, the embedded default", facts=_synthetic_facts, check=None
+)
 def synthetic(
     *, split: str = "train", size: Sequence[int] = (64, 64), count: int | None = None, classes: int = 6, seed: int = 0
 ) -> SegData:
@@ -28,7 +80,7 @@ def synthetic(
     return make_synthetic(split=split, size=tuple(size), count=count, classes=classes, seed=seed)
 
 
-@datasets.register("camvid", paper="Brostow et al., PRL 2009 (SegNet layout)")
+@datasets.register("camvid", paper="Brostow et al., PRL 2009 (SegNet layout)", facts=_camvid_facts, check=_camvid_check)
 def camvid(
     *, root: str | None = None, split: str = "train", size: Sequence[int] = (180, 240), void_as_class: bool = False
 ) -> SegData:
@@ -36,24 +88,20 @@ def camvid(
     return load_camvid(root=root, split=split, size=tuple(size), void_as_class=void_as_class)
 
 
-@datasets.register("cityscapes", paper="Cordts et al., CVPR 2016")
+@datasets.register("cityscapes", paper="Cordts et al., CVPR 2016", facts=lambda **_: (19, 255), check=_cityscapes_check)
 def cityscapes(*, root: str | None = None, split: str = "train", size: Sequence[int] = (512, 1024)) -> SegData:
     """Cityscapes fine, 19 train ids, 255 ignored (torchvision.datasets.Cityscapes)."""
     return load_cityscapes(root=root, split=split, size=tuple(size))
 
 
-@datasets.register("voc", paper="Everingham et al., IJCV 2010")
+@datasets.register("voc", paper="Everingham et al., IJCV 2010", facts=lambda **_: (21, 255), check=_voc_check)
 def voc(*, root: str | None = None, split: str = "train", size: Sequence[int] = (320, 320)) -> SegData:
     """PASCAL VOC 2012 segmentation, 21 classes, 255 ignored (torchvision.datasets.VOCSegmentation)."""
     return load_voc(root=root, split=split, size=tuple(size))
 
 
-def load_split(data_cfg: Any, split: str | None = None) -> SegData:
-    """Decode one split of the configured dataset; only the keys its builder takes are passed,
-    and a set key it does not take is an error (e.g. data.root for synthetic)."""
-    name = data_cfg.name
-    knobs = datasets.get(name).knobs
-    given = {
+def _given(data_cfg: Any, split: str | None) -> dict[str, Any]:
+    return {
         "root": data_cfg.root,
         "split": split or data_cfg.split,
         "size": tuple(data_cfg.size),
@@ -61,6 +109,14 @@ def load_split(data_cfg: Any, split: str | None = None) -> SegData:
         "count": data_cfg.count,
         "classes": data_cfg.classes,
     }
+
+
+def load_split(data_cfg: Any, split: str | None = None) -> SegData:
+    """Decode one split of the configured dataset; only the keys its builder takes are passed,
+    and a set key it does not take is an error (e.g. data.root for synthetic)."""
+    name = data_cfg.name
+    knobs = datasets.get(name).knobs
+    given = _given(data_cfg, split)
     kwargs = {}
     for k, v in given.items():
         if k in knobs:
@@ -69,6 +125,36 @@ def load_split(data_cfg: Any, split: str | None = None) -> SegData:
         elif v is not None and k not in ("split", "size"):
             raise UserError(f"data.{k}={v!r}: dataset '{name}' has no '{k}'; its keys are {', '.join(knobs)}")
     return datasets.build(name, **kwargs)
+
+
+def eval_split(train_split: str) -> str:
+    """The split a run is evaluated on: val, or test when it trains on val."""
+    return "val" if train_split != "val" else "test"
+
+
+def dataset_facts(data_cfg: Any) -> tuple[int, int]:
+    """(num_classes, ignore_index) of the configured dataset, known without decoding it."""
+    entry = datasets.get(data_cfg.name)
+    kwargs = {k: v for k, v in _given(data_cfg, None).items() if k in entry.knobs and v is not None}
+    return entry.meta["facts"](**kwargs)
+
+
+def data_problem(data_cfg: Any, splits: Sequence[str]) -> str | None:
+    """Why the configured dataset cannot be read (each dataset checks its own root), or None.
+    Cheap: listings and folders are looked at, no image is decoded."""
+    try:
+        entry = datasets.get(data_cfg.name)
+    except UserError as e:
+        return str(e)
+    check = entry.meta.get("check")
+    if check is None:
+        return None
+    for split in splits:
+        try:
+            check(data_cfg.root, split)
+        except UserError as e:
+            return str(e)
+    return None
 
 
 def build_dataset(data: SegData, *, train: bool, data_cfg: Any = None) -> SegDataset:

@@ -246,7 +246,7 @@ def atrous_ppm(
     return PyramidPooling(in_ch, out_ch, bins=bins, rates=rates, fuse=fuse)
 
 
-@contexts.register("ppm", paper="Zhao et al., PSPNet arXiv:1612.01105 / ICNet arXiv:1704.08545")
+@contexts.register("ppm", paper="Zhao et al., PSPNet arXiv:1612.01105 / ICNet arXiv:1704.08545", uses_rates=False)
 def ppm(
     in_ch: int,
     *,
@@ -270,7 +270,7 @@ def dense_aspp(
     return DenseASPP(in_ch, out_ch, check_rates(rates), growth=growth)
 
 
-@contexts.register("none", paper="")
+@contexts.register("none", paper="", uses_rates=False)
 def none(in_ch: int, *, out_ch: int = 256, rates: Sequence[int] = (1,)) -> NoContext:
     """No context module (identity; out_channels = in_ch): the ablation's lower bound."""
     _check_channels(in_ch, out_ch)

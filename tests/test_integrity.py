@@ -1,0 +1,559 @@
+"""Issue 12: every number in a table belongs to exactly the run it names.
+
+Each test here failed on the main before this change (the defect is named in its docstring).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.config import RunConfig, validate
+from bench.errors import UserError
+from bench.identity import config_from_row, resolve, run_id
+from bench.launch import cell_states, submit
+from bench.sweep import expand, expand_sweep, load_sweep
+
+TINY = ["model.width=4", "data.count=16", "data.size=[32,32]", "data.batch_size=4", "profile.latency=false"]
+
+
+def _sets(*extra: str) -> list[str]:
+    out: list[str] = []
+    for s in (*TINY, *extra):
+        out += ["--set", s]
+    return out
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Every file under root with its content hash: 'nothing changed' is this being equal."""
+    if not root.exists():
+        return {}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+# ----------------------------------------------------------------------------- 1. identity
+
+
+def test_equivalent_spellings_are_one_run(tmp_path) -> None:
+    """Defect: rates [null, default] x skip [null, true] gave four run_ids for one network."""
+    spec = _write(
+        tmp_path,
+        """
+        name: same
+        base: {model: {arch: aspp_unet, width: 4}, data: {count: 8, size: [32, 32]}}
+        grid:
+          model.rates: [null, [3, 6, 9, 12]]
+          model.skip: [null, true]
+        """,
+    )
+    ex = expand_sweep(load_sweep(spec))
+    assert len(ex.cells) == 1 and ex.duplicates == {1: 0, 2: 0, 3: 0}
+    (note,) = ex.notes()
+    assert "grid cells 1, 2, 3 are the same experiment as cell 0" in note and ex.cells[0].run_id in note
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ({}, {"model": {"num_classes": 6}}),  # data-derived class count
+        ({}, {"loss": {"ignore_index": 255}}),  # data-derived ignore label
+        ({}, {"optim": {"momentum": 0.5}}),  # Adam takes no momentum
+        ({"optim": {"schedule": "cosine"}}, {"optim": {"schedule": "cosine", "power": 2.0}}),  # power is poly's
+        ({"model": {"context": "none"}}, {"model": {"context": "none", "rates": [6, 12]}}),  # none ignores rates
+        ({"model": {"arch": "icnet"}}, {"model": {"arch": "icnet", "rates": [1, 2]}}),  # ppm ignores rates
+        ({"model": {"arch": "deeplabv3"}}, {"model": {"arch": "deeplabv3", "image_pool": True}}),  # aspp default
+        ({"loss": {"name": "weighted_ce"}}, {"loss": {"name": "weighted_ce", "class_weights": "median_freq"}}),
+        ({"train": {"iters": 10}}, {"train": {"iters": 10, "epochs": 3}}),  # epochs unused with iters
+        ({}, {"train": {"device": "cpu"}}),  # where it runs is not what it is
+        ({}, {"profile": {"input": [3, 64, 64]}}),  # the profile input defaults to 3 x data.size
+        ({"data": {"name": "camvid", "root": "x"}}, {"data": {"name": "camvid", "root": "x", "void_as_class": False}}),
+    ],
+)
+def test_two_spellings_hash_alike(a: dict, b: dict) -> None:
+    assert run_id(validate(a, source="a")) == run_id(validate(b, source="b"))
+
+
+def test_resolution_is_idempotent_and_different_experiments_differ() -> None:
+    for arch in ("aspp_unet", "unet", "deeplabv3plus", "dual_aspp", "icnet", "aticnet", "resnet_aspp"):
+        r = resolve(RunConfig.model_validate({"model": {"arch": arch}}))
+        assert resolve(r) == r
+        assert run_id(resolve(RunConfig.model_validate(json.loads(r.model_dump_json())))) == run_id(r)
+    base = run_id(RunConfig())
+    assert run_id(RunConfig.model_validate({"train": {"seed": 1}})) != base
+    assert run_id(RunConfig.model_validate({"model": {"rates": [6, 12, 18, 24]}})) != base
+    assert run_id(RunConfig.model_validate({"optim": {"name": "sgd"}})) != base
+
+
+def test_legacy_baseline_maps_onto_the_sweep_that_made_it() -> None:
+    """The committed baseline was written under the old ids; its rows resolve to the new ones."""
+    from bench.regress import load_table
+
+    root = Path(__file__).resolve().parents[1]
+    df = load_table(root / "results" / "baselines" / "camvid_cpu.parquet")
+    cells = expand(load_sweep(root / "ablations" / "camvid_cpu.yaml"))
+    assert set(df["_identity"]) == {c.run_id for c in cells} and len(df) == 12
+    assert df["_config"].nunique() == 4  # 4 configurations x 3 seeds
+
+
+def test_config_from_row_round_trips() -> None:
+    from bench.store import result_row
+
+    cfg = resolve(RunConfig.model_validate({"model": {"arch": "dual_aspp"}, "loss": {"class_weights": [1.0] * 6}}))
+    row = result_row("x", {"config": json.loads(cfg.model_dump_json())})
+    assert resolve(validate(config_from_row(row), source="row")) == cfg
+
+
+def _train(cli, out: Path, *extra: str) -> tuple[int, str, str]:
+    return cli("train", "--out", str(out), *_sets("train.epochs=1", *extra))
+
+
+def test_collect_counts_one_experiment_once_whatever_its_folders(cli, tmp_path) -> None:
+    """Defect: two folders of one network were two rows, shown as 'seeds 2' with sd 0."""
+    from bench.report import main_table
+    from bench.store import collect
+
+    res = tmp_path / "res"
+    assert _train(cli, res / "0123456789ab")[0] == 0  # a folder named under another scheme
+    shutil.copytree(res / "0123456789ab", res / "ba9876543210")
+    df, skipped = collect(res)
+    assert len(df) == 1 and any("duplicate of run" in why for _, why in skipped)
+    assert main_table(df, [])["n"].tolist() == [1]
+
+
+def test_a_legacy_folder_counts_for_its_cell(cli, tmp_path) -> None:
+    """Old folders keep working: status finds them by their config, a resubmission trains nothing."""
+    spec = _write(
+        tmp_path,
+        """
+        name: legacy
+        base:
+          model: {arch: aspp_unet, width: 4}
+          data: {count: 16, size: [32, 32], batch_size: 4}
+          train: {epochs: 1}
+          profile: {latency: false}
+        launch: {executor: inline}
+        """,
+    )
+    res = tmp_path / "res"
+    assert cli("sweep", str(spec), "--results", str(res))[0] == 0
+    (cell,) = expand(load_sweep(spec))
+    (res / cell.run_id).rename(res / "00000000aaaa")
+    (state,) = cell_states([cell], res)
+    assert state.state == "done" and state.folder == res / "00000000aaaa"
+    code, out, _ = cli("sweep", str(spec), "--results", str(res))
+    assert code == 0 and "submitted 0 of 1" in out and not (res / cell.run_id).exists()
+
+
+# ----------------------------------------------------------------------------- 2. folder binding
+
+
+def test_another_config_into_a_finished_folder_is_refused(cli, tmp_path) -> None:
+    """Defect: a finished folder with another --set returned the old result with exit 0."""
+    out = tmp_path / "run"
+    assert _train(cli, out)[0] == 0
+    before = _tree(out)
+    code, stdout, err = _train(cli, out, "optim.lr=0.01")
+    assert code == 2 and "optim.lr: 0.001 -> 0.01" in err and "Nothing was changed" in err
+    assert "Traceback" not in err and _tree(out) == before
+
+
+def test_another_config_into_an_unfinished_folder_is_refused(cli, tmp_path) -> None:
+    """Defect: an unfinished folder silently resumed the old checkpoint under the new label, and a
+    shape change gave a traceback after config.yaml had been overwritten."""
+    out = tmp_path / "run"
+    assert _train(cli, out)[0] == 0
+    (out / "result.json").unlink()
+    before = _tree(out)
+    for change in ("train.seed=3", "model.width=8", "train.epochs=4"):
+        code, _, err = _train(cli, out, change)
+        assert code == 2 and change.split("=")[0] in err and "Traceback" not in err, err
+        assert _tree(out) == before
+    code, _, err = _train(cli, out)  # the same config resumes
+    assert code == 0, err
+    assert (out / "result.json").is_file()
+
+
+def test_a_checkpoint_is_refused_by_another_run(tmp_path) -> None:
+    from tests.test_engine import _trainer
+
+    a = _trainer(tmp_path, epochs=1)
+    a.identity = "aaaaaaaaaaaa"
+    a.fit()
+    b = _trainer(tmp_path, epochs=2)
+    b.identity = "bbbbbbbbbbbb"
+    with pytest.raises(UserError, match="belongs to run aaaaaaaaaaaa, not to run bbbbbbbbbbbb"):
+        b.fit()
+
+
+# ----------------------------------------------------------------------------- 3. cluster state
+
+
+def _fake_bin(tmp_path: Path, name: str, script: str) -> Path:
+    d = tmp_path / "bin"
+    d.mkdir(exist_ok=True)
+    p = d / name
+    p.write_text("#!/bin/sh\n" + script + "\n")
+    p.chmod(p.stat().st_mode | stat.S_IXUSR)
+    return d
+
+
+def _slurm_cell(tmp_path: Path) -> tuple:
+    spec = _write(
+        tmp_path,
+        """
+        name: sq
+        base: {model: {arch: aspp_unet, width: 4}, data: {count: 8, size: [32, 32]}}
+        launch: {executor: slurm}
+        """,
+    )
+    sweep = load_sweep(spec)
+    (cell,) = expand(sweep)
+    res = tmp_path / "res"
+    (res / cell.run_id).mkdir(parents=True)
+    job = {"executor": "slurm", "job_id": "4242_0", "folder": str(res / ".submitit"), "submitted": 0}
+    (res / cell.run_id / "job.json").write_text(json.dumps(job))
+    return spec, sweep, cell, res
+
+
+def test_a_failing_squeue_makes_the_state_unknown_never_failed(tmp_path, monkeypatch) -> None:
+    """Defect: a transient squeue failure read as 'failed' and --retry-failed submitted a second job."""
+    spec, sweep, cell, res = _slurm_cell(tmp_path)
+    bin_dir = _fake_bin(tmp_path, "squeue", "echo 'squeue: error: Unable to contact slurm controller' >&2; exit 1")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    (state,) = cell_states([cell], res)
+    assert state.state == "unknown" and "Unable to contact slurm controller" in state.detail
+    submitted, skipped = submit(sweep, [cell], res, executor="slurm", retry_failed=True)
+    assert submitted == [] and skipped[0].state == "unknown"
+
+
+def test_a_job_gone_from_a_working_squeue_is_failed(tmp_path, monkeypatch) -> None:
+    spec, sweep, cell, res = _slurm_cell(tmp_path)
+    bin_dir = _fake_bin(tmp_path, "squeue", "echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert cell_states([cell], res)[0].state == "failed"
+    _fake_bin(tmp_path, "squeue", "echo '4242_0 PENDING'")
+    assert cell_states([cell], res)[0].state == "queued"
+
+
+def test_sbatch_rejection_is_shown_and_nothing_is_lost(cli, tmp_path, monkeypatch) -> None:
+    """Defect: sbatch's refusal was a submitit traceback."""
+    spec, sweep, cell, res = _slurm_cell(tmp_path)
+    (res / cell.run_id / "job.json").unlink()
+    bin_dir = _fake_bin(tmp_path, "sbatch", "echo 'sbatch: error: invalid partition specified: nope' >&2; exit 1")
+    _fake_bin(tmp_path, "squeue", "exit 0")
+    _fake_bin(tmp_path, "srun", "exit 0")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    code, out, err = cli("sweep", str(spec), "--results", str(res))
+    assert code == 2 and "invalid partition specified: nope" in err and "nothing was submitted" in err
+    assert "Traceback" not in err and not (res / cell.run_id / "job.json").exists()
+
+
+# ----------------------------------------------------------------------------- 4. whole-sweep validation
+
+
+@pytest.mark.parametrize(
+    "grid, fragment",
+    [
+        ("data.size: [[0, 32]]", "data.size.0=0"),
+        ("data.size: [[-32, 32]]", "data.size.0=-32"),
+        ("model.num_classes: [0]", "model.num_classes=0"),
+        ("loss.name: [cee]", "unknown loss 'cee'"),
+        ("model.num_classes: [5]", "dataset 'synthetic' has 6 classes"),
+        ("loss.class_weights: [median_freq]\n  loss.name: [dice]", "loss 'dice' takes no class weights"),
+    ],
+)
+def test_every_key_is_validated_before_anything_runs(cli, tmp_path, grid: str, fragment: str) -> None:
+    """Defect: these were submitted (and passed --dry-run) and failed on the cluster."""
+    spec = _write(tmp_path, f"name: bad\nbase: {{model: {{width: 4}}}}\ngrid:\n  {grid}\n")
+    for extra in ([], ["--dry-run"]):
+        code, _, err = cli("sweep", str(spec), "--results", str(tmp_path / "r"), *extra)
+        assert code == 2 and fragment in err and "Traceback" not in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_signal_delay_must_be_shorter_than_the_time_limit(cli, tmp_path) -> None:
+    """Defect: --signal=USR2@120 with --time=1 signalled every attempt 18 s in."""
+    spec = _write(tmp_path, "name: sig\nlaunch: {executor: slurm, timeout_min: 1, signal_delay_s: 120}\n")
+    code, _, err = cli("sweep", str(spec), "--dry-run")
+    assert code == 2 and "signal_delay_s=120" in err and "timeout_min=1" in err
+
+
+def test_each_dataset_checks_its_own_root_and_both_splits(cli, tmp_path) -> None:
+    """Defect: only CamVid's root was checked, and only the training split."""
+    from tests.fixtures import make_camvid, make_cityscapes
+
+    cam = make_camvid(tmp_path / "camvid", splits=("train",))  # no val split
+    city = make_cityscapes(tmp_path / "city")  # train only
+    for name, root, fragment in (("camvid", cam, "val"), ("cityscapes", city, "leftImg8bit/val")):
+        spec = _write(tmp_path, f"name: d\nbase: {{data: {{name: {name}, root: {root}}}}}\n")
+        code, _, err = cli("sweep", str(spec), "--results", str(tmp_path / "r"))
+        assert code == 2 and fragment in err and "nothing was submitted" in err, err
+
+
+# ----------------------------------------------------------------------------- 5. no tracebacks, atomic writes
+
+
+def test_atomic_writes_leave_nothing_on_a_full_disk(tmp_path, monkeypatch) -> None:
+    """Defect: engine.save_checkpoint left its temp file behind when the write failed."""
+    from bench.store import write_json
+    from tests.test_engine import _trainer
+
+    target = tmp_path / "x.json"
+    write_json(target, {"a": 1})
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError):
+        write_json(target, {"a": 2})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"a": 1} and sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+    t = _trainer(tmp_path / "ck", epochs=1)
+    (tmp_path / "ck").mkdir()
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError):
+        t.save_checkpoint()
+    assert list((tmp_path / "ck").iterdir()) == []
+
+
+def test_a_full_disk_is_an_error_message_not_a_traceback(cli, tmp_path, monkeypatch) -> None:
+    import bench.store
+
+    def full(path):  # noqa: ANN001
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(bench.store, "atomic_write_text", lambda path, text: full(path))
+    code, _, err = _train(cli, tmp_path / "run")
+    assert code == 2 and "No space left on device" in err and "Traceback" not in err
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+
+
+# ----------------------------------------------------------------------------- 6. regress matching
+
+
+def test_regress_matches_on_identity_and_refuses_tables_without_config(cli, tmp_path) -> None:
+    """Defect: a table with only run_id and miou was matched to an arbitrary row and failed."""
+    import pandas as pd
+
+    root = Path(__file__).resolve().parents[1]
+    base = root / "results" / "baselines" / "camvid_cpu.parquet"
+    bare = tmp_path / "bare.csv"
+    pd.DataFrame({"run_id": ["x"], "miou": [0.1], "status": ["done"]}).to_csv(bare, index=False)
+    code, _, err = cli("regress", str(base), str(bare))
+    assert code == 2 and "no config columns" in err
+    other = pd.read_parquet(base)
+    other["data.size"] = "45,60"
+    other.to_parquet(tmp_path / "other.parquet")
+    code, out, err = cli("regress", str(base), str(tmp_path / "other.parquet"))
+    assert code == 2 and "no run (configuration and seed) in common" in err and "data.size" in err
+    code, out, _ = cli("regress", str(base), str(base))
+    assert code == 0 and out.count("| identity |") == 12
+
+
+# ----------------------------------------------------------------------------- 7. divergence and history
+
+
+def test_an_exploding_finite_loss_is_diverged_and_has_no_miou(cli, tmp_path) -> None:
+    """Defect: Adam at lr 1e6 (loss 1e19, never NaN) was 'done'; a diverged run kept its
+    pre-divergence mIoU in collect."""
+    from bench.store import collect
+
+    out = tmp_path / "res" / "run"
+    code, _, err = cli("train", "--out", str(out), *_sets("train.epochs=3", "optim.lr=1e6", "optim.schedule=none"))
+    r = json.loads((out / "result.json").read_text())
+    assert code == 1 and r["status"] == "diverged" and r["metrics"] is None and "first step" in r["diverged"]
+    df, _ = collect(tmp_path / "res")
+    assert df["status"][0] == "diverged" and pd_isna(df["miou"][0])
+
+
+def pd_isna(v) -> bool:  # noqa: ANN001
+    import pandas as pd
+
+    return bool(pd.isna(v))
+
+
+def test_a_preemption_after_an_epochs_last_step_keeps_its_evaluation(tmp_path) -> None:
+    """Defect: a checkpoint taken after the last step of an epoch dropped that epoch's history
+    entry (and its loss) on resume."""
+    from tests.test_engine import _trainer
+
+    (tmp_path / "a").mkdir()
+    straight = _trainer(tmp_path / "a", epochs=2).fit()
+    (tmp_path / "b").mkdir()
+    first = _trainer(tmp_path / "b", epochs=2)
+
+    class Preempted(Exception):
+        pass
+
+    calls = {"n": 0}
+    real_step = first._step
+
+    def step(images, masks):  # noqa: ANN001
+        loss = real_step(images, masks)
+        calls["n"] += 1
+        if calls["n"] == 4:  # the last step of epoch 1: the signal lands here
+
+            def handler() -> None:
+                first.save_checkpoint()
+                raise Preempted
+
+            first.at_step_boundary(handler)
+        return loss
+
+    first._step = step
+    with pytest.raises(Preempted):
+        first.fit()
+    resumed = _trainer(tmp_path / "b", epochs=2).fit()
+    h0, h1 = straight["train"]["history"], resumed["train"]["history"]
+    assert [e["epoch"] for e in h1] == [1, 2] and all("miou" in e for e in h1)
+    assert [e["loss"] for e in h1] == [e["loss"] for e in h0] and h1[0]["miou"] == h0[0]["miou"]
+    assert resumed["metrics"]["miou"] == straight["metrics"]["miou"]
+
+
+# ----------------------------------------------------------------------------- 8. failure details
+
+
+def test_job_json_is_absolute_and_never_started_cells_say_so(cli, tmp_path, monkeypatch) -> None:
+    """Defect: job.json stored a relative folder (status from elsewhere lost the reason), and a
+    never-started cell of a killed chain showed another cell's progress line."""
+    spec = _write(
+        tmp_path,
+        """
+        name: chain
+        base: {model: {arch: aspp_unet, width: 4}, data: {count: 8, size: [32, 32]}}
+        """,
+    )
+    sweep = load_sweep(spec)
+    (cell,) = expand(sweep)
+    res = tmp_path / "res"
+    (res / cell.run_id).mkdir(parents=True)
+    job = {"executor": "local", "job_id": "999999999", "folder": str((res / ".submitit").resolve()), "submitted": 0}
+    (res / cell.run_id / "job.json").write_text(json.dumps(job))
+    (state,) = cell_states([cell], res)
+    assert state.state == "failed" and state.detail.startswith("never started")
+    monkeypatch.chdir(tmp_path)
+    from bench.launch import _launch
+
+    jobs, folder = _launch(sweep, [cell], [Path("res2") / cell.run_id], Path("res2"), "inline")
+    assert folder.is_absolute()
+
+
+def test_time_limit_with_requeues_used_up_is_named(tmp_path) -> None:
+    from bench.launch import _last_error
+
+    logs = tmp_path / "sub"
+    logs.mkdir()
+    (logs / "77_0_0_log.err").write_text(
+        "srun: Job step aborted\nslurmstepd: error: *** JOB 77 ON n1 CANCELLED AT 2026 DUE TO TIME LIMIT ***\n"
+        "srun: error: n1: task 0: Terminated\n"
+    )
+    msg = _last_error({"folder": str(logs), "job_id": "77_0"})
+    assert msg.startswith("time limit reached and the requeues are used up") and "--retry-failed" in msg
+
+
+def test_a_corrupt_cell_skipped_by_a_plain_resubmit_gets_a_hint(cli, tmp_path) -> None:
+    spec = _write(
+        tmp_path,
+        """
+        name: corrupt
+        base:
+          model: {arch: aspp_unet, width: 4}
+          data: {count: 16, size: [32, 32], batch_size: 4}
+          train: {epochs: 1}
+          profile: {latency: false}
+        launch: {executor: inline}
+        """,
+    )
+    res = tmp_path / "res"
+    assert cli("sweep", str(spec), "--results", str(res))[0] == 0
+    (cell,) = expand(load_sweep(spec))
+    result = res / cell.run_id / "result.json"
+    result.write_text(result.read_text()[:50])
+    code, out, _ = cli("sweep", str(spec), "--results", str(res))
+    assert "1 corrupt" in out and "--retry-failed" in out
+    code, out, err = cli("sweep", str(spec), "--results", str(res), "--retry-failed")
+    assert code == 0, err
+    assert json.loads(result.read_text())["status"] == "done"
+
+
+# ----------------------------------------------------------------------------- 9. safe loading
+
+
+class _Payload:
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):  # noqa: ANN204
+        return (Path.write_text, (self.target, "pwned"))
+
+
+def test_a_checkpoint_that_runs_code_is_refused(cli, tmp_path) -> None:
+    """Defect: torch.load(..., weights_only=False) ran whatever a shared checkpoint's pickle said."""
+    out = tmp_path / "run"
+    assert _train(cli, out)[0] == 0
+    marker = tmp_path / "PWNED"
+    ckpt = out / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    state["evil"] = _Payload(marker)
+    torch.save(state, ckpt)
+    code, _, err = cli("evaluate", str(ckpt))
+    assert code == 2 and "refused" in err and "weights_only" in err and "Traceback" not in err
+    assert not marker.exists()
+    (out / "result.json").unlink()  # now a resume would load it
+    code, _, err = _train(cli, out)
+    assert code == 2 and "refused" in err and not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04truncated", b"not a checkpoint at all"])
+def test_evaluate_a_truncated_or_empty_checkpoint(cli, tmp_path, content: bytes) -> None:
+    out = tmp_path / "run"
+    assert _train(cli, out)[0] == 0
+    (out / "checkpoint.pt").write_bytes(content)
+    code, _, err = cli("evaluate", str(out / "checkpoint.pt"))
+    assert code == 2 and "not a readable checkpoint" in err and "Traceback" not in err
+
+
+def test_dry_run_prints_every_shell_line_and_sbatch_option(cli, tmp_path) -> None:
+    spec = _write(
+        tmp_path,
+        """
+        name: shown
+        launch:
+          executor: slurm
+          slurm_partition: gpu
+          sbatch: {qos: high, account: lab42}
+          setup: ["module load cuda/12.4", "source ~/venvs/aspp/bin/activate"]
+        """,
+    )
+    code, out, err = cli("sweep", str(spec), "--dry-run", "--results", str(tmp_path / "r"))
+    assert code == 0, err
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --qos=high", "#SBATCH --account=lab42",
+                 "module load cuda/12.4", "source ~/venvs/aspp/bin/activate", "#SBATCH --signal=USR2@120"):  # fmt: skip
+        assert line in out, line
+    assert not (tmp_path / "r").exists()
+
+
+def test_checkpoints_hold_only_tensors_and_plain_types(cli, tmp_path) -> None:
+    out = tmp_path / "run"
+    assert _train(cli, out)[0] == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=True)  # raises if anything else is inside
+    assert state["identity"] == json.loads((out / "result.json").read_text())["run_id"]
