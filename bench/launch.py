@@ -10,6 +10,7 @@ job resumes from that checkpoint in the same run folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -420,6 +421,29 @@ def submit(
 ) -> tuple[list[Cell], list[CellState]]:
     """Submit the cells that need it; returns (submitted, skipped with their states). A cell
     whose job may still be queued or running (queued, running, unknown) is never submitted."""
+    from bench.store import mkdir
+
+    mkdir(results)
+    with _submission_lock(results):  # two launchers on one sweep: the second sees the first's jobs
+        return _submit_locked(sweep, cells, results, executor=executor, retry_failed=retry_failed)
+
+
+@contextlib.contextmanager
+def _submission_lock(results: Path) -> Any:
+    import fcntl
+
+    fd = os.open(results / ".submit.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held only while states are read and jobs recorded
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _submit_locked(
+    sweep: Sweep, cells: Sequence[Cell], results: Path, *, executor: str, retry_failed: bool
+) -> tuple[list[Cell], list[CellState]]:
     from bench.store import MANIFEST, mkdir
     from bench.sweep import varying_keys
 
@@ -431,7 +455,6 @@ def submit(
             todo.append(s)
         else:
             skipped.append(s)
-    mkdir(results)
     write_json(
         results / MANIFEST,
         {

@@ -110,6 +110,7 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None) ->
     done = read_result(out)
     if done is not None:
         return done
+    _preflight(cfg)
     mkdir(out)
     lock = RunLock(out)
     if not lock.acquire():
@@ -123,6 +124,28 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None) ->
         return _execute(cfg, rid, out, trainer_hook)
     finally:
         lock.release()
+
+
+def _preflight(cfg: RunConfig) -> None:
+    """What can be refused before the run folder is touched: the model (built on the meta device:
+    no memory, no weights), the dataset's files, the device and its number format."""
+    import torch
+
+    from bench.data import data_problem, eval_split
+    from bench.engine import resolve_device
+    from bench.models import build_model
+    from bench.models.backbones import weights_check_only
+
+    with torch.device("meta"), weights_check_only():
+        build_model(cfg.model.arch, **cfg.model.knobs())
+    problem = data_problem(cfg.data, (cfg.data.split, eval_split(cfg.data.split)))
+    if problem:
+        raise UserError(problem)
+    device = resolve_device(cfg.train.device)
+    if cfg.train.amp == "fp16" and device.type != "cuda":
+        raise UserError(
+            f"train.amp=fp16 needs CUDA (train.device={cfg.train.device} is {device.type}); use train.amp=bf16"
+        )
 
 
 def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str, Any]:
