@@ -94,7 +94,8 @@ def test_preemption_requeues_and_resumes_from_checkpoint(cli, tmp_path) -> None:
     submitit.SlurmJob(folder=job["folder"], job_id=job["job_id"])._interrupt()  # SIGTERM + USR2, as on preemption
     _wait([cell], results, timeout=540)
     log = (run / "train.log").read_text()
-    assert "preemption signal: checkpoint saved" in log and "resumed from" in log
+    assert "signal: checkpoint saved" in log and "resumed from" in log
+    assert "requeued: Slurm put the job back in the queue" in log  # said only once the requeue happened
     out = "".join(p.read_text() for p in Path(job["folder"]).glob(f"{job['job_id']}_*_log.out"))
     assert "SLURM_RESTART_COUNT=1" in out
     r = json.loads((run / "result.json").read_text())

@@ -1,0 +1,364 @@
+"""Fault injection against the local executor and a real Slurm cluster: does any fault lose,
+duplicate or alter a result?
+
+    python scripts/fault_injection.py                       # local executor, and Slurm if sbatch is here
+    python scripts/fault_injection.py --executors local     # local only
+    python scripts/fault_injection.py --json out.json       # also the rows as JSON
+
+Every scenario runs the same one-cell sweep (aspp_unet, width 4, synthetic 32x32, one thread)
+in its own results folder, injects one fault, recovers the way a user would (the CLI, in fresh
+processes), and is compared with an uninterrupted reference run of the same config:
+
+- lost: cells without a finished result at the end (target 0);
+- duplicated: jobs submitted beyond those the scenario asked for (a retry is asked for; a
+  resubmission while a job may still be queued or running is a duplicate), plus result rows
+  beyond one per experiment in `aspp-bench collect` (target 0);
+- bit-equal: the final weights equal the reference's tensor for tensor, and so does the mIoU
+  (the claim holds on one machine, one thread, one torch build: see README 'Reproducibility').
+
+Slurm scenarios need the cluster of scripts/slurm-up.sh; a requeued job waits about two minutes
+before Slurm starts it again, so they take several minutes each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.launch import cell_states  # noqa: E402
+from bench.sweep import expand, load_sweep  # noqa: E402
+
+CLI = [sys.executable, "-m", "bench.cli"]
+
+
+@dataclass
+class Row:
+    scenario: str
+    executor: str
+    outcome: str
+    lost: int
+    duplicated: int
+    bit_equal: str
+    seconds: float
+
+
+def spec_text(name: str, executor: str, epochs: int, timeout_min: int = 30, signal_delay_s: int = 30) -> str:
+    launch = f"{{executor: {executor}, cpus_per_task: 1, timeout_min: {timeout_min}, signal_delay_s: {signal_delay_s}"
+    launch += ", slurm_partition: debug}" if executor == "slurm" else "}"
+    return textwrap.dedent(f"""
+    name: {name}
+    base:
+      model: {{arch: aspp_unet, width: 4}}
+      data: {{size: [32, 32], count: 32, batch_size: 4}}
+      train: {{epochs: {epochs}, eval_every: 100000, checkpoint_every: 5}}
+      profile: {{latency: false}}
+    launch: {launch}
+    """)
+
+
+class Scenario:
+    """One results folder, one cell; helpers to drive and inspect it."""
+
+    def __init__(self, work: Path, name: str, executor: str, epochs: int, **launch: int) -> None:
+        self.dir = work / f"{name}-{executor}"
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        self.spec = self.dir / "sweep.yaml"
+        # the sweep name is shared by every scenario: one experiment, so one run_id everywhere
+        self.spec.write_text(spec_text("fault", executor, epochs, **launch))
+        self.results = self.dir / "results"
+        (self.cell,) = expand(load_sweep(self.spec))
+        self.run = self.results / self.cell.run_id
+        self.executor = executor
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        # output to files, not pipes: the jobs a submission starts inherit its streams, and a pipe
+        # would keep this call waiting until they end
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            r = subprocess.run([*CLI, *args], stdout=out, stderr=err, text=True, env=env, cwd=self.dir, timeout=900)
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(r.args, r.returncode, out.read(), err.read())
+
+    def sweep(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return self.cli("sweep", str(self.spec), "--results", str(self.results), *extra, env=env)
+
+    def state(self) -> str:
+        return cell_states([self.cell], self.results)[0].state
+
+    def wait(self, states: tuple[str, ...] = ("done",), timeout: float = 900) -> str:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            s = self.state()
+            if s in states:
+                return s
+            time.sleep(1)
+        raise TimeoutError(f"{self.dir.name}: still {self.state()} after {timeout} s")
+
+    def wait_for(self, pred: Callable[[], bool], what: str, timeout: float = 600) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if pred():
+                return
+            time.sleep(0.3)
+        raise TimeoutError(f"{self.dir.name}: no {what} after {timeout} s")
+
+    def wait_for_checkpoint(self) -> None:
+        self.wait_for(lambda: (self.run / "checkpoint.pt").is_file(), "periodic checkpoint")
+
+    def job(self) -> dict:
+        return json.loads((self.run / "job.json").read_text())
+
+    def submissions(self) -> int:
+        return len(list((self.results / ".submitit").glob("*_submitted.pkl")))
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+
+
+def compare(sc: Scenario, reference: Path, expected_submissions: int, outcome: str, t0: float) -> Row:
+    from bench.store import collect
+
+    lost = 0 if sc.state() == "done" else 1
+    df, _ = collect(sc.results)
+    duplicated = max(0, sc.submissions() - expected_submissions) + max(0, len(df) - 1)
+    equal = "-"
+    if not lost:
+        a, b = weights(sc.run), weights(reference)
+        same_w = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        ra = json.loads((sc.run / "result.json").read_text())["metrics"]["miou"]
+        rb = json.loads((reference / "result.json").read_text())["metrics"]["miou"]
+        equal = "yes" if same_w and ra == rb else f"NO (weights {'equal' if same_w else 'differ'}, mIoU {ra} vs {rb})"
+    return Row(sc.dir.name.rsplit("-", 1)[0], sc.executor, outcome, lost, duplicated, equal, time.time() - t0)
+
+
+def kill_local_chain(sc: Scenario) -> None:
+    """SIGKILL submitit's controller and the process it runs, as a node failure would."""
+    controller = int(sc.job()["job_id"])
+    children = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()
+    for pid in [controller, *map(int, children)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+
+def sigkill(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    t0 = time.time()
+    sc = Scenario(work, "sigkill", ex, epochs)
+    sc.sweep()
+    sc.wait_for_checkpoint()
+    if ex == "local":
+        kill_local_chain(sc)
+    else:
+        subprocess.run(["scancel", "--signal=KILL", "--full", sc.job()["job_id"]], check=True)
+    sc.wait(("failed",), timeout=180)
+    plain = sc.sweep()
+    sc.sweep("--retry-failed")
+    sc.wait()
+    resumed = "resumed from" in (sc.run / "train.log").read_text()
+    hint = "--retry-failed" in plain.stdout
+    outcome = f"failed -> {'hint' if hint else 'NO HINT'} -> retried, {'resumed' if resumed else 'NOT resumed'}"
+    return compare(sc, ref, 2, outcome, t0)
+
+
+def truncated_result(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    t0 = time.time()
+    sc = Scenario(work, "truncated-result", ex, epochs)
+    sc.sweep("--wait")
+    res = sc.run / "result.json"
+    res.write_text(res.read_text()[:100])
+    corrupt = sc.state()
+    plain = sc.sweep()
+    sc.sweep("--retry-failed", "--wait")
+    outcome = f"{corrupt}; plain resubmit: {'0 submitted' if 'submitted 0' in plain.stdout else 'SUBMITTED'}; retried"
+    return compare(sc, ref, 2, outcome, t0)
+
+
+def corrupt_checkpoint(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    t0 = time.time()
+    sc = Scenario(work, "corrupt-checkpoint", ex, epochs)
+    sc.sweep()
+    sc.wait_for_checkpoint()
+    kill_local_chain(sc) if ex == "local" else subprocess.run(["scancel", "--signal=KILL", sc.job()["job_id"]])
+    sc.wait(("failed",), timeout=180)
+    ck = sc.run / "checkpoint.pt"
+    ck.write_bytes(ck.read_bytes()[:1000])
+    sc.sweep("--retry-failed")
+    sc.wait()
+    aside = list(sc.run.glob("checkpoint.pt.*.old"))
+    return compare(sc, ref, 2, f"failed; unreadable checkpoint kept aside ({len(aside)}), fresh start", t0)
+
+
+def two_launchers(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    t0 = time.time()
+    sc = Scenario(work, "two-launchers", ex, epochs)
+    cmd = [*CLI, "sweep", str(sc.spec), "--results", str(sc.results)]
+    files = [tempfile.TemporaryFile("w+") for _ in range(3)]
+    procs = [subprocess.Popen(cmd, cwd=sc.dir, stdout=f, stderr=subprocess.DEVNULL, text=True) for f in files]
+    for p in procs:
+        p.wait(timeout=300)
+    outs = []
+    for f in files:
+        f.seek(0)
+        outs.append(f.read())
+        f.close()
+    sc.wait()
+    n = sum("submitted 1 of 1" in o for o in outs)
+    return compare(sc, ref, 1, f"3 launchers at once: {n} submitted", t0)
+
+
+def killed_launcher(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    t0 = time.time()
+    sc = Scenario(work, "killed-launcher", ex, epochs)
+    p = subprocess.Popen([*CLI, "sweep", str(sc.spec), "--results", str(sc.results), "--wait"], cwd=sc.dir,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    sc.wait_for(lambda: (sc.run / "job.json").is_file(), "job.json")
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    sc.wait()
+    return compare(sc, ref, 1, "launcher SIGKILLed after submission; the job finished", t0)
+
+
+def changed_config(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    t0 = time.time()
+    sc = Scenario(work, "changed-config", ex, epochs)
+    sc.sweep("--wait")
+    before = {p.name: p.read_bytes() for p in sc.run.iterdir() if p.is_file()}
+    r = sc.cli("train", "--out", str(sc.run), "--set", "optim.lr=0.5", "--set", "model.width=4",
+               "--set", "data.size=[32,32]", "--set", "data.count=32", "--set", "data.batch_size=4")  # fmt: skip
+    after = {p.name: p.read_bytes() for p in sc.run.iterdir() if p.is_file()}
+    ok = r.returncode == 2 and before == after and "optim.lr" in r.stderr
+    return compare(
+        sc, ref, 1, "train --out with another config: " + ("exit 2, folder unchanged" if ok else "NOT REFUSED"), t0
+    )
+
+
+def preemption(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    import submitit
+
+    t0 = time.time()
+    sc = Scenario(work, "preemption", ex, epochs)
+    sc.sweep()
+    sc.wait_for_checkpoint()
+    job = sc.job()
+    submitit.SlurmJob(folder=job["folder"], job_id=job["job_id"])._interrupt()  # USR2 + requeue, as on preemption
+    sc.wait()
+    log = (sc.run / "train.log").read_text()
+    outcome = "USR2: " + ("requeued, resumed" if "requeued:" in log and "resumed from" in log else "NOT RESUMED")
+    return compare(sc, ref, 1, outcome, t0)
+
+
+def time_limit(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    t0 = time.time()
+    # a 1-minute limit, signalled 30 s before: each attempt trains ~25 s, then checkpoints and requeues;
+    # the cell is made long enough to need several attempts, and has its own reference run
+    epochs *= 4
+    ref = reference(work, epochs, name="reference-long")
+    t0 = time.time()
+    sc = Scenario(work, "time-limit", ex, epochs, timeout_min=1, signal_delay_s=30)
+    sc.sweep()
+    sc.wait(timeout=1500)
+    log = (sc.run / "train.log").read_text()
+    n = log.count("requeued:")
+    return compare(sc, ref, 1, f"time limit: requeued {n}x, resumed {log.count('resumed from')}x", t0)
+
+
+def squeue_failing(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    t0 = time.time()
+    sc = Scenario(work, "squeue-failing", ex, epochs)
+    sc.sweep()
+    sc.wait(("queued", "running"))
+    fake = Path(tempfile.mkdtemp()) / "squeue"
+    fake.write_text(
+        "#!/bin/sh\necho 'squeue: error: Unable to contact slurm controller (connect failure)' >&2\nexit 1\n"
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
+    status = sc.cli("status", str(sc.spec), "--results", str(sc.results), env=env).stdout
+    retry = sc.sweep("--retry-failed", env=env).stdout
+    sc.wait()
+    unknown = " unknown " in status or "unknown" in status
+    outcome = f"status: {'unknown' if unknown else 'NOT UNKNOWN'}; --retry-failed: " + (
+        "0 submitted" if "submitted 0 of 1" in retry else "SUBMITTED AGAIN"
+    )
+    return compare(sc, ref, 1, outcome, t0)
+
+
+LOCAL = [sigkill, truncated_result, corrupt_checkpoint, two_launchers, killed_launcher, changed_config]
+SLURM = [preemption, time_limit, sigkill, squeue_failing, two_launchers, truncated_result]
+
+
+def reference(work: Path, epochs: int, name: str = "reference") -> Path:
+    sc = Scenario(work, name, "inline", epochs)
+    sc.sweep()
+    assert sc.state() == "done", sc.state()
+    return sc.run
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = ["| scenario | executor | outcome | lost | duplicated | resumed result bit-equal | time (s) |",
+             "|---|---|---|---:|---:|---|---:|"]  # fmt: skip
+    for r in rows:
+        lines.append(f"| {r.scenario} | {r.executor} | {r.outcome} | {r.lost} | {r.duplicated} | {r.bit_equal} | "
+                     f"{r.seconds:.0f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--executors", default="local,slurm" if shutil.which("sbatch") else "local")
+    p.add_argument("--epochs", type=int, default=120, help="training length of the cell (about 0.25 s/epoch here)")
+    p.add_argument("--work", help="working folder (default: a new temporary one)")
+    p.add_argument("--only", help="comma-separated scenario names")
+    p.add_argument("--json", help="write the rows as JSON here")
+    a = p.parse_args()
+    work = Path(a.work or tempfile.mkdtemp(prefix="aspp-faults-")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"fault injection in {work}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
+    ref = reference(work, a.epochs)
+    rows: list[Row] = []
+    for ex in a.executors.split(","):
+        for fn in LOCAL if ex == "local" else SLURM:
+            name = fn.__name__.replace("_", "-")
+            if a.only and name not in a.only.split(","):
+                continue
+            try:
+                row = fn(work, ex, ref, a.epochs)
+            except Exception as e:  # a scenario that breaks is a row, not a crash of the suite
+                row = Row(name, ex, f"ERROR: {type(e).__name__}: {str(e)[:200]}", 1, 0, "-", 0.0)
+            rows.append(row)
+            print(f"{row.scenario:<20} {row.executor:<6} lost {row.lost} dup {row.duplicated} "
+                  f"bit-equal {row.bit_equal}  ({row.outcome})", flush=True)  # fmt: skip
+    print()
+    print(markdown(rows))
+    if a.json:
+        Path(a.json).write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    bad = [r for r in rows if r.lost or r.duplicated or r.bit_equal != "yes"]
+    print(f"\n{len(rows) - len(bad)} of {len(rows)} scenarios: 0 lost, 0 duplicated, bit-equal")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
