@@ -119,3 +119,43 @@ def test_cancelled_job_is_failed_and_retry_completes_it(cli, tmp_path) -> None:
     assert code == 0 and "submitted 1 of 1" in out, err
     _wait([cell], results, timeout=540)
     assert "resumed from" in (run / "train.log").read_text()  # from the last periodic checkpoint
+
+
+def test_a_failing_squeue_is_unknown_and_retry_submits_nothing(cli, tmp_path, monkeypatch) -> None:
+    """Issue 12.3 on the real cluster: a transient squeue failure must not read as 'failed'."""
+    import os
+    import stat
+
+    spec = _spec(tmp_path, "squeue", "[[3]]", epochs=300)
+    results = tmp_path / "results"
+    assert cli("sweep", str(spec), "--results", str(results))[0] == 0
+    (cell,) = expand(load_sweep(spec))
+    fake = tmp_path / "bin" / "squeue"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'squeue: error: Unable to contact slurm controller' >&2\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    real_path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{real_path}")
+    if not (results / cell.run_id / ".lock").is_file():  # still pending: only squeue could tell
+        (state,) = cell_states([cell], results)
+        assert state.state == "unknown" and "Unable to contact slurm controller" in state.detail
+    code, out, _ = cli("sweep", str(spec), "--results", str(results), "--retry-failed")
+    assert code == 0 and "submitted 0 of 1" in out
+    monkeypatch.setenv("PATH", real_path)
+    _wait([cell], results, timeout=540)
+    assert len(list((results / ".submitit").glob("*_submitted.pkl"))) == 1  # one job, ever
+
+
+def test_time_limit_with_no_requeue_left_says_so(cli, tmp_path) -> None:
+    """Issue 12.8: an exhausted time limit is named, not shown as an srun line; the log says
+    'not requeued' (never 'requeueing') and --retry-failed resumes from the checkpoint."""
+    spec = _spec(tmp_path, "limit", "[[4]]", epochs=5000)
+    text = spec.read_text().replace("timeout_min: 30, signal_delay_s: 30", "timeout_min: 1, signal_delay_s: 30")
+    spec.write_text(text.replace("launch: {", "launch: {max_num_timeout: 0, "))
+    results = tmp_path / "results"
+    assert cli("sweep", str(spec), "--results", str(results))[0] == 0
+    (cell,) = expand(load_sweep(spec))
+    (state,) = _wait([cell], results, states=("failed",), timeout=300)
+    assert state.detail.startswith("time limit reached and the requeues are used up"), state.detail
+    log = (results / cell.run_id / "train.log").read_text()
+    assert "signal: checkpoint saved" in log and "not requeued" in log and "requeued: Slurm" not in log
