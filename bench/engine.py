@@ -73,7 +73,10 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         with torch.serialization.safe_globals(_legacy_safe_globals()):
             ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        import re
+
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        first = f"it asks for {found.group(1)}" if found else type(e).__name__
         raise UserError(
             f"{p}: refused: it holds objects that only arbitrary unpickling can load, which can run code "
             f"({first}). aspp-bench loads checkpoints with weights_only=True; only checkpoints of tensors and "

@@ -423,9 +423,15 @@ def submit(
     whose job may still be queued or running (queued, running, unknown) is never submitted."""
     from bench.store import mkdir
 
+    created = not results.exists()
     mkdir(results)
-    with _submission_lock(results):  # two launchers on one sweep: the second sees the first's jobs
-        return _submit_locked(sweep, cells, results, executor=executor, retry_failed=retry_failed)
+    try:
+        with _submission_lock(results):  # two launchers on one sweep: the second sees the first's jobs
+            return _submit_locked(sweep, cells, results, executor=executor, retry_failed=retry_failed)
+    except UserError:
+        if created:  # a refused first submission leaves no trace (nothing of the sweep was here)
+            shutil.rmtree(results, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager
@@ -483,9 +489,13 @@ def _submit_locked(
         jobs, folder = _launch(sweep, [s.cell for s in todo], [s.folder or results / s.cell.run_id for s in todo],
                                results, executor)  # fmt: skip
     except BaseException:
-        for aside, orig in moved:
+        for aside, orig in moved:  # a refused submission changes nothing: old files go back
             if aside.is_file() and not orig.exists():
                 aside.rename(orig)
+        for s in todo:
+            run = s.folder or results / s.cell.run_id
+            if run.is_dir() and not any(run.iterdir()):
+                run.rmdir()
         raise
     for s, job in zip(todo, jobs, strict=True):
         if job is not None:
@@ -522,23 +532,18 @@ def _launch(sweep: Sweep, cells: list[Cell], runs: list[Path], results: Path, ex
                 )
         return [None] * len(cells), folder
     ex = _executor(sweep.launch, folder, executor, sweep.name)
+    import io
+
+    captured = io.StringIO()  # submitit echoes sbatch's stderr; it is shown once, in the error below
     try:
-        if executor == "local":
-            k = min(sweep.launch.array_parallelism, len(cells))
-            chains = [list(zip(cfgs[i::k], outs[i::k], strict=True)) for i in range(k)]
-            chain_jobs = ex.map_array(RunChain(threads=sweep.launch.cpus_per_task), chains)
-            jobs: list[Any] = [None] * len(cells)
-            for i, job in enumerate(chain_jobs):
-                for j in range(i, len(cells), k):
-                    jobs[j] = job
-        else:
-            jobs = ex.map_array(job_fn, cfgs, outs)  # one job array on Slurm
+        with contextlib.redirect_stderr(captured):
+            jobs = _map(ex, sweep, job_fn, cfgs, outs, executor)
     except Exception as e:
         from submitit.core.utils import FailedJobError
 
         if isinstance(e, FailedJobError | OSError):
             what = "sbatch" if executor == "slurm" else f"the {executor} executor"
-            msg = str(e).strip() or type(e).__name__
+            msg = (str(e).strip() or captured.getvalue().strip() or type(e).__name__).replace("\n", "\n  ")
             raise UserError(
                 f"{what} refused the submission; nothing was submitted. Its message:\n  {msg}\n"
                 "Check launch.slurm_partition, launch.sbatch and the other launch keys of the sweep file "
@@ -546,6 +551,16 @@ def _launch(sweep: Sweep, cells: list[Cell], runs: list[Path], results: Path, ex
             ) from None
         raise
     return jobs, folder
+
+
+def _map(ex: Any, sweep: Sweep, job_fn: RunJob, cfgs: list, outs: list[str], executor: str) -> list[Any]:
+    """One job per cell: a Slurm job array, or `array_parallelism` local chains (a cell's job is its chain's)."""
+    if executor != "local":
+        return list(ex.map_array(job_fn, cfgs, outs))  # one job array on Slurm
+    k = min(sweep.launch.array_parallelism, len(cfgs))
+    chains = [list(zip(cfgs[i::k], outs[i::k], strict=True)) for i in range(k)]
+    chain_jobs = ex.map_array(RunChain(threads=sweep.launch.cpus_per_task), chains)
+    return [chain_jobs[j % k] for j in range(len(cfgs))]
 
 
 def sbatch_preview(launch: LaunchConfig, results: Path, name: str) -> str:
