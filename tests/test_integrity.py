@@ -557,3 +557,21 @@ def test_checkpoints_hold_only_tensors_and_plain_types(cli, tmp_path) -> None:
     assert _train(cli, out)[0] == 0
     state = torch.load(out / "checkpoint.pt", weights_only=True)  # raises if anything else is inside
     assert state["identity"] == json.loads((out / "result.json").read_text())["run_id"]
+
+
+def test_a_checkpoint_of_an_earlier_version_still_resumes(tmp_path) -> None:
+    """Checkpoints written before this change hold numpy's RNG state as an array (and no
+    identity): they load with weights_only thanks to an allow-list of numpy's array types only."""
+    import random
+
+    import numpy as np
+
+    from bench.engine import _set_rng_state, read_checkpoint
+
+    np.random.seed(3)
+    legacy = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    torch.save({"model": {}, "rng": legacy}, tmp_path / "old.pt")
+    expected = np.random.random()
+    ckpt = read_checkpoint(tmp_path / "old.pt")
+    _set_rng_state(ckpt["rng"])
+    assert np.random.random() == expected
