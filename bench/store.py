@@ -50,6 +50,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     mkdir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as open() would create it (mkstemp makes 0600), readable by the group
     try:
         yield Path(tmp)
         with open(tmp, "rb") as f:

@@ -575,3 +575,12 @@ def test_a_checkpoint_of_an_earlier_version_still_resumes(tmp_path) -> None:
     ckpt = read_checkpoint(tmp_path / "old.pt")
     _set_rng_state(ckpt["rng"])
     assert np.random.random() == expected
+
+
+def test_atomic_writes_keep_the_usual_file_mode(tmp_path) -> None:
+    """mkstemp creates 0600 files: results on a shared cluster must stay readable as open() makes them."""
+    from bench.store import write_json
+
+    write_json(tmp_path / "a.json", {})
+    (tmp_path / "b.json").write_text("{}")
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == stat.S_IMODE((tmp_path / "b.json").stat().st_mode)
