@@ -331,19 +331,29 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_regress(args: argparse.Namespace) -> int:
     from bench.regress import load_table, regress
 
-    passed, table, _ = regress(
+    passed, table, records = regress(
         load_table(args.baseline),
         load_table(args.current),
         miou_tol=args.miou_tol,
         speed_tol=args.speed_tol,
-        pool_seeds=args.pool_seeds,
+        alpha=args.alpha,
+        speed_normalised=args.speed_normalised,
     )
-    print(table)
-    print(
-        f"\n{'PASS' if passed else 'FAIL'}: mIoU tolerance {args.miou_tol} points, latency tolerance "
-        f"x{1 + args.speed_tol:.2f} (only between equal environments)"
-        + ("; seeds pooled (means compared)" if args.pool_seeds else "")
+    counts = {v: sum(r["verdict"] == v for r in records) for v in ("ok", "INCONCLUSIVE", "FAIL")}
+    summary = (
+        f"{'PASS' if passed else 'FAIL'}: {counts['ok']} ok, {counts['INCONCLUSIVE']} inconclusive, "
+        f"{counts['FAIL']} failed of {len(records)} configurations. A configuration fails when its mean mIoU "
+        f"drops by more than {args.miou_tol} points and the drop is significant (one-sided Welch, or paired "
+        f"where both sides ran the same seeds; Holm-corrected over {len(records)} configurations; alpha "
+        f"{args.alpha}); with one seed on a side, on the threshold alone. Speed: "
+        + ("fractions of the measured matmul peak" if args.speed_normalised else "latency between equal environments")
+        + f", tolerance x{1 + args.speed_tol:.2f}."
     )
+    if args.json:
+        print(json.dumps({"passed": passed, "summary": summary, "configurations": records}, indent=2, default=str))
+    else:
+        print(table)
+        print("\n" + summary)
     return 0 if passed else 1
 
 
@@ -427,13 +437,15 @@ def _parser() -> argparse.ArgumentParser:
     rg = sub.add_parser("regress", help="accuracy/speed regression check; exit 1 on any regression")
     rg.add_argument("baseline", help="results folder or collected table (.parquet/.csv)")
     rg.add_argument("current", help="results folder or collected table (.parquet/.csv)")
-    rg.add_argument("--miou-tol", type=float, default=1.0, help="allowed mIoU drop in points (default 1.0)")
+    rg.add_argument("--miou-tol", type=float, default=1.0, help="mIoU drop in points that counts (default 1.0)")
     rg.add_argument("--speed-tol", type=float, default=0.2, help="allowed latency increase as a fraction (0.2)")
+    rg.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm's correction (0.05)")
     rg.add_argument(
-        "--pool-seeds",
+        "--speed-normalised",
         action="store_true",
-        help="average the seeds of each configuration and compare the means (a gate across machines)",
+        help="compare the fraction of each machine's measured matmul peak (a speed gate across machines)",
     )
+    rg.add_argument("--json", action="store_true", help="machine-readable verdicts (for CI)")
     rg.set_defaults(func=_cmd_regress)
     return p
 

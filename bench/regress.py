@@ -1,11 +1,11 @@
-"""Accuracy and speed regression check of CURRENT against a committed BASELINE.
+"""Accuracy and speed regression gate of CURRENT against a committed BASELINE, by configuration
+and over seeds, with verdicts that hold on another machine (see `regress`).
 
-Cells are matched by their identity: the run_id of the resolved config each row records, computed
-afresh from the row's config columns (so tables collected under an earlier identity scheme, the
-committed baselines among them, match by what they ran, not by folder names); with
-`pool_seeds`, by the configuration (identity without the seed). Accuracy is compared per cell
-(a drop of more than `miou_tol` points fails); speed only where the environment fingerprints are
-equal (a latency increase of more than `speed_tol` x fails) and otherwise reported as not compared, never silently.
+Rows are grouped by configuration: the identity of the resolved config each row records, computed
+afresh from its config columns (so tables collected under an earlier identity scheme, the
+committed baselines among them, match by what they ran, not by folder names), without the seed.
+Speed is compared only where the environment fingerprints are equal, or, with
+`speed_normalised`, as fractions of each machine's measured matmul peak; never silently.
 """
 
 from __future__ import annotations
@@ -76,92 +76,168 @@ def _identify(df: Any, source: Path) -> Any:
     return df[~dup].reset_index(drop=True)  # one experiment counted once, never as two seeds
 
 
-def _pool_seeds(df: Any, cfg_cols: list[str]) -> Any:
-    """One row per configuration: mIoU and latency averaged over its seeds (n_seeds, miou_std);
-    the row's run_id names the configuration by the keys that vary in the table."""
+def _label(row: Any, varying: list[str]) -> str:
     import pandas as pd
 
-    keys = [c for c in cfg_cols if c != "train.seed"]
-    varying = [c for c in keys if df[c].astype(str).nunique() > 1]
-    rows = []
-    for _, g in df.groupby("_config", sort=False):
-        row = g.iloc[0].copy()
-        row["miou"] = g["miou"].mean()
-        row["miou_std"] = g["miou"].std(ddof=1) if len(g) > 1 else float("nan")
-        row["n_seeds"] = len(g)
-        if "latency_ms_p50" in g:
-            row["latency_ms_p50"] = g["latency_ms_p50"].median()
-        fps = g["env_fingerprint"].unique() if "env_fingerprint" in g else []
-        row["env_fingerprint"] = fps[0] if len(fps) == 1 else None
-        row["run_id"] = (
-            ", ".join(f"{c.split('.', 1)[-1]}={'-' if pd.isna(row[c]) else row[c]}" for c in varying) or "all"
-        )
-        rows.append(row)
-    return pd.DataFrame(rows).reset_index(drop=True)
+    return ", ".join(f"{c.split('.', 1)[-1]}={'-' if pd.isna(row[c]) else row[c]}" for c in varying) or "all"
+
+
+def _seeds(g: Any) -> dict[int, float]:
+    """{seed: mIoU in points} of one configuration's rows."""
+    seeds = g["train.seed"] if "train.seed" in g else range(len(g))
+    return {int(s): 100 * float(m) for s, m in zip(seeds, g["miou"], strict=True)}
+
+
+def _busy(g: Any) -> bool:
+    """Some latency of these rows was measured while the machine ran more jobs than it has cores."""
+    if "env.load_avg" not in g or "env.cpu_count" not in g:
+        return False
+    load = g["env.load_avg"].astype(float)
+    cores = g["env.cpu_count"].astype(float)
+    return bool((load > cores).any())
+
+
+def _speed(b: Any, c: Any, tol: float, normalised: bool) -> tuple[str, str | None]:
+    """(what the speed column says, a failure or None). Latency is compared only between equal
+    environment fingerprints; `normalised` compares the fraction of the machine's measured matmul
+    peak each run achieved, which holds between machines."""
+    import pandas as pd
+
+    if normalised:
+        if "efficiency" not in b or "efficiency" not in c:
+            return "no efficiency recorded (profile with latency and FLOPs)", None
+        eb, ec = pd.to_numeric(b["efficiency"]).median(), pd.to_numeric(c["efficiency"]).median()
+        if pd.isna(eb) or pd.isna(ec) or ec <= 0:
+            return "no efficiency recorded", None
+        ratio = float(eb / ec)  # > 1: the current run reaches a smaller fraction of its machine's peak
+        text = f"fraction of peak {100 * eb:.1f}% -> {100 * ec:.1f}% (x{ratio:.2f} slower, normalised)"
+    else:
+        if "latency_ms_p50" not in b or "latency_ms_p50" not in c:
+            return "no latency recorded", None
+        lb, lc = pd.to_numeric(b["latency_ms_p50"]).median(), pd.to_numeric(c["latency_ms_p50"]).median()
+        if pd.isna(lb) or pd.isna(lc):
+            return "no latency recorded", None
+        fps = set(b.get("env_fingerprint", pd.Series([None]))) | set(c.get("env_fingerprint", pd.Series([None])))
+        if len(fps) != 1 or None in fps:
+            return "not compared: environments differ (--speed-normalised compares fractions of peak)", None
+        ratio = float(lc / lb)
+        text = f"latency x{ratio:.2f}"
+    if _busy(b) or _busy(c):
+        return text + " (measured on a busy machine: load above its cores; not judged)", None
+    if ratio > 1 + tol:
+        return text, f"speed x{ratio:.2f} (tolerance x{1 + tol:.2f})"
+    return text, None
 
 
 def regress(
-    baseline: Any, current: Any, *, miou_tol: float = 1.0, speed_tol: float = 0.2, pool_seeds: bool = False
-) -> tuple[bool, str, list]:
-    """(passed, markdown table, per-cell records). With `pool_seeds`, cells that differ only in
-    their seed are averaged first and the means are compared: per-seed mIoU of a short run moves
-    by more than a point between machines, the mean over seeds much less."""
+    baseline: Any,
+    current: Any,
+    *,
+    miou_tol: float = 1.0,
+    speed_tol: float = 0.2,
+    alpha: float = 0.05,
+    speed_normalised: bool = False,
+) -> tuple[bool, str, list[dict[str, Any]]]:
+    """(passed, Markdown table, one record per configuration of the baseline).
+
+    Per configuration (the run identity without the seed), the seeds of the baseline and of the
+    current table are two samples. A configuration regresses when its mean mIoU drops by more than
+    `miou_tol` points and the drop is significant: one-sided Welch t-test (the paired t-test where
+    both sides ran the same seeds), p Holm-corrected across the configurations compared, below
+    `alpha`. A drop beyond the tolerance that is not significant is INCONCLUSIVE (listed with the
+    seeds that would resolve it at the measured spread; it does not fail). With one seed on a side
+    no test is possible and the plain threshold decides, marked as such."""
+    from bench import stats
+
     if miou_tol < 0 or speed_tol < 0:
-        raise UserError("--miou-tol and --speed-tol must be non-negative")
+        raise UserError(f"--miou-tol ({miou_tol}) and --speed-tol ({speed_tol}) must be non-negative")
+    if not 0 < alpha < 1:
+        raise UserError(f"--alpha={alpha}: give a significance level between 0 and 1, e.g. 0.05")
     for t in (baseline, current):
         if "_identity" not in t.columns:
             raise UserError("regress takes tables from load_table (rows with their identity)")
-    key = "_config" if pool_seeds else "_identity"
-    common = set(baseline[key]) & set(current[key])
-    if not common:
+    if not set(baseline["_config"]) & set(current["_config"]):
         raise UserError(
-            "baseline and current have no "
-            + ("configuration" if pool_seeds else "run (configuration and seed)")
-            + " in common, so nothing can be compared; "
+            "baseline and current have no configuration in common, so nothing can be compared; "
             + _difference(baseline, current)
         )
-    if pool_seeds:
-        cfg_cols = [c for c in baseline.columns if is_experiment_key(c) and c in current.columns]
-        baseline, current = _pool_seeds(baseline, cfg_cols), _pool_seeds(current, cfg_cols)
-    cur_by_key = {r[key]: r for _, r in current.iterrows()}
-    records = []
-    for _, b in baseline.iterrows():
-        c = cur_by_key.get(b[key])
-        matched = "identity"
-        if pool_seeds and c is not None:
-            matched = f"config ({b['n_seeds']} vs {c['n_seeds']} seeds)"
-        label = b["run_id"] if pool_seeds else b["_identity"]
-        rec: dict[str, Any] = {"run_id": label, "matched": matched if c is not None else "missing"}
-        fails = []
-        if c is None:
-            fails.append("missing in current")
-        else:
-            d = 100 * (float(c["miou"]) - float(b["miou"]))
-            rec["miou_base"], rec["miou_cur"], rec["delta_points"] = 100 * b["miou"], 100 * c["miou"], d
-            if d < -miou_tol:
-                fails.append(f"mIoU {d:+.2f} points (tolerance {miou_tol})")
-            lb, lc = b.get("latency_ms_p50"), c.get("latency_ms_p50")
-            same_env = b.get("env_fingerprint") == c.get("env_fingerprint") and b.get("env_fingerprint") is not None
-            if lb is None or lc is None or (isinstance(lb, float) and math.isnan(lb)):
-                rec["speed"] = "no latency recorded"
-            elif not same_env:
-                rec["speed"] = "not compared: environments differ"
-            else:
-                ratio = float(lc) / float(lb)
-                rec["speed"] = f"latency x{ratio:.2f}"
-                if ratio > 1 + speed_tol:
-                    fails.append(f"latency x{ratio:.2f} (tolerance x{1 + speed_tol:.2f})")
-        rec["verdict"] = "FAIL: " + "; ".join(fails) if fails else "ok"
+    cfg_cols = [c for c in baseline.columns if is_experiment_key(c) and c != "train.seed"]
+    varying = [c for c in cfg_cols if baseline[c].astype(str).nunique() > 1]
+    records: list[dict[str, Any]] = []
+    comps: list[Any] = []
+    for cid, b in baseline.groupby("_config", sort=False):
+        c = current[current["_config"] == cid]
+        rec: dict[str, Any] = {"configuration": _label(b.iloc[0], varying), "config_id": cid}
+        if c.empty:
+            rec.update(verdict="FAIL", why="missing in current", n_base=len(b), n_cur=0)
+            records.append(rec)
+            comps.append(None)
+            continue
+        comp = stats.compare(_seeds(b), _seeds(c))
+        comps.append(comp)
+        rec.update(
+            n_base=comp.n_base, n_cur=comp.n_cur, test=comp.test, mean_base=comp.mean_base, mean_cur=comp.mean_cur,
+            diff=comp.diff, ci_low=comp.ci_low, ci_high=comp.ci_high, p=comp.p, sd=comp.sd,
+        )  # fmt: skip
+        rec["speed"], rec["speed_fail"] = _speed(b, c, speed_tol, speed_normalised)
         records.append(rec)
-    first = "configuration" if pool_seeds else "run (identity)"
-    lines = [f"| {first} | matched by | baseline mIoU | current mIoU | Δ points | speed | verdict |",
-             "|---|---|---:|---:|---:|---|---|"]  # fmt: skip
+    adjusted = stats.holm([cp.p if cp is not None else math.nan for cp in comps])
+    for rec, comp, p_holm in zip(records, comps, adjusted, strict=True):
+        if comp is None:
+            continue
+        rec["p_holm"] = p_holm
+        drop = -comp.diff
+        fails: list[str] = []
+        if comp.test == "threshold":
+            if drop > miou_tol:
+                fails.append(f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} (threshold: one seed, no test)")
+            verdict = "FAIL" if fails else "ok"
+            rec["why"] = "threshold verdict: one seed on a side, no test possible"
+        elif drop > miou_tol and p_holm < alpha:
+            fails.append(f"mIoU {comp.diff:+.2f} points, significant (p {p_holm:.3g} after Holm < {alpha})")
+            verdict = "FAIL"
+        elif drop > miou_tol:
+            need = stats.seeds_needed(drop, comp.sd, alpha=alpha, paired=comp.test == "paired")
+            rec["seeds_needed"] = need
+            verdict = "INCONCLUSIVE"
+            rec["why"] = (
+                f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} but not significant (p {p_holm:.3g} after Holm); "
+                + (f"{need} seeds per side would resolve a drop this size at sd {comp.sd:.2f}" if need
+                   else "more than 1000 seeds would be needed at this spread")
+            )  # fmt: skip
+        else:
+            verdict = "ok"
+        if rec.get("speed_fail"):
+            fails.append(rec["speed_fail"])
+            verdict = "FAIL"
+        if fails:
+            rec["why"] = "; ".join(fails)
+        rec["verdict"] = verdict
+    passed = all(r["verdict"] != "FAIL" for r in records)
+    return passed, _markdown(records, alpha), records
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def _markdown(records: list[dict[str, Any]], alpha: float) -> str:
+    lines = ["| configuration | n base/cur | test | baseline mIoU | current mIoU | Δ points [95% CI] | p (Holm) | "
+             "speed | verdict |", "|---|---|---|---:|---:|---|---:|---|---|"]  # fmt: skip
     for r in records:
-        lines.append(f"| {r['run_id']} | {r['matched']} | {r.get('miou_base', math.nan):.2f} | "
-                     f"{r.get('miou_cur', math.nan):.2f} | {r.get('delta_points', math.nan):+.2f} | "
-                     f"{r.get('speed', '-')} | {r['verdict']} |")  # fmt: skip
-    passed = all(r["verdict"] == "ok" for r in records)
-    return passed, "\n".join(lines), records
+        ci = (
+            f" [{_fmt(r.get('ci_low'), '+.2f')}, {_fmt(r.get('ci_high'), '+.2f')}]"
+            if r.get("test") != "threshold"
+            else ""
+        )
+        verdict = r["verdict"] + (f": {r['why']}" if r.get("why") else "")
+        lines.append(
+            f"| {r['configuration']} | {r.get('n_base', 0)}/{r.get('n_cur', 0)} | {r.get('test', '-')} | "
+            f"{_fmt(r.get('mean_base'), '.2f')} | {_fmt(r.get('mean_cur'), '.2f')} | "
+            f"{_fmt(r.get('diff'), '+.2f')}{ci} | "
+            f"{_fmt(r.get('p_holm'), '.3g')} | {r.get('speed', '-')} | {verdict} |"
+        )
+    return "\n".join(lines)
 
 
 def _difference(baseline: Any, current: Any) -> str:

@@ -162,7 +162,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("regress-empty-csv", ["regress", "{W}/empty.csv", "{W}/table.parquet"], ["empty.csv"]),
     ("regress-no-config", ["regress", "{W}/bare.csv", "{W}/table.parquet"], ["no config columns"]),
     ("regress-tolerance", ["regress", "{W}/table.parquet", "{W}/table.parquet", "--miou-tol", "-1"], ["non-negative"]),
-    ("regress-nothing-common", ["regress", "{W}/table.parquet", "{W}/other.parquet"], ["in common", "train.seed"]),
+    ("regress-nothing-common", ["regress", "{W}/table.parquet", "{W}/other.parquet"], ["no configuration in common", "optim.lr"]),
 ]
 
 
@@ -198,7 +198,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (w / "empty.csv").write_text("")
     pd.DataFrame({"run_id": ["x"], "miou": [0.1], "status": ["done"]}).to_csv(w / "bare.csv", index=False)
     other = pd.read_parquet(w / "table.parquet")
-    other["train.seed"] = 99
+    other["optim.lr"] = 0.5
     other.to_parquet(w / "other.parquet")
     (w / "specs").mkdir()
     for name, text in SPECS.items():

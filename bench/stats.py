@@ -1,0 +1,130 @@
+"""Statistics for comparisons over seeds: Welch and paired t-tests, Holm's correction, intervals
+for a difference of means, and seed planning (power). scipy and statsmodels do the arithmetic;
+this module only decides which test fits the data and packages the answer.
+
+Conventions: samples are per-seed values of one configuration (mIoU in points); a difference is
+`current - baseline` (negative: current is worse).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Comparison", "compare", "detectable_difference", "holm", "seeds_needed"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """current vs baseline over seeds. `test` is 'welch', 'paired' or 'threshold' (one seed on a
+    side: no test is possible, only the difference of the two numbers)."""
+
+    n_base: int
+    n_cur: int
+    mean_base: float
+    mean_cur: float
+    diff: float  # mean_cur - mean_base
+    ci_low: float  # 95% interval of diff (nan for threshold)
+    ci_high: float
+    p: float  # one-sided p for H1: current < baseline (nan for threshold)
+    test: str
+    sd: float  # the spread the test saw: pooled sample sd, or the sd of the paired differences
+
+
+def _paired(base: dict[int, float] | None, cur: dict[int, float] | None) -> bool:
+    """Seeds pair when both sides ran exactly the same seeds (same initial weights, same data order)."""
+    return base is not None and cur is not None and set(base) == set(cur) and len(base) >= 2
+
+
+def compare(
+    base: Sequence[float] | dict[int, float],
+    cur: Sequence[float] | dict[int, float],
+    *,
+    alternative: str = "less",
+    confidence: float = 0.95,
+) -> Comparison:
+    """Compare the seeds of `cur` with those of `base`. Dicts map seed -> value: where both sides
+    ran the same seeds, the paired t-test is used (the seed fixes initial weights and data order,
+    so a seed's two runs are a pair); otherwise Welch's t-test (unequal variances). One-sided by
+    default (H1: current mean < baseline mean, a regression)."""
+    from scipy import stats
+
+    bd = base if isinstance(base, dict) else None
+    cd = cur if isinstance(cur, dict) else None
+    b = np.asarray(list(base.values()) if bd is not None else base, dtype=float)
+    c = np.asarray(list(cur.values()) if cd is not None else cur, dtype=float)
+    if len(b) == 0 or len(c) == 0:
+        raise ValueError("compare needs at least one value on each side")
+    diff = float(c.mean() - b.mean())
+    if len(b) < 2 or len(c) < 2:
+        sd = float(np.std(np.concatenate([b, c]), ddof=1)) if len(b) + len(c) > 2 else math.nan
+        return Comparison(len(b), len(c), float(b.mean()), float(c.mean()), diff, math.nan, math.nan, math.nan,
+                          "threshold", sd)  # fmt: skip
+    if _paired(bd, cd):
+        seeds = sorted(bd)  # type: ignore[arg-type]
+        bp = np.array([bd[s] for s in seeds])  # type: ignore[index]
+        cp = np.array([cd[s] for s in seeds])  # type: ignore[index]
+        d = cp - bp
+        if np.all(d == d[0]):  # no spread in the differences: the t statistic is undefined
+            p = 0.0 if d[0] < 0 else 1.0
+            return Comparison(len(b), len(c), float(b.mean()), float(c.mean()), diff, float(d[0]), float(d[0]), p,
+                              "paired", 0.0)  # fmt: skip
+        res = stats.ttest_rel(cp, bp, alternative=alternative)
+        ci = stats.ttest_rel(cp, bp).confidence_interval(confidence)
+        return Comparison(len(b), len(c), float(b.mean()), float(c.mean()), diff, float(ci.low), float(ci.high),
+                          float(res.pvalue), "paired", float(np.std(d, ddof=1)))  # fmt: skip
+    if np.var(b, ddof=1) == 0 and np.var(c, ddof=1) == 0:
+        p = 0.0 if diff < 0 else (1.0 if diff > 0 else 1.0)
+        return Comparison(len(b), len(c), float(b.mean()), float(c.mean()), diff, diff, diff, p, "welch", 0.0)
+    res = stats.ttest_ind(c, b, equal_var=False, alternative=alternative)
+    ci = stats.ttest_ind(c, b, equal_var=False).confidence_interval(confidence)
+    pooled = math.sqrt((np.var(b, ddof=1) * (len(b) - 1) + np.var(c, ddof=1) * (len(c) - 1)) / (len(b) + len(c) - 2))
+    return Comparison(len(b), len(c), float(b.mean()), float(c.mean()), diff, float(ci.low), float(ci.high),
+                      float(res.pvalue), "welch", pooled)  # fmt: skip
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (statsmodels); nan entries (no test) stay nan and do not
+    count towards the number of comparisons."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(len(p), math.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
+    return out.tolist()
+
+
+def seeds_needed(
+    difference: float, sd: float, *, alpha: float = 0.05, power: float = 0.8, paired: bool = False, limit: int = 1000
+) -> int | None:
+    """Seeds per side for a one-sided t-test to detect `difference` at spread `sd` with `power`
+    (statsmodels' power solvers; the paired test counts pairs). None if it needs over `limit`."""
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    if not sd or math.isnan(sd) or sd <= 0:
+        return 2
+    effect = abs(difference) / sd
+    if effect == 0:
+        return None
+    solver = TTestPower() if paired else TTestIndPower()
+    n = solver.solve_power(effect_size=effect, alpha=alpha, power=power, alternative="larger")
+    n = int(math.ceil(float(np.asarray(n).item())))
+    return max(n, 2) if n <= limit else None
+
+
+def detectable_difference(n: int, sd: float, *, alpha: float = 0.05, power: float = 0.8, paired: bool = False) -> float:
+    """The smallest difference (in the units of sd) that n seeds per side detect with `power`."""
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    if n < 2 or not sd or math.isnan(sd):
+        return math.nan
+    if paired:
+        effect = TTestPower().solve_power(nobs=n, alpha=alpha, power=power, alternative="larger")
+    else:
+        effect = TTestIndPower().solve_power(nobs1=n, alpha=alpha, power=power, alternative="larger")
+    return float(np.asarray(effect).item()) * sd

@@ -1,0 +1,137 @@
+"""Issue 13: the statistics have known answers, and the gate says only what the seeds support."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = ROOT / "results" / "baselines" / "camvid_cpu.parquet"
+
+# Welch's t-test, worked example 1 of the Wikipedia article "Welch's t-test":
+# t = -2.46, df = 24.9, two-sided p = 0.021
+A1 = [27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4]
+A2 = [27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4]
+
+
+def test_welch_textbook_example() -> None:
+    c = stats.compare(A2, A1, alternative="less")  # H1: A1 (current) < A2 (baseline)
+    assert c.test == "welch"
+    assert c.p == pytest.approx(0.021 / 2, abs=0.0015)  # one-sided: half the two-sided p
+    assert c.diff == pytest.approx(np.mean(A1) - np.mean(A2))
+    assert c.ci_low < c.diff < c.ci_high < 0  # the 95% interval excludes 0, as p < 0.05 two-sided says
+
+
+def test_paired_when_the_same_seeds_ran() -> None:
+    base = {0: 40.0, 1: 38.0, 2: 42.0}
+    cur = {0: 36.0, 1: 39.0, 2: 40.5}  # -4, +1, -1.5
+    c = stats.compare(base, cur)
+    assert c.test == "paired" and c.sd == pytest.approx(2.5)
+    t = -1.5 / (2.5 / math.sqrt(3))
+    from scipy.stats import t as tdist
+
+    assert c.p == pytest.approx(tdist.cdf(t, df=2))
+    assert stats.compare({0: 1.0, 1: 2.0}, {5: 1.0, 6: 2.0}).test == "welch"  # other seeds: unpaired
+    assert stats.compare([40.0], [38.0]).test == "threshold"
+
+
+def test_holm_on_known_p_values() -> None:
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.02, 0.03, 0.06, 0.06
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    out = stats.holm([0.01, math.nan, 0.04])  # an untested entry does not count
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.04)
+
+
+@pytest.mark.parametrize(("diff", "sd"), [(1.0, 2.0), (2.0, 1.5), (0.5, 0.4)])
+def test_seeds_needed_reach_the_power_by_scipys_noncentral_t(diff: float, sd: float) -> None:
+    from scipy.stats import nct
+    from scipy.stats import t as tdist
+
+    def power(n: int) -> float:  # one-sided two-sample t-test, n per side
+        df = 2 * n - 2
+        return float(nct.sf(tdist.ppf(0.95, df), df, (diff / sd) * math.sqrt(n / 2)))
+
+    n = stats.seeds_needed(diff, sd, alpha=0.05, power=0.8)
+    assert power(n) >= 0.8 > power(n - 1)
+    assert stats.detectable_difference(n, sd) <= diff < stats.detectable_difference(n - 1, sd)
+
+
+# ----------------------------------------------------------------------------- the gate on the real baseline
+
+
+def _shifted(tmp_path: Path, name: str, change) -> Path:  # noqa: ANN001
+    df = pd.read_parquet(BASELINE)
+    change(df)
+    path = tmp_path / f"{name}.parquet"
+    df.to_parquet(path)
+    return path
+
+
+def _config(df: pd.DataFrame, arch: str, rates: str | None = None) -> pd.Series:
+    sel = df["model.arch"] == arch
+    if rates is not None:
+        sel &= df["model.rates"] == rates
+    return sel
+
+
+def test_noise_inside_the_seed_spread_passes(cli, tmp_path) -> None:
+    rng = np.random.default_rng(7)
+
+    def noise(df: pd.DataFrame) -> None:
+        df["miou"] = df["miou"] + rng.uniform(-0.012, 0.012, len(df))  # +-1.2 points, spread is 1.5-3.8
+
+    code, out, _ = cli("regress", str(BASELINE), str(_shifted(tmp_path, "noise", noise)))
+    assert code == 0 and "PASS" in out and "FAIL" not in out.split("PASS")[0]
+
+
+def test_a_real_drop_of_one_configuration_fails_and_is_named(cli, tmp_path) -> None:
+    def drop(df: pd.DataFrame) -> None:
+        sel = _config(df, "atrous_unet")
+        df.loc[sel, "miou"] = df.loc[sel, "miou"] - np.array([0.07, 0.08, 0.09])
+
+    code, out, _ = cli("regress", str(BASELINE), str(_shifted(tmp_path, "drop", drop)), "--json")
+    r = json.loads(out)
+    assert code == 1 and not r["passed"]
+    failed = [c for c in r["configurations"] if c["verdict"] == "FAIL"]
+    assert [c["configuration"] for c in failed] == ["arch=atrous_unet, rates=-"]
+    assert failed[0]["test"] == "paired" and failed[0]["p_holm"] < 0.05 and failed[0]["diff"] == pytest.approx(-8)
+
+
+def test_a_single_seed_drop_is_a_threshold_verdict(cli, tmp_path) -> None:
+    one = pd.read_parquet(BASELINE)
+    one = one[one["train.seed"] == 0]
+    one.to_parquet(tmp_path / "one.parquet")
+
+    def drop(df: pd.DataFrame) -> None:
+        df.drop(df[df["train.seed"] != 0].index, inplace=True)
+        df.loc[_config(df, "unet"), "miou"] -= 0.02
+
+    code, out, _ = cli("regress", str(tmp_path / "one.parquet"), str(_shifted(tmp_path, "one_drop", drop)),
+                       "--miou-tol", "1")  # fmt: skip
+    assert code == 1
+    row = next(ln for ln in out.splitlines() if ln.startswith("| arch=unet"))
+    assert "| threshold |" in row and "FAIL" in row and "no test" in row
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_a_drop_the_seeds_cannot_resolve_is_inconclusive(cli, tmp_path, paired: bool) -> None:
+    def drop(df: pd.DataFrame) -> None:
+        sel = _config(df, "unet")
+        df.loc[sel, "miou"] = df.loc[sel, "miou"] + np.array([-0.04, 0.01, -0.015])  # mean -1.5 points
+        if not paired:
+            df.loc[sel, "train.seed"] = df.loc[sel, "train.seed"] + 10  # other seeds: Welch
+
+    code, out, _ = cli("regress", str(BASELINE), str(_shifted(tmp_path, "maybe", drop)), "--miou-tol", "1",
+                       "--json")  # fmt: skip
+    r = json.loads(out)
+    (unet,) = [c for c in r["configurations"] if c["configuration"] == "arch=unet, rates=-"]
+    assert code == 0 and r["passed"]
+    assert unet["verdict"] == "INCONCLUSIVE" and unet["test"] == ("paired" if paired else "welch")
+    assert unet["diff"] == pytest.approx(-1.5) and unet["seeds_needed"] > 3
