@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import platform
 import time
@@ -114,26 +113,67 @@ def device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(spec: ProfileSpec) -> dict[str, Any]:
-    """The fingerprint every speed figure carries: speed is only compared like with like."""
+# the vector extensions that decide which CPU kernels oneDNN and ATen pick
+_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "asimd",
+              "sve")  # fmt: skip
+
+
+def device_features(device: str) -> str:
+    """GPU compute capability, or the CPU's vector extensions that change kernels (and numbers)."""
+    if device == "cuda":
+        major, minor = torch.cuda.get_device_capability()
+        return f"sm_{major}{minor}"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                have = set(line.split(":", 1)[1].split())
+                return ",".join(f for f in _CPU_FLAGS if f in have) or "none"
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def kernel_library(device: str) -> str:
+    """oneDNN (CPU) or cuDNN (CUDA) version: another version may pick other kernels."""
+    if device == "cuda":
+        return f"cudnn {torch.backends.cudnn.version()}"
+    cfg = torch.__config__.show()
+    for line in cfg.splitlines():
+        if "oneDNN" in line or "MKL-DNN" in line:
+            return line.strip().lstrip("-").strip()
+    return "unknown"
+
+
+def environment(spec: ProfileSpec, *, train_threads: int | None = None) -> dict[str, Any]:
+    """The fingerprint every speed figure carries: speed is only compared like with like. It
+    tells apart what changes the numbers (device and its vector extensions or compute capability,
+    torch and its kernel library, profiling and training threads, dtype, memory format) and
+    records the load at measurement (1-minute load average against the cores)."""
     import torchvision
 
     return {
         "device": spec.device,
         "device_name": device_name(spec.device),
+        "device_features": device_features(spec.device),
+        "kernels": kernel_library(spec.device),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "threads": torch.get_num_threads() if spec.device == "cpu" else None,
+        "train_threads": train_threads,
         "cpu_count": os.cpu_count(),
+        "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "dtype": spec.dtype,
         "channels_last": spec.channels_last,
         "compile": spec.compile,
     }
 
 
+FINGERPRINT_KEYS = ("device", "device_name", "device_features", "kernels", "torch", "threads", "train_threads",
+                    "dtype", "channels_last", "compile")  # fmt: skip
+
+
 def fingerprint(env: dict[str, Any]) -> str:
-    keys = ("device", "device_name", "torch", "threads", "dtype", "channels_last", "compile")
-    return "|".join(str(env.get(k)) for k in keys)
+    return "|".join(str(env.get(k)) for k in FINGERPRINT_KEYS)
 
 
 # --------------------------------------------------------------------------- params
@@ -391,22 +431,16 @@ def measure_memory(model: nn.Module, x: torch.Tensor, *, device: str) -> dict[st
 # --------------------------------------------------------------------------- peak compute
 
 
-def _cache_file() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "aspp-bench" / "peak_gflops.json"
+_PEAKS: dict[str, float] = {}
 
 
 def peak_gflops(spec: ProfileSpec, env: dict[str, Any]) -> float:
-    """The device's measured matmul peak in the profile's dtype, cached per environment
-    (delete ~/.cache/aspp-bench/peak_gflops.json to measure again, e.g. after a busy run)."""
+    """The device's matmul peak in the profile's dtype, measured in this process (once per
+    environment): a fraction of peak then compares a run with the machine it ran on, in the
+    state it was in, whichever machine that was."""
     key = fingerprint(env)
-    path = _cache_file()
-    try:
-        cache = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if key in cache:
-        return float(cache[key])
+    if key in _PEAKS:
+        return _PEAKS[key]
     from torch.utils import benchmark
 
     n = 8192 if spec.device == "cuda" else 2048
@@ -415,13 +449,8 @@ def peak_gflops(spec: ProfileSpec, env: dict[str, Any]) -> float:
     m = benchmark.Timer("a @ b", globals={"a": a, "b": b}, num_threads=torch.get_num_threads()).blocked_autorange(
         min_run_time=1.0
     )
-    value = 2 * n**3 / min(m.times) / 1e9  # the best block: a peak, not a typical time
-    cache[key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cache, indent=1))
-    tmp.replace(path)
-    return value
+    _PEAKS[key] = 2 * n**3 / min(m.times) / 1e9  # the best block: a peak, not a typical time
+    return _PEAKS[key]
 
 
 # --------------------------------------------------------------------------- all together
@@ -440,14 +469,14 @@ def prepare(model: nn.Module, spec: ProfileSpec, batch: int = 1) -> tuple[nn.Mod
     return model, x
 
 
-def profile_model(model: nn.Module, spec: ProfileSpec) -> dict[str, Any]:
+def profile_model(model: nn.Module, spec: ProfileSpec, *, train_threads: int | None = None) -> dict[str, Any]:
     """One flat record: params, FLOPs (three counters), latency/FPS, memory, efficiency, env."""
     check_spec(spec)
     record: dict[str, Any] = {"input": list(spec.input), "batch": spec.batch}
     if "params" in spec.metrics:
         record.update(count_params(model))
     model, x1 = prepare(model, spec)
-    env = environment(spec)
+    env = environment(spec, train_threads=train_threads)
     record["env"] = env
     record["env_fingerprint"] = fingerprint(env)
     if "latency" in spec.metrics:  # first forward of the process: RSS growth is its own
@@ -462,6 +491,9 @@ def profile_model(model: nn.Module, spec: ProfileSpec) -> dict[str, Any]:
         lat = measure_latency(run, x1, device=spec.device, threads=spec.threads, min_run_time=spec.min_run_time)
         record.update(lat)
         record["fps_bs1"] = 1000.0 / lat["latency_ms_p50"]
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        env["load_avg"] = load  # the load while the latency was measured
+        record["busy"] = load is not None and load > (os.cpu_count() or 1)
         if spec.batch > 1:
             _, xb = prepare(model, spec, spec.batch)
             latb = measure_latency(run, xb, device=spec.device, threads=spec.threads, min_run_time=spec.min_run_time)

@@ -149,7 +149,7 @@ def _preflight(cfg: RunConfig) -> None:
 
 
 def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str, Any]:
-    import torch  # noqa: F401
+    import torch
 
     from bench.data import build_dataset, make_loader
     from bench.engine import Trainer, TrainSpec, make_optimizer, make_scheduler, resolve_device, seed_everything
@@ -243,7 +243,8 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str
         metrics=metrics,
         min_run_time=0.5,
     )
-    prof = profile_model(trainer.model, pspec) if fit["status"] == "done" else {}
+    train_threads = torch.get_num_threads() if device.type == "cpu" else None  # as it trained (RunJob sets it)
+    prof = profile_model(trainer.model, pspec, train_threads=train_threads) if fit["status"] == "done" else {}
     result = {
         "status": fit["status"],
         "run_id": rid,
@@ -254,7 +255,7 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str
         "class_names": list(train_data.class_names),
         "train": fit["train"],
         "profile": {k: v for k, v in prof.items() if k not in ("env", "spec")},
-        "env": environment(pspec) if not prof else prof["env"],
+        "env": environment(pspec, train_threads=train_threads) if not prof else prof["env"],
         "wall_seconds": time.time() - started,
     }
     write_json(out / RESULT, result)

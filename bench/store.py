@@ -164,7 +164,21 @@ def _jsonable(o: Any) -> Any:
 
 MANIFEST = "sweep.json"
 METRIC_COLUMNS = ("miou", "pixel_acc", "mean_class_acc", "fw_iou", "macro_f1", "mean_dice")
-PROFILE_COLUMNS = ("params", "params_m", "gmacs", "gflops", "latency_ms_p50", "latency_ms_p90", "fps_bs1")
+PROFILE_COLUMNS = (
+    "params",
+    "params_m",
+    "gmacs",
+    "gflops",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "fps_bs1",
+    "achieved_gflops_s",
+    "peak_gflops_s",
+    "efficiency",
+    "busy",
+)
+ENV_COLUMNS = ("device_name", "device_features", "kernels", "torch", "threads", "train_threads", "cpu_count",
+               "load_avg", "dtype")  # fmt: skip
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -197,7 +211,7 @@ def result_row(run_id: str, r: dict[str, Any]) -> dict[str, Any]:
         row[k] = p.get(k)
     row["env_fingerprint"] = p.get("env_fingerprint")
     env = r.get("env") or {}
-    for k in ("device_name", "torch", "threads", "dtype"):
+    for k in ENV_COLUMNS:
         row[f"env.{k}"] = env.get(k)
     t = r.get("train") or {}
     row["train_seconds"] = t.get("train_seconds")
