@@ -338,6 +338,7 @@ def _cmd_regress(args: argparse.Namespace) -> int:
         speed_tol=args.speed_tol,
         alpha=args.alpha,
         speed_normalised=args.speed_normalised,
+        ignore=tuple(args.ignore),
     )
     counts = {v: sum(r["verdict"] == v for r in records) for v in ("ok", "INCONCLUSIVE", "FAIL")}
     summary = (
@@ -446,6 +447,13 @@ def _parser() -> argparse.ArgumentParser:
         help="compare the fraction of each machine's measured matmul peak (a speed gate across machines)",
     )
     rg.add_argument("--json", action="store_true", help="machine-readable verdicts (for CI)")
+    rg.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="config key left out when matching configurations (e.g. train.epochs to gate a shorter schedule)",
+    )
     rg.set_defaults(func=_cmd_regress)
     return p
 

@@ -155,8 +155,12 @@ def resolve(cfg: RunConfig) -> RunConfig:
 def _canonical(cfg: RunConfig, drop: tuple[str, ...]) -> str:
     d = json.loads(cfg.model_dump_json())
     for key in drop:
-        section, _, name = key.partition(".")
-        d.get(section, {}).pop(name, None)
+        *path, name = key.split(".")
+        node = d
+        for part in path:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(name, None)
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 
@@ -166,10 +170,11 @@ def run_id(cfg: RunConfig, *, resolved: bool = False) -> str:
     return hashlib.sha256(_canonical(r, NOT_IDENTITY).encode()).hexdigest()[:12]
 
 
-def config_id(cfg: RunConfig, *, resolved: bool = False) -> str:
-    """The configuration a run belongs to: its identity without the seed (seeds pool under it)."""
+def config_id(cfg: RunConfig, *, resolved: bool = False, ignore: tuple[str, ...] = ()) -> str:
+    """The configuration a run belongs to: its identity without the seed (seeds pool under it),
+    and without the `ignore`d keys (to compare, say, a shorter schedule against the baseline)."""
     r = cfg if resolved else resolve(cfg)
-    return hashlib.sha256(_canonical(r, (*NOT_IDENTITY, "train.seed")).encode()).hexdigest()[:12]
+    return hashlib.sha256(_canonical(r, (*NOT_IDENTITY, "train.seed", *ignore)).encode()).hexdigest()[:12]
 
 
 def identity_of_dict(data: dict[str, Any], *, source: str) -> tuple[str, str, RunConfig]:

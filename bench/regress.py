@@ -62,16 +62,17 @@ def _identify(df: Any, source: Path) -> Any:
             f"{source}: no config columns (model.*, data.*, ...): rows are matched by the configuration they "
             "ran, not by position or folder name; give a table written by 'aspp-bench collect'"
         )
-    ids, cfgs = [], []
+    ids, cfgs, resolved = [], [], []
     for i, row in df.iterrows():
         try:
-            rid, cid, _ = identity_of_dict(config_from_row(row), source=f"{source}: row {i}")
+            rid, cid, r = identity_of_dict(config_from_row(row), source=f"{source}: row {i}")
         except UserError as e:
             raise UserError(f"{source}: row {i} does not describe a configuration that resolves ({e})") from None
         ids.append(rid)
         cfgs.append(cid)
+        resolved.append(r)
     df = df.copy()
-    df["_identity"], df["_config"] = ids, cfgs
+    df["_identity"], df["_config"], df["_resolved"] = ids, cfgs, resolved
     dup = df["_identity"].duplicated(keep="first")
     return df[~dup].reset_index(drop=True)  # one experiment counted once, never as two seeds
 
@@ -137,6 +138,7 @@ def regress(
     speed_tol: float = 0.2,
     alpha: float = 0.05,
     speed_normalised: bool = False,
+    ignore: tuple[str, ...] = (),
 ) -> tuple[bool, str, list[dict[str, Any]]]:
     """(passed, Markdown table, one record per configuration of the baseline).
 
@@ -156,12 +158,25 @@ def regress(
     for t in (baseline, current):
         if "_identity" not in t.columns:
             raise UserError("regress takes tables from load_table (rows with their identity)")
+    if ignore:
+        from bench.config import RunConfig as _RC
+        from bench.config import _fields
+        from bench.errors import did_you_mean
+        from bench.identity import config_id
+
+        keys = _fields(_RC)
+        for k in ignore:
+            if k not in keys:
+                raise UserError(f"--ignore {k}: not a config field{did_you_mean(k, keys)}")
+        baseline, current = baseline.copy(), current.copy()
+        for t in (baseline, current):
+            t["_config"] = [config_id(r, resolved=True, ignore=ignore) for r in t["_resolved"]]
     if not set(baseline["_config"]) & set(current["_config"]):
         raise UserError(
             "baseline and current have no configuration in common, so nothing can be compared; "
             + _difference(baseline, current)
         )
-    cfg_cols = [c for c in baseline.columns if is_experiment_key(c) and c != "train.seed"]
+    cfg_cols = [c for c in baseline.columns if is_experiment_key(c) and c != "train.seed" and c not in ignore]
     varying = [c for c in cfg_cols if baseline[c].astype(str).nunique() > 1]
     records: list[dict[str, Any]] = []
     comps: list[Any] = []

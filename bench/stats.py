@@ -68,7 +68,7 @@ def compare(
         bp = np.array([bd[s] for s in seeds])  # type: ignore[index]
         cp = np.array([cd[s] for s in seeds])  # type: ignore[index]
         d = cp - bp
-        if np.all(d == d[0]):  # no spread in the differences: the t statistic is undefined
+        if _flat(d):  # no spread in the differences (to rounding): the t statistic is undefined
             p = 0.0 if d[0] < 0 else 1.0
             return Comparison(len(b), len(c), float(b.mean()), float(c.mean()), diff, float(d[0]), float(d[0]), p,
                               "paired", 0.0)  # fmt: skip
@@ -76,7 +76,7 @@ def compare(
         ci = stats.ttest_rel(cp, bp).confidence_interval(confidence)
         return Comparison(len(b), len(c), float(b.mean()), float(c.mean()), diff, float(ci.low), float(ci.high),
                           float(res.pvalue), "paired", float(np.std(d, ddof=1)))  # fmt: skip
-    if np.var(b, ddof=1) == 0 and np.var(c, ddof=1) == 0:
+    if _flat(b) and _flat(c):
         p = 0.0 if diff < 0 else (1.0 if diff > 0 else 1.0)
         return Comparison(len(b), len(c), float(b.mean()), float(c.mean()), diff, diff, diff, p, "welch", 0.0)
     res = stats.ttest_ind(c, b, equal_var=False, alternative=alternative)
@@ -84,6 +84,11 @@ def compare(
     pooled = math.sqrt((np.var(b, ddof=1) * (len(b) - 1) + np.var(c, ddof=1) * (len(c) - 1)) / (len(b) + len(c) - 2))
     return Comparison(len(b), len(c), float(b.mean()), float(c.mean()), diff, float(ci.low), float(ci.high),
                       float(res.pvalue), "welch", pooled)  # fmt: skip
+
+
+def _flat(x: np.ndarray) -> bool:
+    """All values equal up to float rounding (a spread of 0 makes the t statistic undefined)."""
+    return bool(np.ptp(x) <= 1e-9 * max(1.0, float(np.abs(x).max())))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
