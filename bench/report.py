@@ -45,11 +45,26 @@ def _label(row: Any, axes: list[str]) -> str:
     return ", ".join(f"{_short(a)}={_value(row[a])}" for a in axes) if axes else "all runs"
 
 
-def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
-    """One row per cell of the varying axes (in the sweep's order): mean/std/n per metric,
-    delta and p vs the baseline."""
+DETERMINISTIC = ("params_m", "gmacs")  # the same for every seed: no spread, no test
+ALPHA = 0.05
+
+
+def _seed_values(g: Any, col: str) -> dict[int, float]:
     import pandas as pd
-    from scipy import stats
+
+    seeds = g["train.seed"] if "train.seed" in g else range(len(g))
+    vals = pd.to_numeric(g[col], errors="coerce")
+    return {int(s): float(v) for s, v in zip(seeds, vals, strict=True) if not pd.isna(v)}
+
+
+def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
+    """One row per cell of the varying axes (in the sweep's order): mean/sd/n per metric, the
+    Δ mIoU against the baseline row with its Holm-corrected p (two-sided Welch, or paired where
+    both rows ran the same seeds), and per column whether the best value is significantly better
+    than the runner-up (the only case in which it is bold)."""
+    import pandas as pd
+
+    from bench import stats
 
     done = df[df["status"] == "done"].copy()
     if "_order" in done.columns:
@@ -68,8 +83,8 @@ def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
         for col in HIGHER_BETTER:
             vals = pd.to_numeric(g[col], errors="coerce").dropna()
             row[col] = vals.mean() if len(vals) else math.nan
-            row[f"{col}_std"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
-        row["_miou_values"] = list(pd.to_numeric(g["miou"], errors="coerce").dropna())
+            row[f"{col}_std"] = vals.std(ddof=1) if len(vals) > 1 and col not in DETERMINISTIC else math.nan
+            row[f"_{col}_seeds"] = _seed_values(g, col)
         groups.append(row)
     t = pd.DataFrame(groups)
     base_idx = 0
@@ -80,16 +95,49 @@ def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
         base_idx = matches[0]
     base = t.iloc[base_idx]
     t["delta_miou"] = t["miou"] - base["miou"]
-    pvals = []
+    raw, tests = [], []
     for i, r in t.iterrows():
-        a, b = r["_miou_values"], base["_miou_values"]
-        if i == base_idx or len(a) < 2 or len(b) < 2:
-            pvals.append(math.nan)
-        else:
-            pvals.append(float(stats.ttest_ind(a, b, equal_var=False).pvalue))
-    t["p_vs_baseline"] = pvals
+        if i == base_idx or len(r["_miou_seeds"]) < 2 or len(base["_miou_seeds"]) < 2:
+            raw.append(math.nan)
+            tests.append("")
+            continue
+        c = stats.compare(base["_miou_seeds"], r["_miou_seeds"], alternative="two-sided")
+        raw.append(c.p)
+        tests.append(c.test)
+    t["p_vs_baseline_raw"] = raw
+    t["p_vs_baseline"] = stats.holm(raw)  # Holm over the rows compared with the baseline
+    t["test_vs_baseline"] = tests
     t["is_baseline"] = [i == base_idx for i in range(len(t))]
-    return t.drop(columns=["_miou_values"])
+    for col, hb in HIGHER_BETTER.items():
+        t[f"best_{col}"] = _significant_best(t, col, hb)
+    return t.drop(columns=[c for c in t.columns if c.startswith("_") and c.endswith("_seeds")])
+
+
+def _significant_best(t: Any, col: str, higher_better: bool) -> list[bool]:
+    """Which row (if any) is the best of `col` and better than the runner-up beyond doubt: for a
+    deterministic column a strictly better value; for a measured one, a one-sided test of best vs
+    runner-up at p < 0.05 with >= 2 seeds on each side. Otherwise no row is marked."""
+    import numpy as np
+
+    from bench import stats
+
+    vals = t[col].to_numpy(dtype=float)
+    order = [i for i in np.argsort(-vals if higher_better else vals) if np.isfinite(vals[i])]
+    marks = [False] * len(t)
+    if len(order) < 2:
+        return marks
+    best, second = order[0], order[1]
+    if vals[best] == vals[second]:
+        return marks
+    if col in DETERMINISTIC:
+        marks[best] = True
+        return marks
+    a, b = t.iloc[second][f"_{col}_seeds"], t.iloc[best][f"_{col}_seeds"]
+    if len(a) < 2 or len(b) < 2:
+        return marks
+    c = stats.compare(a, b, alternative="greater" if higher_better else "less")
+    marks[best] = bool(c.p < ALPHA)
+    return marks
 
 
 def _fmt(v: float, std: float, digits: int) -> str:
@@ -108,27 +156,34 @@ def _stars(p: float) -> str:
 
 
 def _cells(t: Any, bold: tuple[str, str], fmt_std: str = " ± ") -> list[list[str]]:
-    """Formatted rows: bold best per column, delta with significance stars."""
-    import numpy as np
-
-    best = {}
-    for col, hb in HIGHER_BETTER.items():
-        vals = t[col].to_numpy(dtype=float)
-        if np.isfinite(vals).any():
-            best[col] = np.nanmax(vals) if hb else np.nanmin(vals)
+    """Formatted rows: bold only a significantly best value, Δ with Holm-corrected stars."""
     rows = []
     digits = {"miou": 2, "pixel_acc": 2, "params_m": 3, "gmacs": 3, "fps_bs1": 1}
     for i, (_, r) in enumerate(t.iterrows(), 1):
         out = [str(i), r["cell"] + (" (baseline)" if r["is_baseline"] else ""), str(r["n"])]
         for col in HIGHER_BETTER:
             s = _fmt(r[col], r.get(f"{col}_std"), digits[col]).replace(" ± ", fmt_std)
-            if col in best and r[col] == best[col]:
+            if r.get(f"best_{col}"):
                 s = f"{bold[0]}{s}{bold[1]}"
             out.append(s)
         d = r["delta_miou"]
         out.append("" if r["is_baseline"] else f"{d:+.2f}{_stars(r['p_vs_baseline'])}")
         rows.append(out)
     return rows
+
+
+def protocol_note(t: Any) -> str:
+    """What the table's marks mean, for its caption."""
+    tests = sorted({x for x in t.get("test_vs_baseline", []) if x})
+    kind = " and ".join({"welch": "Welch's t-test", "paired": "paired t-test (same seeds)"}[x] for x in tests)
+    n = int(t["p_vs_baseline"].notna().sum()) if "p_vs_baseline" in t else 0
+    return (
+        "Mean ± sample sd over the seeds (n in the seeds column; no ± with one seed; Params and GMACs are "
+        "the same for every seed). Δ mIoU against the baseline row; * p < 0.05, ** p < 0.01, two-sided "
+        + (f"{kind}, Holm-corrected over {n} comparisons" if n else "tests need >= 2 seeds per row: none made")
+        + ". Bold: the best value of a column, only where it is significantly better than the runner-up "
+        "(one-sided test, p < 0.05; for Params and GMACs, strictly smaller)."
+    )
 
 
 HEADER = ["#", "cell", "seeds", *LABELS.values(), "Δ mIoU"]
@@ -302,14 +357,12 @@ def build_report(results: str | Path, out: str | Path, *, formats: tuple[str, ..
     device = devices.iloc[0] if len(devices) else "?"
     sections = [f"# {name}: ablation report", "",
                 f"{len(df)} runs ({int((df['status'] == 'done').sum())} done) from `{res}`; "
-                f"axes: {', '.join(axes) or 'none'}; seeds pooled (mean ± sample std, n = seeds). "
-                "Best per column in bold. Δ mIoU against the baseline row; * p < 0.05, ** p < 0.01 by Welch's "
-                "t-test where both rows have >= 2 seeds. GMACs: torch.utils.flop_counter / 2. FPS: batch 1, "
-                f"median latency on {device}.",
+                f"axes: {', '.join(axes) or 'none'}. " + protocol_note(t) + " GMACs: torch.utils.flop_counter / 2. "
+                f"FPS: batch 1, median latency on {device}.",
                 "", _markdown(HEADER, md_rows), ""]  # fmt: skip
     if notes:
         sections[1:1] = ["", notes.strip()]
-    tex_parts = [("main", _latex(HEADER, _cells(t, ("**", "**")), f"{name}: mean ± std over seeds"))]
+    tex_parts = [("main", _latex(HEADER, _cells(t, ("**", "**")), f"{name}. " + protocol_note(t)))]
     refs = manifest.get("reference") or []
     for ref_name in [refs] if isinstance(refs, str) else refs:
         pvm = _paper_vs_measured(t, reference_table(ref_name), axes)

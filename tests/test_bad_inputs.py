@@ -162,7 +162,11 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("regress-empty-csv", ["regress", "{W}/empty.csv", "{W}/table.parquet"], ["empty.csv"]),
     ("regress-no-config", ["regress", "{W}/bare.csv", "{W}/table.parquet"], ["no config columns"]),
     ("regress-tolerance", ["regress", "{W}/table.parquet", "{W}/table.parquet", "--miou-tol", "-1"], ["non-negative"]),
-    ("regress-nothing-common", ["regress", "{W}/table.parquet", "{W}/other.parquet"], ["no configuration in common", "optim.lr"]),
+    (
+        "regress-nothing-common",
+        ["regress", "{W}/table.parquet", "{W}/other.parquet"],
+        ["no configuration in common", "optim.lr"],
+    ),
 ]
 
 

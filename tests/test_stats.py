@@ -135,3 +135,47 @@ def test_a_drop_the_seeds_cannot_resolve_is_inconclusive(cli, tmp_path, paired: 
     assert code == 0 and r["passed"]
     assert unet["verdict"] == "INCONCLUSIVE" and unet["test"] == ("paired" if paired else "welch")
     assert unet["diff"] == pytest.approx(-1.5) and unet["seeds_needed"] > 3
+
+
+# ----------------------------------------------------------------------------- report marks
+
+
+def _runs(values: dict[str, list[float]], params: float = 1.0) -> pd.DataFrame:
+    rows = []
+    for arch, vals in values.items():
+        for seed, v in enumerate(vals):
+            rows.append({"model.arch": arch, "train.seed": seed, "status": "done", "miou": v / 100,
+                         "pixel_acc": 0.5, "params_m": params if arch != "b" else params / 2, "gmacs": 1.0,
+                         "fps_bs1": 10.0 + seed})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_report_bolds_only_a_significantly_better_best_and_marks_deltas_after_holm() -> None:
+    from bench.report import _cells, main_table
+
+    close = _runs({"a": [40.0, 42.0, 38.0], "b": [42.5, 41.0, 41.0], "c": [30.0, 31.0, 29.5]})
+    t = main_table(close, ["model.arch"])
+    assert not t["best_miou"].any()  # b leads a by 1.5 points inside a 2-point spread: no bold
+    assert t["best_params_m"].tolist() == [False, True, False]  # deterministic: strictly smaller is best
+    rows = _cells(t, ("**", "**"))
+    assert "**" not in rows[1][3] and rows[1][5] == "**0.500**"
+    assert rows[2][-1].endswith("*") and not rows[1][-1].endswith("*")  # c is far below a, b is not
+    assert t["test_vs_baseline"].tolist()[1:] == ["paired", "paired"]
+    assert "±" not in rows[0][5] and "±" not in rows[0][6]  # Params and GMACs carry no spread
+    apart = _runs({"a": [40.0, 41.0, 40.5], "b": [48.0, 49.0, 48.4]})
+    assert main_table(apart, ["model.arch"])["best_miou"].tolist() == [False, True]
+    one = _runs({"a": [40.0], "b": [48.0]})
+    t1 = main_table(one, ["model.arch"])
+    assert not t1["best_miou"].any() and "±" not in _cells(t1, ("**", "**"))[0][3]
+
+
+def test_holm_changes_a_delta_mark() -> None:
+    from bench.report import main_table
+
+    # five rows, each a few points below the baseline: raw p < 0.05 for some, not all survive Holm
+    vals = {"base": [40.0, 41.0, 39.0, 40.5]}
+    for k, shift in enumerate([1.5, 1.6, 1.7, 3.0]):
+        vals[f"x{k}"] = [v - shift + 0.6 * ((i * 7 + k) % 3 - 1) for i, v in enumerate(vals["base"])]
+    t = main_table(_runs(vals), ["model.arch"])
+    raw, adj = t["p_vs_baseline_raw"].to_numpy()[1:], t["p_vs_baseline"].to_numpy()[1:]
+    assert np.all(adj >= raw) and adj == pytest.approx(stats.holm(raw))
