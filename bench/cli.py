@@ -128,13 +128,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from bench.evaluate import evaluate_checkpoint
 
-    result = evaluate_checkpoint(args.checkpoint, args.set)
+    result = evaluate_checkpoint(args.checkpoint, args.set, resolution=args.resolution)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
     m = result["metrics"]
     print(
-        f"{result['arch']} on {result['data']['name']} {result['data']['split']}: mIoU {100 * m['miou']:.2f}, "
+        f"{result['arch']} on {result['data']['name']}, split '{result['split']}' ({result['images']} images), "
+        f"scored at {result['scored_at']}: mIoU {100 * m['miou']:.2f}, "
         f"pixel acc {100 * m['pixel_acc']:.2f}, mean class acc {100 * m['mean_class_acc']:.2f}"
     )
     for name, v in m["iou"].items():
@@ -402,7 +403,13 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override data keys, e.g. data.root=... data.split=test",
+        help="override data keys, e.g. data.root=... data.split=test (default split: the one the run validated on)",
+    )
+    ev.add_argument(
+        "--resolution",
+        choices=["data", "label"],
+        default="data",
+        help="score at data.size (as the run validated; default) or at each annotation's own size (as papers do)",
     )
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)

@@ -14,12 +14,23 @@ from bench.store import CONFIG
 __all__ = ["evaluate_checkpoint"]
 
 
-def evaluate_checkpoint(checkpoint: str | Path, sets: list[str] | None = None) -> dict[str, Any]:
-    from bench.data import build_dataset, load_split, make_loader
+RESOLUTIONS = ("data", "label")
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path, sets: list[str] | None = None, *, resolution: str = "data"
+) -> dict[str, Any]:
+    """Score a run's checkpoint. Without `data.split` in `sets`, on the split the run was
+    validated on (val, or test for a run trained on val). `resolution`: `data` scores at
+    `data.size` (as the run validated), `label` upsamples the logits to each annotation's own
+    size and scores there (as the papers report)."""
+    from bench.data import build_dataset, dataset_facts, eval_split, load_split, make_loader
     from bench.engine import evaluate, read_checkpoint, resolve_device
     from bench.identity import run_id
     from bench.models import build_model
 
+    if resolution not in RESOLUTIONS:
+        raise UserError(f"--resolution {resolution!r}: allowed are {', '.join(RESOLUTIONS)}")
     ckpt = Path(checkpoint)
     if not ckpt.is_file():
         raise UserError(f"{ckpt}: checkpoint not found (a run folder's checkpoint.pt)")
@@ -35,8 +46,9 @@ def evaluate_checkpoint(checkpoint: str | Path, sets: list[str] | None = None) -
     if not isinstance(data, dict):
         raise UserError(f"{cfg_path}: expected the run's config mapping, got {type(data).__name__}")
     state = read_checkpoint(ckpt)  # weights_only: refused before anything else if it needs arbitrary unpickling
+    trained = validate(data, source=str(cfg_path))
     bound = state.get("identity")
-    if bound is not None and bound != run_id(validate(data, source=str(cfg_path))):
+    if bound is not None and bound != run_id(trained):
         raise UserError(
             f"{ckpt}: belongs to run {bound}, but {cfg_path} describes another run; the checkpoint and its "
             "config do not match (was one of them copied in from another folder?)"
@@ -45,13 +57,20 @@ def evaluate_checkpoint(checkpoint: str | Path, sets: list[str] | None = None) -
     bad = [k for k in overrides if not k.startswith("data.")]
     if bad:
         raise UserError(f"--set {bad[0]}: evaluate takes data.* overrides only (the model is the checkpoint's)")
+    given = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "no --set"
+    if "data.split" not in overrides:
+        overrides["data.split"] = eval_split(trained.data.split)
+    if "data.root" not in overrides and trained.data.root is not None:
+        overrides["data.root"] = _data_root(trained.data.root, ckpt.parent)
     cfg = validate(apply_overrides(data, overrides), source=str(cfg_path))
-    split = load_split(cfg.data, cfg.data.split)
-    if split.num_classes != cfg.model.num_classes:
+    classes, _ = dataset_facts(cfg.data)  # the protocol is checked before anything is decoded
+    if classes != cfg.model.num_classes:
         raise UserError(
-            f"{cfg.data.name} {cfg.data.split} has {split.num_classes} classes, the model "
-            f"{cfg.model.num_classes}; evaluate on the dataset kind it was trained on"
+            f"evaluate with {given}: dataset '{cfg.data.name}' as configured "
+            f"has {classes} classes, the model was trained for {cfg.model.num_classes}; evaluate with the protocol "
+            "it was trained on (e.g. the same data.void_as_class)"
         )
+    split = load_split(cfg.data, cfg.data.split, native_masks=resolution == "label")
     device = resolve_device(cfg.train.device)
     model = build_model(cfg.model.arch, **cfg.model.knobs())
     try:
@@ -60,14 +79,79 @@ def evaluate_checkpoint(checkpoint: str | Path, sets: list[str] | None = None) -
         raise UserError(
             f"{ckpt}: its weights do not fit {cfg.model.arch} as {cfg_path} configures it ({str(e)[:300]})"
         ) from None
-    loader = make_loader(build_dataset(split, train=False), batch_size=cfg.data.batch_size, shuffle=False)
-    metrics = evaluate(
-        model.to(device),
-        loader,
-        num_classes=split.num_classes,
-        ignore_index=cfg.loss.ignore_index,
-        class_names=split.class_names,
-        device=device,
-        amp=cfg.train.amp,
+    model = model.to(device)
+    if resolution == "label" and split.native_masks is not None:
+        metrics = _evaluate_at_label_size(model, split, cfg, device)
+        scored_at = "each annotation's own size (logits upsampled bilinearly)"
+    else:
+        loader = make_loader(build_dataset(split, train=False), batch_size=cfg.data.batch_size, shuffle=False)
+        metrics = evaluate(
+            model,
+            loader,
+            num_classes=split.num_classes,
+            ignore_index=cfg.loss.ignore_index,
+            class_names=split.class_names,
+            device=device,
+            amp=cfg.train.amp,
+        )
+        scored_at = f"data.size {list(cfg.data.size)}" + (
+            " (the dataset is generated at that size: it is the label size)" if resolution == "label" else ""
+        )
+    return {
+        "arch": cfg.model.arch,
+        "checkpoint": str(ckpt),
+        "data": cfg.data.model_dump(),
+        "split": cfg.data.split,
+        "resolution": resolution,
+        "scored_at": scored_at,
+        "images": len(split.images),
+        "metrics": metrics,
+    }
+
+
+def _data_root(root: str, run_dir: Path) -> str:
+    """The run's data root as it was reached when it trained: a relative root is taken from the
+    current folder if it exists there, else from the absolute path the run recorded."""
+    import json
+
+    from bench.store import RESULT
+
+    if Path(root).is_absolute() or Path(root).exists():
+        return root
+    try:
+        recorded = json.loads((run_dir / RESULT).read_text()).get("data_root")
+    except (OSError, ValueError):
+        recorded = None
+    if recorded and Path(recorded).exists():
+        return recorded
+    raise UserError(
+        f"data.root '{root}' (relative, as the run was configured) does not exist from {Path.cwd()}"
+        + (f", nor does the path the run recorded ({recorded})" if recorded else "")
+        + "; run evaluate from the folder the run was launched in, or give --set data.root=PATH"
     )
-    return {"arch": cfg.model.arch, "checkpoint": str(ckpt), "data": cfg.data.model_dump(), "metrics": metrics}
+
+
+def _evaluate_at_label_size(model: Any, split: Any, cfg: Any, device: Any) -> dict[str, Any]:
+    """Per image: logits at data.size, upsampled to the annotation's size, scored there."""
+    import torch
+    import torch.nn.functional as F
+
+    from bench.data import build_dataset
+    from bench.engine import AMP_DTYPES, _logits
+    from bench.metrics import SegMetrics
+
+    ds = build_dataset(split, train=False)
+    metrics = SegMetrics(
+        split.num_classes, ignore_index=cfg.loss.ignore_index, class_names=split.class_names, device=device
+    )
+    model.eval()
+    amp = cfg.train.amp
+    with torch.inference_mode():
+        for i in range(len(ds)):
+            image, _ = ds[i]
+            native = split.native_masks[i]
+            with torch.autocast(device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp != "none"):
+                logits = _logits(model(image.unsqueeze(0).to(device)))
+            logits = F.interpolate(logits.float(), size=tuple(native.shape), mode="bilinear", align_corners=False)
+            metrics.update(logits.argmax(1), native.unsqueeze(0).long())
+    return metrics.compute()

@@ -251,6 +251,7 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str
         "diverged": fit.get("diverged"),
         "arch": cfg.model.arch,
         "config": json.loads(cfg.model_dump_json()),
+        "data_root": str(Path(cfg.data.root).resolve()) if cfg.data.root else None,  # as reached from where it ran
         "metrics": fit["metrics"],
         "class_names": list(train_data.class_names),
         "train": fit["train"],

@@ -584,3 +584,74 @@ def test_atomic_writes_keep_the_usual_file_mode(tmp_path) -> None:
     write_json(tmp_path / "a.json", {})
     (tmp_path / "b.json").write_text("{}")
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == stat.S_IMODE((tmp_path / "b.json").stat().st_mode)
+
+
+# ----------------------------------------------------------------------------- issue 13: evaluation protocol
+
+
+def _camvid_run(cli, tmp_path: Path) -> Path:
+    from tests.fixtures import make_camvid
+
+    root = make_camvid(tmp_path / "camvid", n=4, h=36, w=48)
+    out = tmp_path / "run"
+    code, _, err = cli("train", "--out", str(out), "--set", "data.name=camvid", "--set", f"data.root={root}",
+                       "--set", "data.size=[18,24]", "--set", "model.width=4", "--set", "train.epochs=1",
+                       "--set", "data.batch_size=2", "--set", "profile.latency=false")  # fmt: skip
+    assert code == 0, err
+    return out
+
+
+def test_evaluate_scores_the_validation_split_by_default_and_says_so(cli, tmp_path) -> None:
+    """Defect: evaluate with no --set scored the training split (config.yaml keeps data.split: train)."""
+    out = _camvid_run(cli, tmp_path)
+    code, stdout, err = cli("evaluate", str(out / "checkpoint.pt"), "--json")
+    r = json.loads(stdout)
+    assert code == 0 and r["split"] == "val" and r["images"] == 4
+    trained = json.loads((out / "result.json").read_text())["metrics"]["miou"]
+    assert r["metrics"]["miou"] == trained  # the run's own validation number, reproduced
+    code, stdout, _ = cli("evaluate", str(out / "checkpoint.pt"))
+    assert "split 'val'" in stdout and "scored at data.size [18, 24]" in stdout
+
+
+def test_evaluate_at_the_labels_own_resolution(cli, tmp_path) -> None:
+    out = _camvid_run(cli, tmp_path)
+    code, stdout, err = cli("evaluate", str(out / "checkpoint.pt"), "--resolution", "label", "--json")
+    r = json.loads(stdout)
+    assert code == 0, err
+    assert r["resolution"] == "label" and "own size" in r["scored_at"]
+    import numpy as np
+    from PIL import Image
+
+    labels = [np.array(Image.open(p)) for p in sorted((tmp_path / "camvid" / "valannot").glob("*.png"))]
+    assert r["metrics"]["pixels"] == sum(int((lbl != 11).sum()) for lbl in labels)  # every 36x48 non-void pixel
+    _, data_size, _ = cli("evaluate", str(out / "checkpoint.pt"), "--json")
+    assert json.loads(data_size)["metrics"]["pixels"] < r["metrics"]["pixels"]  # 18x24 scores fewer
+
+
+def test_a_protocol_mismatch_is_refused_before_decoding(cli, tmp_path, monkeypatch) -> None:
+    import bench.data
+
+    out = _camvid_run(cli, tmp_path)
+
+    def no_decoding(*a, **k):  # noqa: ANN002, ANN003
+        raise AssertionError("the split was decoded before the protocol was checked")
+
+    monkeypatch.setattr(bench.data, "load_split", no_decoding)
+    code, _, err = cli("evaluate", str(out / "checkpoint.pt"), "--set", "data.void_as_class=true")
+    assert code == 2 and "has 12 classes, the model was trained for 11" in err
+
+
+def test_evaluate_from_another_folder_finds_a_relative_data_root(cli, tmp_path, monkeypatch) -> None:
+    from tests.fixtures import make_camvid
+
+    make_camvid(tmp_path / "data" / "camvid", n=4, h=36, w=48)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("train", "--out", "run", "--set", "data.name=camvid", "--set", "data.root=data/camvid",
+                       "--set", "data.size=[18,24]", "--set", "model.width=4", "--set", "train.epochs=1",
+                       "--set", "data.batch_size=2", "--set", "profile.latency=false")  # fmt: skip
+    assert code == 0, err
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    code, stdout, err = cli("evaluate", str(tmp_path / "run" / "checkpoint.pt"))
+    assert code == 0, err
+    assert "split 'val'" in stdout

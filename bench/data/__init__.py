@@ -82,22 +82,31 @@ def synthetic(
 
 @datasets.register("camvid", paper="Brostow et al., PRL 2009 (SegNet layout)", facts=_camvid_facts, check=_camvid_check)
 def camvid(
-    *, root: str | None = None, split: str = "train", size: Sequence[int] = (180, 240), void_as_class: bool = False
+    *,
+    root: str | None = None,
+    split: str = "train",
+    size: Sequence[int] = (180, 240),
+    void_as_class: bool = False,
+    native_masks: bool = False,
 ) -> SegData:
     """CamVid, 11 classes + void (ignored, or a 12th class with void_as_class)."""
-    return load_camvid(root=root, split=split, size=tuple(size), void_as_class=void_as_class)
+    return load_camvid(root=root, split=split, size=tuple(size), void_as_class=void_as_class, native_masks=native_masks)
 
 
 @datasets.register("cityscapes", paper="Cordts et al., CVPR 2016", facts=lambda **_: (19, 255), check=_cityscapes_check)
-def cityscapes(*, root: str | None = None, split: str = "train", size: Sequence[int] = (512, 1024)) -> SegData:
+def cityscapes(
+    *, root: str | None = None, split: str = "train", size: Sequence[int] = (512, 1024), native_masks: bool = False
+) -> SegData:
     """Cityscapes fine, 19 train ids, 255 ignored (torchvision.datasets.Cityscapes)."""
-    return load_cityscapes(root=root, split=split, size=tuple(size))
+    return load_cityscapes(root=root, split=split, size=tuple(size), native_masks=native_masks)
 
 
 @datasets.register("voc", paper="Everingham et al., IJCV 2010", facts=lambda **_: (21, 255), check=_voc_check)
-def voc(*, root: str | None = None, split: str = "train", size: Sequence[int] = (320, 320)) -> SegData:
+def voc(
+    *, root: str | None = None, split: str = "train", size: Sequence[int] = (320, 320), native_masks: bool = False
+) -> SegData:
     """PASCAL VOC 2012 segmentation, 21 classes, 255 ignored (torchvision.datasets.VOCSegmentation)."""
-    return load_voc(root=root, split=split, size=tuple(size))
+    return load_voc(root=root, split=split, size=tuple(size), native_masks=native_masks)
 
 
 def _given(data_cfg: Any, split: str | None) -> dict[str, Any]:
@@ -111,18 +120,22 @@ def _given(data_cfg: Any, split: str | None) -> dict[str, Any]:
     }
 
 
-def load_split(data_cfg: Any, split: str | None = None) -> SegData:
+def load_split(data_cfg: Any, split: str | None = None, *, native_masks: bool = False) -> SegData:
     """Decode one split of the configured dataset; only the keys its builder takes are passed,
-    and a set key it does not take is an error (e.g. data.root for synthetic)."""
+    and a set key it does not take is an error (e.g. data.root for synthetic). With
+    `native_masks`, the masks at the annotation's own size are kept too (datasets generated at
+    `size`, like synthetic, have no other size)."""
     name = data_cfg.name
     knobs = datasets.get(name).knobs
     given = _given(data_cfg, split)
+    if native_masks and "native_masks" in knobs:
+        given["native_masks"] = True
     kwargs = {}
     for k, v in given.items():
         if k in knobs:
             if v is not None:
                 kwargs[k] = v
-        elif v is not None and k not in ("split", "size"):
+        elif v is not None and k not in ("split", "size", "native_masks"):
             raise UserError(f"data.{k}={v!r}: dataset '{name}' has no '{k}'; its keys are {', '.join(knobs)}")
     return datasets.build(name, **kwargs)
 

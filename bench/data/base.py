@@ -21,6 +21,7 @@ class SegData:
     num_classes: int
     class_names: tuple[str, ...]
     ignore_index: int
+    native_masks: tuple[torch.Tensor, ...] | None = None  # masks at the annotation's own size, if kept
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.num_classes:

@@ -67,14 +67,19 @@ def camvid_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
 
 
 def load_camvid(
-    *, root: str | None, split: str = "train", size: tuple[int, int] = (180, 240), void_as_class: bool = False
+    *,
+    root: str | None,
+    split: str = "train",
+    size: tuple[int, int] = (180, 240),
+    void_as_class: bool = False,
+    native_masks: bool = False,
 ) -> SegData:
     """Decode a split into memory at `size`. Void (11) is ignored, or with void_as_class it is a
     12th class 'Void' (the AsppUNet paper scores 12 classes with void as background)."""
     if root is None:
         raise UserError(f"data.root is not set for camvid; {LAYOUT}")
     pairs = camvid_pairs(Path(root), split)
-    images, masks = [], []
+    images, masks, natives = [], [], []
     for img_path, lbl_path in pairs:
         img = torch.from_numpy(np.array(Image.open(img_path).convert("RGB"))).permute(2, 0, 1)
         lbl = np.array(Image.open(lbl_path))
@@ -82,12 +87,15 @@ def load_camvid(
             raise UserError(f"'{lbl_path}': a label image must have one channel (mode L), got shape {lbl.shape}")
         if lbl.max() > VOID:
             raise UserError(f"'{lbl_path}': label {int(lbl.max())} outside 0..11 (CamVid 11 classes + void)")
-        img, mask = resize_pair(img, torch.from_numpy(lbl.astype(np.uint8)), size)
+        native = torch.from_numpy(lbl.astype(np.uint8))
+        img, mask = resize_pair(img, native, size)
         images.append(img)
         masks.append(mask)
+        if native_masks:
+            natives.append(native)
     mask_t = torch.stack(masks)
     if void_as_class:
         names, ignore = (*CAMVID_CLASSES, "Void"), 255
     else:
         names, ignore = CAMVID_CLASSES, VOID
-    return SegData(torch.stack(images), mask_t, len(names), names, ignore)
+    return SegData(torch.stack(images), mask_t, len(names), names, ignore, tuple(natives) if native_masks else None)

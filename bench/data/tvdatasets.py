@@ -45,20 +45,25 @@ VOC_CLASSES = (
 )
 
 
-def _decode(pairs, size, label_map=None) -> tuple[torch.Tensor, torch.Tensor]:
+def _decode(pairs, size, label_map=None, natives: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     images, masks = [], []
     for img, lbl in pairs:
         x = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)
         y = np.array(lbl)
         if label_map is not None:
             y = label_map[y]
-        x, m = resize_pair(x, torch.from_numpy(y.astype(np.uint8)), size)
+        native = torch.from_numpy(y.astype(np.uint8))
+        x, m = resize_pair(x, native, size)
         images.append(x)
         masks.append(m)
+        if natives is not None:
+            natives.append(native)
     return torch.stack(images), torch.stack(masks)
 
 
-def load_cityscapes(*, root: str | None, split: str = "train", size: tuple[int, int] = (512, 1024)) -> SegData:
+def load_cityscapes(
+    *, root: str | None, split: str = "train", size: tuple[int, int] = (512, 1024), native_masks: bool = False
+) -> SegData:
     """Cityscapes fine annotations, 19 train ids; everything else is 255 (ignored)."""
     from torchvision.datasets import Cityscapes
 
@@ -77,11 +82,14 @@ def load_cityscapes(*, root: str | None, split: str = "train", size: tuple[int, 
     for c in Cityscapes.classes:
         if 0 <= c.train_id < 255:
             lut[c.id] = c.train_id
-    images, masks = _decode((ds[i] for i in range(len(ds))), size, lut)
-    return SegData(images, masks, len(train), tuple(c.name for c in train), 255)
+    natives: list | None = [] if native_masks else None
+    images, masks = _decode((ds[i] for i in range(len(ds))), size, lut, natives)
+    return SegData(images, masks, len(train), tuple(c.name for c in train), 255, tuple(natives) if natives else None)
 
 
-def load_voc(*, root: str | None, split: str = "train", size: tuple[int, int] = (320, 320)) -> SegData:
+def load_voc(
+    *, root: str | None, split: str = "train", size: tuple[int, int] = (320, 320), native_masks: bool = False
+) -> SegData:
     """PASCAL VOC 2012 segmentation, 21 classes; 255 (object borders) ignored."""
     from torchvision.datasets import VOCSegmentation
 
@@ -93,5 +101,6 @@ def load_voc(*, root: str | None, split: str = "train", size: tuple[int, int] = 
         ds = VOCSegmentation(root, year="2012", image_set=split, download=False)
     except RuntimeError as e:
         raise UserError(f"data.root '{root}': {e}; {VOC_LAYOUT}") from None
-    images, masks = _decode((ds[i] for i in range(len(ds))), size)
-    return SegData(images, masks, len(VOC_CLASSES), VOC_CLASSES, 255)
+    natives: list | None = [] if native_masks else None
+    images, masks = _decode((ds[i] for i in range(len(ds))), size, None, natives)
+    return SegData(images, masks, len(VOC_CLASSES), VOC_CLASSES, 255, tuple(natives) if natives else None)
