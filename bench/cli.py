@@ -359,6 +359,20 @@ def _cmd_regress(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from bench.plan import plan
+    from bench.regress import load_table
+
+    table, records = plan(
+        load_table(args.results), difference=args.difference, alpha=args.alpha, power=args.power, baseline=args.baseline
+    )
+    if args.json:
+        print(json.dumps(records, indent=2, default=str))
+    else:
+        print(table)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aspp-bench", description="Benchmark and ablate atrous-convolution / ASPP segmentation models."
@@ -462,6 +476,14 @@ def _parser() -> argparse.ArgumentParser:
         help="config key left out when matching configurations (e.g. train.epochs to gate a shorter schedule)",
     )
     rg.set_defaults(func=_cmd_regress)
+    pl = sub.add_parser("plan", help="how many seeds each comparison needs, from measured results")
+    pl.add_argument("results", help="results folder or collected table (.parquet/.csv)")
+    pl.add_argument("--difference", type=float, default=1.0, help="mIoU difference worth detecting, points (1.0)")
+    pl.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
+    pl.add_argument("--power", type=float, default=0.8, help="probability of detecting it (0.8)")
+    pl.add_argument("--baseline", help="the configuration the others are compared with, e.g. 'arch=unet'")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=_cmd_plan)
     return p
 
 

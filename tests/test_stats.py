@@ -179,3 +179,19 @@ def test_holm_changes_a_delta_mark() -> None:
     t = main_table(_runs(vals), ["model.arch"])
     raw, adj = t["p_vs_baseline_raw"].to_numpy()[1:], t["p_vs_baseline"].to_numpy()[1:]
     assert np.all(adj >= raw) and adj == pytest.approx(stats.holm(raw))
+
+
+def test_plan_on_the_baseline(cli) -> None:
+    code, out, err = cli("plan", str(BASELINE), "--baseline", "arch=unet", "--difference", "2", "--json")
+    assert code == 0, err
+    rows = {r["configuration"]: r for r in json.loads(out)}
+    r = rows["arch=aspp_unet, rates=6,12,18,24"]
+    base = pd.read_parquet(BASELINE)
+    a = base[base["model.arch"] == "unet"].sort_values("train.seed")["miou"].to_numpy() * 100
+    b = base[base["model.rates"] == "6,12,18,24"].sort_values("train.seed")["miou"].to_numpy() * 100
+    sd = float(np.std(b - a, ddof=1))
+    assert r["test"] == "paired" and r["sd"] == pytest.approx(sd) and r["difference"] == pytest.approx((b - a).mean())
+    assert r["seeds_for_difference"] == stats.seeds_needed(2, sd, paired=True)
+    assert r["detectable"] == pytest.approx(stats.detectable_difference(3, sd, paired=True))
+    code, _, err = cli("plan", str(BASELINE), "--difference", "0")
+    assert code == 2 and "--difference 0" in err

@@ -1,0 +1,96 @@
+"""Seed planning (`aspp-bench plan`): from measured results, how many seeds a comparison needs.
+
+For every configuration against the first (the baseline) it reports the difference measured,
+the spread the comparison sees (the sd of the per-seed differences where both ran the same
+seeds, as the paired test uses, else the pooled sd), the smallest difference the current seeds
+detect (one-sided t-test, `alpha`, `power`), and the seeds per configuration needed to detect a
+given difference and the measured one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bench.config import is_experiment_key
+
+__all__ = ["plan"]
+
+
+def plan(
+    df: Any, *, difference: float, alpha: float = 0.05, power: float = 0.8, baseline: str | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """(Markdown table, records) over the configurations of a loaded table (bench.regress.load_table)."""
+    import numpy as np
+
+    from bench import stats
+    from bench.errors import UserError
+    from bench.regress import _label, _seeds
+
+    if difference <= 0:
+        raise UserError(f"--difference {difference}: give the smallest difference worth detecting, in mIoU points")
+    if not 0 < alpha < 1 or not 0 < power < 1:
+        raise UserError(f"--alpha {alpha} / --power {power}: both are probabilities between 0 and 1")
+    cfg_cols = [c for c in df.columns if is_experiment_key(c) and c != "train.seed"]
+    varying = [c for c in cfg_cols if df[c].astype(str).nunique() > 1]
+    groups = [(cid, g) for cid, g in df.groupby("_config", sort=False)]
+    if len(groups) < 2:
+        raise UserError("plan compares configurations: the table holds only one")
+    if baseline:
+        labels = [_label(g.iloc[0], varying) for _, g in groups]
+        hit = [i for i, lab in enumerate(labels) if all(p.strip() in lab for p in baseline.split(","))]
+        if not hit:
+            raise UserError(f"--baseline {baseline!r} matches no configuration; they are: {'; '.join(labels)}")
+        groups.insert(0, groups.pop(hit[0]))
+    base_id, base = groups[0]
+    b = _seeds(base)
+    records = []
+    for _, g in groups[1:]:
+        c = _seeds(g)
+        paired = set(b) == set(c) and len(b) >= 2
+        if paired:
+            d = np.array([c[s] - b[s] for s in sorted(b)])
+            sd = float(np.std(d, ddof=1))
+        elif len(b) >= 2 and len(c) >= 2:
+            vb, vc = np.var(list(b.values()), ddof=1), np.var(list(c.values()), ddof=1)
+            sd = float(math.sqrt((vb * (len(b) - 1) + vc * (len(c) - 1)) / (len(b) + len(c) - 2)))
+        else:
+            sd = math.nan
+        measured = float(np.mean(list(c.values())) - np.mean(list(b.values())))
+        n = min(len(b), len(c))
+        records.append(
+            {
+                "configuration": _label(g.iloc[0], varying),
+                "n": n,
+                "test": "paired" if paired else "welch",
+                "difference": measured,
+                "sd": sd,
+                "detectable": stats.detectable_difference(n, sd, alpha=alpha, power=power, paired=paired),
+                "seeds_for_difference": stats.seeds_needed(difference, sd, alpha=alpha, power=power, paired=paired)
+                if not math.isnan(sd)
+                else None,
+                "seeds_for_measured": stats.seeds_needed(measured, sd, alpha=alpha, power=power, paired=paired)
+                if not math.isnan(sd) and measured
+                else None,
+            }
+        )
+
+    def f(v: Any, spec: str) -> str:
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+    def seeds(v: Any) -> str:
+        return "> 1000" if v is None else str(v)
+
+    lines = [
+        f"against {_label(base.iloc[0], varying)} ({len(b)} seeds); one-sided t-test, alpha {alpha}, power {power}",
+        "",
+        f"| configuration | seeds | test | Δ mIoU measured | sd | detectable now | seeds for {difference:g} points "
+        "| seeds for the measured Δ |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['configuration']} | {r['n']} | {r['test']} | {f(r['difference'], '+.2f')} | {f(r['sd'], '.2f')} | "
+            f"{f(r['detectable'], '.2f')} | {seeds(r['seeds_for_difference'])} | {seeds(r['seeds_for_measured'])} |"
+        )
+    return "\n".join(lines), records
