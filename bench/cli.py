@@ -322,7 +322,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             notes = Path(args.notes).read_text()
         except OSError as e:
             raise UserError(f"--notes {args.notes}: cannot read it ({e.strerror}); give a Markdown file") from None
-    r = build_report(args.results, args.out, formats=formats, baseline=args.baseline, notes=notes)
+    r = build_report(args.results, args.out, formats=formats, baseline=args.baseline, notes=notes, sweep=args.sweep)
     for path, why in r["skipped"]:
         print(f"skipped {path}: {why}", file=sys.stderr)
     print(f"report: {r['rows']} rows, {len(r['written'])} files in {args.out}")
@@ -449,11 +449,12 @@ def _parser() -> argparse.ArgumentParser:
     co.set_defaults(func=_cmd_collect)
 
     rp = sub.add_parser("report", help="Markdown / LaTeX tables and figures from a results folder")
-    rp.add_argument("results")
+    rp.add_argument("results", help="a results folder, or a table collected from one (.parquet/.csv)")
     rp.add_argument("--out", required=True, help="report folder, e.g. reports/X")
     rp.add_argument("--format", default="md,tex,png", help="comma-separated subset of md,tex,png")
     rp.add_argument("--baseline", help="the row deltas refer to, e.g. 'arch=unet' (default: the first row)")
     rp.add_argument("--notes", help="a Markdown file placed under the report's title (what the ablation shows)")
+    rp.add_argument("--sweep", help="the sweep file the results came from (name, axes, order, paper tables)")
     rp.set_defaults(func=_cmd_report)
 
     rg = sub.add_parser("regress", help="accuracy/speed regression check; exit 1 on any regression")

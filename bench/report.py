@@ -330,19 +330,43 @@ def _figures(t: Any, df: Any, axes: list[str], out: Path) -> list[Path]:
     return made
 
 
+def _sweep_manifest(path: str | Path) -> dict[str, Any]:
+    """What a results folder's sweep.json says, from the sweep file itself (for a collected table)."""
+    from bench.sweep import expand, load_sweep, varying_keys
+
+    sw = load_sweep(path)
+    cells = expand(sw, source=str(path))
+    return {
+        "name": sw.name,
+        "reference": list(sw.reference),
+        "varying": [k for k in varying_keys(cells) if k != "train.seed"],
+        "cells": {c.run_id: c.varying for c in cells},
+    }
+
+
 def build_report(results: str | Path, out: str | Path, *, formats: tuple[str, ...] = ("md", "tex", "png"),
-                 baseline: str | None = None, notes: str | None = None) -> dict[str, Any]:  # fmt: skip
+                 baseline: str | None = None, notes: str | None = None,
+                 sweep: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Write reports/X/README.md, *.tex and figures; returns what was written."""
     res = Path(results)
-    if not res.is_dir():
-        raise UserError(f"{res}: results folder not found")
+    table = res.is_file() and res.suffix in (".parquet", ".csv")
+    if not res.is_dir() and not table:
+        raise UserError(f"{res}: results folder not found (or give a table collected with 'aspp-bench collect')")
     bad = [f for f in formats if f not in ("md", "tex", "png")]
     if bad:
         raise UserError(f"--format {','.join(formats)}: allowed are md, tex, png")
-    df, skipped = collect(res)
+    if table:  # a collected table, e.g. a committed baseline: rows read through their identity
+        from bench.regress import load_table
+
+        df, skipped = load_table(res), []
+        df["run_id"] = df["_identity"]  # the runs' identities, whatever the table's ids were
+    else:
+        df, skipped = collect(res)
     if df.empty:
         raise UserError(f"{res}: no finished runs (skipped {len(skipped)} folder(s))")
-    manifest = read_manifest(res)
+    manifest = _sweep_manifest(sweep) if sweep else read_manifest(res)
+    if table and not manifest:
+        manifest = {"name": res.stem}
     order = {rid: i for i, rid in enumerate(manifest.get("cells", {}))}
     df["_order"] = [order.get(r, len(order)) for r in df["run_id"]]
     df = df.sort_values("_order", kind="stable")
