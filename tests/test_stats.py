@@ -195,3 +195,14 @@ def test_plan_on_the_baseline(cli) -> None:
     assert r["detectable"] == pytest.approx(stats.detectable_difference(3, sd, paired=True))
     code, _, err = cli("plan", str(BASELINE), "--difference", "0")
     assert code == 2 and "--difference 0" in err
+
+
+def test_the_fingerprint_tells_apart_what_changes_the_numbers() -> None:
+    from bench.profile import ProfileSpec, environment, fingerprint
+
+    spec = ProfileSpec(input=(3, 32, 32))
+    one, two = environment(spec, train_threads=1), environment(spec, train_threads=2)
+    assert fingerprint(one) != fingerprint(two)  # a 2-thread training run computes other numbers
+    assert one["device_features"] and one["kernels"] and one["load_avg"] is not None
+    assert fingerprint({**one, "device_features": "avx2,fma"}) != fingerprint(one)
+    assert fingerprint({**one, "load_avg": 9.0}) == fingerprint(one)  # the load is recorded, not identity
