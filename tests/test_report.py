@@ -137,11 +137,19 @@ def test_regress_passes_on_identical_and_fails_on_regressions(cli, results: Path
     worse.to_parquet(tmp_path / "worse.parquet")
     code, out, _ = cli("regress", str(base), str(tmp_path / "worse.parquet"), "--miou-tol", "1")
     assert code == 1 and "FAIL: mIoU -5.10 points, significant" in out
-    slower = df.copy()
+    quiet = df.copy()
+    quiet["env.load_avg"], quiet["env.cpu_count"] = 0.5, 2  # measured quietly (the test may run on a busy machine)
+    quiet.to_parquet(base)
+    slower = quiet.copy()
     slower.loc[unet, "latency_ms_p50"] *= 1.5
     slower.to_parquet(tmp_path / "slower.parquet")
     code, out, _ = cli("regress", str(base), str(tmp_path / "slower.parquet"), "--speed-tol", "0.2")
     assert code == 1 and "speed x1.50 (tolerance x1.20)" in out
+    busy = slower.copy()
+    busy.loc[unet, "env.load_avg"] = 5.0  # more jobs than the 2 cores: speed is shown, not judged
+    busy.to_parquet(tmp_path / "busy.parquet")
+    code, out, _ = cli("regress", str(base), str(tmp_path / "busy.parquet"), "--speed-tol", "0.2")
+    assert code == 0 and "measured on a busy machine" in out
     other = slower.copy()
     other["env_fingerprint"] = "cuda|H200|..."
     other.to_parquet(tmp_path / "other.parquet")
