@@ -169,6 +169,9 @@ def kill_local_chain(sc: Scenario) -> None:
 
 
 def sigkill(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    if ex == "slurm":  # a cancelled step keeps running for Slurm's KillWait (30 s): train longer than that
+        epochs *= 4
+        ref = reference(work, epochs, name="reference-long")
     t0 = time.time()
     sc = Scenario(work, "sigkill", ex, epochs)
     sc.sweep()
