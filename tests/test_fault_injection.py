@@ -18,7 +18,7 @@ def _run(tmp_path: Path, executors: str) -> list[dict]:
     out = tmp_path / "rows.json"
     r = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "fault_injection.py"), "--executors", executors,
-         "--epochs", "80", "--work", str(tmp_path / "work"), "--json", str(out)],
+         "--epochs", "120", "--work", str(tmp_path / "work"), "--json", str(out)],
         capture_output=True, text=True, timeout=3000,
     )  # fmt: skip
     assert out.is_file(), r.stdout + r.stderr
