@@ -215,7 +215,8 @@ def _latex(header: list[str], rows: list[list[str]], caption: str) -> str:
     lines.append(" & ".join(cell(h) for h in header) + r" \\")
     lines.append(r"\midrule")
     lines += [" & ".join(cell(c) for c in r) + r" \\" for r in rows]
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{_latex_escape(caption)}}}", r"\end{table}"]
+    cap = _latex_escape(caption).replace("±", r"$\pm$").replace("Δ", r"$\Delta$")
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{cap}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
