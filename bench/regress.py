@@ -256,14 +256,26 @@ def _markdown(records: list[dict[str, Any]], alpha: float) -> str:
 
 
 def _difference(baseline: Any, current: Any) -> str:
-    """Which config keys take other values in one table than in the other."""
-    keys = [c for c in baseline.columns if is_experiment_key(c) and c in current.columns]
-    only_b = [c for c in baseline.columns if is_experiment_key(c) and c not in current.columns]
-    diffs = []
-    for c in keys:
-        vb, vc = set(baseline[c].astype(str)), set(current[c].astype(str))
-        if vb != vc:
-            diffs.append(f"{c}: baseline {sorted(vb)[:4]} vs current {sorted(vc)[:4]}")
-    parts = diffs[:8] + ([f"columns only in the baseline: {', '.join(only_b[:6])}"] if only_b else [])
-    return "they differ in " + ("; ".join(parts) if parts else "keys not recorded in the tables") + \
-        ". Compare results of the same sweep"  # fmt: skip
+    """Which keys of the resolved configs take other values in one table than in the other."""
+    import json
+
+    from bench.identity import NOT_IDENTITY, _flat
+
+    def values(t: Any) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for r in t["_resolved"]:
+            for k, v in _flat(json.loads(r.model_dump_json())).items():
+                out.setdefault(k, set()).add(json.dumps(v))
+        return out
+
+    vb, vc = values(baseline), values(current)
+    diffs = [
+        f"{k}: baseline {sorted(vb[k])[:4]} vs current {sorted(vc.get(k, set()))[:4]}"
+        for k in vb
+        if k != "train.seed" and k not in NOT_IDENTITY and vb[k] != vc.get(k, set())
+    ]
+    return (
+        "their resolved configs differ in "
+        + ("; ".join(diffs[:8]) if diffs else "the seed only")
+        + ". Compare results of the same sweep, or leave keys out of the match with --ignore KEY"
+    )
