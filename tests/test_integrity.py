@@ -138,12 +138,12 @@ def test_collect_counts_one_experiment_once_whatever_its_folders(cli, tmp_path) 
     assert main_table(df, [])["n"].tolist() == [1]
 
 
-def test_a_legacy_folder_counts_for_its_cell(cli, tmp_path) -> None:
-    """Old folders keep working: status finds them by their config, a resubmission trains nothing."""
+def _one_finished_cell(cli, tmp_path: Path) -> tuple:  # noqa: ANN001
+    """A one-cell tiny sweep run inline to the end: (sweep file, results folder, cell)."""
     spec = _write(
         tmp_path,
         """
-        name: legacy
+        name: one
         base:
           model: {arch: aspp_unet, width: 4}
           data: {count: 16, size: [32, 32], batch_size: 4}
@@ -155,6 +155,12 @@ def test_a_legacy_folder_counts_for_its_cell(cli, tmp_path) -> None:
     res = tmp_path / "res"
     assert cli("sweep", str(spec), "--results", str(res))[0] == 0
     (cell,) = expand(load_sweep(spec))
+    return spec, res, cell
+
+
+def test_a_legacy_folder_counts_for_its_cell(cli, tmp_path) -> None:
+    """Old folders keep working: status finds them by their config, a resubmission trains nothing."""
+    spec, res, cell = _one_finished_cell(cli, tmp_path)
     (res / cell.run_id).rename(res / "00000000aaaa")
     (state,) = cell_states([cell], res)
     assert state.state == "done" and state.folder == res / "00000000aaaa"
@@ -471,21 +477,7 @@ def test_time_limit_with_requeues_used_up_is_named(tmp_path) -> None:
 
 
 def test_a_corrupt_cell_skipped_by_a_plain_resubmit_gets_a_hint(cli, tmp_path) -> None:
-    spec = _write(
-        tmp_path,
-        """
-        name: corrupt
-        base:
-          model: {arch: aspp_unet, width: 4}
-          data: {count: 16, size: [32, 32], batch_size: 4}
-          train: {epochs: 1}
-          profile: {latency: false}
-        launch: {executor: inline}
-        """,
-    )
-    res = tmp_path / "res"
-    assert cli("sweep", str(spec), "--results", str(res))[0] == 0
-    (cell,) = expand(load_sweep(spec))
+    spec, res, cell = _one_finished_cell(cli, tmp_path)
     result = res / cell.run_id / "result.json"
     result.write_text(result.read_text()[:50])
     code, out, _ = cli("sweep", str(spec), "--results", str(res))
