@@ -271,7 +271,7 @@ class RunIndex:
         """The folder holding this run: its own name if that exists, else a legacy folder with the
         same resolved config (a finished one first), else its own name (not yet created)."""
         own = self.root / run_id
-        if own.is_dir():
+        if own.is_dir() and any((own / f).exists() for f in (RESULT, CONFIG, CHECKPOINT, "job.json")):
             return own
         self._scan()
         legacy = [p for p in self._by_id.get(run_id, []) if p != own]
