@@ -17,7 +17,18 @@ import yaml
 
 from bench.config import RunConfig
 from bench.errors import UserError
-from bench.store import CHECKPOINT, CONFIG, LOG, RESULT, RunLock, mkdir, read_result, write_json, write_yaml
+from bench.store import (
+    CHECKPOINT,
+    CONFIG,
+    LOG,
+    RESULT,
+    RunLock,
+    mkdir,
+    read_result,
+    remove_stale_temps,
+    write_json,
+    write_yaml,
+)
 
 __all__ = ["build_data", "check_folder", "execute", "folder_identity"]
 
@@ -121,6 +132,7 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None) ->
         done = read_result(out)  # it may have finished while we waited for the lock
         if done is not None:
             return done
+        remove_stale_temps(out, (CHECKPOINT, RESULT, CONFIG))  # a killed writer's leftovers
         return _execute(cfg, rid, out, trainer_hook)
     finally:
         lock.release()

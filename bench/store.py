@@ -124,6 +124,16 @@ class RunLock:
             self._fd = None
 
 
+def remove_stale_temps(run_dir: Path, names: tuple[str, ...]) -> list[Path]:
+    """Remove the temporary files `atomic_path` left beside `names` when a writer was killed
+    (SIGKILL, OOM, node failure: no handler runs). Call only while holding the folder's RunLock:
+    no other process writes these files then, so every such temporary is an orphan."""
+    stale = [p for n in names for p in Path(run_dir).glob(f".{n}.*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def is_locked(run_dir: Path) -> bool:
     """True while some process trains in the folder (its flock is held)."""
     import fcntl

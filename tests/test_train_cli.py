@@ -119,6 +119,9 @@ def test_sigkill_then_same_command_resumes_and_ends_with_one_result(tmp_path) ->
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (out / "result.json").exists()
+    # SIGKILL inside torch.save leaves atomic_path's temporary behind (no handler runs; CI saw one):
+    # plant one so the clean-up is checked on every run, not only when the kill lands mid-write.
+    (out / ".checkpoint.pt.killed0.tmp").write_bytes(b"half a checkpoint")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     log = (out / "train.log").read_text()
