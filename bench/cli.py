@@ -315,7 +315,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
 
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip()) if args.format else None
     notes = None
     if args.notes:
         try:
@@ -325,6 +325,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     r = build_report(args.results, args.out, formats=formats, baseline=args.baseline, notes=notes, sweep=args.sweep)
     for path, why in r["skipped"]:
         print(f"skipped {path}: {why}", file=sys.stderr)
+    for line in r["overfull"]:
+        print(f"warning: report.pdf: {line} (a table or figure is wider than the page)", file=sys.stderr)
     print(f"report: {r['rows']} rows, {len(r['written'])} files in {args.out}")
     return 0
 
@@ -451,7 +453,10 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="Markdown / LaTeX tables and figures from a results folder")
     rp.add_argument("results", help="a results folder, or a table collected from one (.parquet/.csv)")
     rp.add_argument("--out", required=True, help="report folder, e.g. reports/X")
-    rp.add_argument("--format", default="md,tex,png", help="comma-separated subset of md,tex,png")
+    rp.add_argument(
+        "--format",
+        help="comma-separated subset of md,tex,png,pdf (default: all four, pdf only where pdflatex is installed)",
+    )
     rp.add_argument("--baseline", help="the row deltas refer to, e.g. 'arch=unet' (default: the first row)")
     rp.add_argument("--notes", help="a Markdown file placed under the report's title (what the ablation shows)")
     rp.add_argument("--sweep", help="the sweep file the results came from (name, axes, order, paper tables)")

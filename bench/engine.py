@@ -231,6 +231,7 @@ class Trainer:
         checkpoint_path: Path | None = None,
         log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
         identity: str | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         if spec.amp not in ("none", "bf16", "fp16"):
             raise UserError(f"train.amp={spec.amp!r}: allowed are none, bf16, fp16")
@@ -250,6 +251,7 @@ class Trainer:
         self.checkpoint_path = checkpoint_path
         self.log = log
         self.identity = identity  # the run_id a checkpoint is bound to (None: unbound)
+        self.on_epoch = on_epoch  # called with each epoch's history entry (e.g. TensorBoard)
         self.scaler = torch.amp.GradScaler(device.type, enabled=spec.amp == "fp16")
         self.state = _State()
         self._checkpoint_requested = threading.Event()
@@ -389,6 +391,8 @@ class Trainer:
             metrics = self.evaluate()
             entry.update(miou=metrics["miou"], pixel_acc=metrics["pixel_acc"])
         st.history.append(entry)
+        if self.on_epoch is not None:
+            self.on_epoch(entry)
         loss_txt = f"{entry['loss']:.4f}" if entry["loss"] is not None else "-"
         self.log(
             f"epoch {st.epoch}/{self.total_epochs} loss {loss_txt}"

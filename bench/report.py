@@ -1,52 +1,98 @@
-"""Comparison reports from a results folder: Markdown and LaTeX (booktabs) tables, seaborn
-figures (PNG and PDF), "paper vs measured" columns, and seed-aware significance markers.
+"""Comparison reports from a results folder: tables (Markdown through pandas/tabulate, LaTeX
+through pandas' Styler with booktabs, caption and label), seaborn figures (PNG and PDF), paper vs
+measured tables, learning curves, and one report.pdf compiled by pdflatex.
 
-Rows of the main table are the sweep's varying axes (seeds pooled): mean +- std over seeds
-with n, the best value of each column in bold, the delta to a baseline row, and, where both
-rows have >= 2 seeds, Welch's t-test against the baseline (* p < 0.05, ** p < 0.01).
+A table has one column per varying factor (short values: `3,6,9,12`, `yes`/`no`), the seeds
+column, the metrics (mean ± sample sd over seeds, ± only with n >= 2) and Δ mIoU against a
+baseline row marked with its Holm-corrected significance. Everything that is the same for every
+row (dataset, split, size, schedule, seeds, device, number format, counters) goes to the caption.
+A LaTeX table wider than a landscape A4 page (2 cm margins) splits itself into parts that fit.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from bench.config import is_experiment_key
 from bench.errors import UserError
-from bench.store import collect, read_manifest
+from bench.store import atomic_path, atomic_write_text, collect, read_manifest
 
-__all__ = ["build_report", "main_table", "reference_table"]
+__all__ = ["FORMATS", "build_report", "display_frame", "main_table", "reference_table", "split_columns"]
 
 HIGHER_BETTER = {"miou": True, "pixel_acc": True, "params_m": False, "gmacs": False, "fps_bs1": True}
 LABELS = {"miou": "mIoU (%)", "pixel_acc": "PA (%)", "params_m": "Params (M)", "gmacs": "GMACs", "fps_bs1": "FPS"}
+TEX_LABELS = {
+    "miou": r"mIoU (\%)",
+    "pixel_acc": r"PA (\%)",
+    "params_m": "Params (M)",
+    "gmacs": "GMACs",
+    "fps_bs1": "FPS",
+}
+DIGITS = {"miou": 2, "pixel_acc": 2, "params_m": 3, "gmacs": 3, "fps_bs1": 1}
+EXTRA_MEANS = ("latency_ms_p50", "latency_ms_iqr")  # for the latency figure
+DETERMINISTIC = ("params_m", "gmacs")  # the same for every seed: no spread, no test
+ALPHA = 0.05
+FORMATS = ("md", "tex", "png", "pdf")
+
+# A4 landscape with 2 cm margins: \textwidth = 297 mm - 40 mm = 257 mm = 731 pt. Tables are set in
+# \small; the estimate below is conservative (it is checked against pdflatex by the latex tier).
+PAGE_WIDTH_PT = 731.0
+TABCOLSEP_PT = 6.0
 
 
 def _axes(df: Any, manifest: dict[str, Any]) -> list[str]:
-    axes = [a for a in manifest.get("varying", []) if a in df.columns]
+    """The varying factors: the sweep's varying keys where the results say which sweep they came
+    from; for a bare table, every experiment key that differs between its rows (a factor in the
+    table must be a column, never hidden)."""
+    axes = [a for a in manifest.get("varying", []) if a in df.columns and a != "train.seed"]
     if axes:
         return axes
-    cfg = [c for c in df.columns if is_experiment_key(c) and c != "train.seed"]
-    return [c for c in cfg if df[c].astype(str).nunique() > 1]
+    done = df[df["status"] == "done"] if "status" in df.columns else df
+    cfg = [c for c in done.columns if is_experiment_key(c) and c not in ("train.seed", "train.device", "data.root")]
+    return [c for c in cfg if done[c].astype(str).nunique() > 1]
 
 
-def _short(axis: str) -> str:
-    return axis[len("model.") :] if axis.startswith("model.") else axis
+def factor_names(axes: list[str]) -> dict[str, str]:
+    """Column names for the factors: the key's last part (`model.rates` -> rates, `loss.name` ->
+    loss), the full key where two factors would share a name."""
+
+    def short(a: str) -> str:
+        parts = a.split(".")
+        return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+
+    names = {a: short(a) for a in axes}
+    clash = {n for n in names.values() if list(names.values()).count(n) > 1}
+    return {a: (a if n in clash else n) for a, n in names.items()}
 
 
-def _value(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)) or str(v) in ("nan", "None"):
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or str(v) in ("nan", "None", "<NA>", "")
+
+
+def show(v: Any) -> str:
+    """A factor's value as a reader reads it: `3,6,9,12`, yes/no, 0.001, `-` where it does not apply."""
+    if _missing(v):
         return "-"
+    if isinstance(v, bool) or str(v) in ("True", "False"):
+        return "yes" if str(v) == "True" else "no"
+    if isinstance(v, list | tuple):
+        return ",".join(show(x) for x in v)
+    if isinstance(v, float):
+        return f"{v:g}"
     return str(v)
 
 
 def _label(row: Any, axes: list[str]) -> str:
-    return ", ".join(f"{_short(a)}={_value(row[a])}" for a in axes) if axes else "all runs"
-
-
-DETERMINISTIC = ("params_m", "gmacs")  # the same for every seed: no spread, no test
-ALPHA = 0.05
+    names = factor_names(axes)
+    return ", ".join(f"{names[a]}={show(row[a])}" for a in axes) if axes else "all runs"
 
 
 def _seed_values(g: Any, col: str) -> dict[int, float]:
@@ -58,10 +104,10 @@ def _seed_values(g: Any, col: str) -> dict[int, float]:
 
 
 def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
-    """One row per cell of the varying axes (in the sweep's order): mean/sd/n per metric, the
-    Δ mIoU against the baseline row with its Holm-corrected p (two-sided Welch, or paired where
-    both rows ran the same seeds), and per column whether the best value is significantly better
-    than the runner-up (the only case in which it is bold)."""
+    """One row per configuration (the varying factors, in the sweep's order): mean/sd/n per
+    metric, the Δ mIoU against the baseline row with its Holm-corrected p (two-sided Welch, or
+    paired where both rows ran the same seeds), and per column whether the best value is
+    significantly better than the runner-up (the only case in which it is bold)."""
     import pandas as pd
 
     from bench import stats
@@ -80,13 +126,18 @@ def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
         row: dict[str, Any] = dict(zip(keys, key, strict=True))
         row["cell"] = _label(row, axes)
         row["n"] = len(g)
+        row["seeds"] = sorted(int(s) for s in g["train.seed"]) if "train.seed" in g else []
         for col in HIGHER_BETTER:
             vals = pd.to_numeric(g[col], errors="coerce").dropna()
             row[col] = vals.mean() if len(vals) else math.nan
             row[f"{col}_std"] = vals.std(ddof=1) if len(vals) > 1 and col not in DETERMINISTIC else math.nan
             row[f"_{col}_seeds"] = _seed_values(g, col)
+        for col in EXTRA_MEANS:
+            vals = pd.to_numeric(g[col], errors="coerce").dropna() if col in g else []
+            row[col] = float(vals.median()) if len(vals) else math.nan
         groups.append(row)
     t = pd.DataFrame(groups)
+    t.insert(0, "row", range(1, len(t) + 1))
     base_idx = 0
     if baseline:
         matches = [i for i, c in enumerate(t["cell"]) if all(part.strip() in c for part in baseline.split(","))]
@@ -110,6 +161,7 @@ def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
     t["is_baseline"] = [i == base_idx for i in range(len(t))]
     for col, hb in HIGHER_BETTER.items():
         t[f"best_{col}"] = _significant_best(t, col, hb)
+    t.attrs["seed_values"] = {c: t[f"_{c}_seeds"].tolist() for c in ("miou",)}
     return t.drop(columns=[c for c in t.columns if c.startswith("_") and c.endswith("_seeds")])
 
 
@@ -140,36 +192,66 @@ def _significant_best(t: Any, col: str, higher_better: bool) -> list[bool]:
     return marks
 
 
-def _fmt(v: float, std: float, digits: int) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+def _num(v: float, std: float, digits: int, pm: str) -> str:
+    if _missing(v):
         return "-"
     s = f"{v:.{digits}f}"
-    if std is not None and not (isinstance(std, float) and math.isnan(std)):
-        s += f" ± {std:.{digits}f}"
+    if not _missing(std):
+        s += f"{pm}{std:.{digits}f}"
     return s
 
 
 def _stars(p: float) -> str:
-    if p is None or math.isnan(p):
+    if _missing(p):
         return ""
     return "**" if p < 0.01 else "*" if p < 0.05 else ""
 
 
-def _cells(t: Any, bold: tuple[str, str], fmt_std: str = " ± ") -> list[list[str]]:
-    """Formatted rows: bold only a significantly best value, Δ with Holm-corrected stars."""
-    rows = []
-    digits = {"miou": 2, "pixel_acc": 2, "params_m": 3, "gmacs": 3, "fps_bs1": 1}
-    for i, (_, r) in enumerate(t.iterrows(), 1):
-        out = [str(i), r["cell"] + (" (baseline)" if r["is_baseline"] else ""), str(r["n"])]
+def tex_escape(s: str) -> str:
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("%", r"\%"),
+        ("&", r"\&"),
+        ("#", r"\#"),
+        ("$", r"\$"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+        ("^", r"\^{}"),
+        ("~", r"\~{}"),
+    ):
+        s = s.replace(a, b)
+    return s.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("×", r"$\times$").replace("≥", r"$\geq$")
+
+
+def display_frame(t: Any, axes: list[str], tex: bool = False) -> tuple[Any, Any]:
+    """(strings, bold mask): the main table as a reader sees it, one column per factor. For
+    LaTeX the strings are already LaTeX (escaped values, $\\pm$); stars follow Δ after Holm."""
+    import pandas as pd
+
+    names = factor_names(axes)
+    esc = tex_escape if tex else (lambda s: s)
+    pm = r" $\pm$ " if tex else " ± "
+    rows, bold = [], []
+    for _, r in t.iterrows():
+        out: dict[str, str] = {"#": str(r["row"])}
+        mark: dict[str, bool] = {"#": False}
+        for a in axes:
+            out[esc(names[a])] = esc(show(r[a]))
+            mark[esc(names[a])] = False
+        out["seeds"] = str(r["n"])
+        mark["seeds"] = False
         for col in HIGHER_BETTER:
-            s = _fmt(r[col], r.get(f"{col}_std"), digits[col]).replace(" ± ", fmt_std)
-            if r.get(f"best_{col}"):
-                s = f"{bold[0]}{s}{bold[1]}"
-            out.append(s)
+            head = TEX_LABELS[col] if tex else LABELS[col]
+            out[head] = _num(r[col], r.get(f"{col}_std"), DIGITS[col], pm)
+            mark[head] = bool(r.get(f"best_{col}"))
         d = r["delta_miou"]
-        out.append("" if r["is_baseline"] else f"{d:+.2f}{_stars(r['p_vs_baseline'])}")
+        head = r"$\Delta$ mIoU" if tex else "Δ mIoU"
+        out[head] = "base" if r["is_baseline"] else f"{d:+.2f}{_stars(r['p_vs_baseline'])}"
+        mark[head] = False
         rows.append(out)
-    return rows
+        bold.append(mark)
+    return pd.DataFrame(rows), pd.DataFrame(bold)
 
 
 def protocol_note(t: Any) -> str:
@@ -179,45 +261,171 @@ def protocol_note(t: Any) -> str:
     n = int(t["p_vs_baseline"].notna().sum()) if "p_vs_baseline" in t else 0
     return (
         "Mean ± sample sd over the seeds (n in the seeds column; no ± with one seed; Params and GMACs are "
-        "the same for every seed). Δ mIoU against the baseline row; * p < 0.05, ** p < 0.01, two-sided "
+        "the same for every seed). Δ mIoU against the row marked base; * p < 0.05, ** p < 0.01, two-sided "
         + (f"{kind}, Holm-corrected over {n} comparisons" if n else "tests need >= 2 seeds per row: none made")
         + ". Bold: the best value of a column, only where it is significantly better than the runner-up "
         "(one-sided test, p < 0.05; for Params and GMACs, strictly smaller)."
     )
 
 
-HEADER = ["#", "cell", "seeds", *LABELS.values(), "Δ mIoU"]
+PROTOCOL_KEYS = {  # constant settings worth a reader's attention, in caption order
+    "data.name": "dataset {}",
+    "data.size": "{} px",
+    "data.batch_size": "batch {}",
+    "train.epochs": "{} epochs",
+    "train.iters": "{} iterations",
+    "optim.name": "{}",
+    "optim.lr": "lr {}",
+    "optim.schedule": "{} schedule",
+    "model.width": "width {}",
+    "model.output_stride": "output stride {}",
+    "loss.name": "loss {}",
+    "model.arch": "arch {}",
+    "model.backbone": "backbone {}",
+    "model.context": "context {}",
+    "model.rates": "rates {}",
+    "model.skip": "skip {}",
+    "train.amp": "training in {}",
+}
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+def protocol_caption(df: Any, axes: list[str]) -> str:
+    """The constant factors and the protocol, in words, for a caption (plain text, Unicode)."""
+    from bench.data import eval_split
+
+    done = df[df["status"] == "done"]
+
+    def const(col: str) -> str | None:
+        if col not in done.columns or col in axes:
+            return None
+        vals = {show(v) for v in done[col]}
+        return vals.pop() if len(vals) == 1 else None
+
+    parts = []
+    for col, fmt in PROTOCOL_KEYS.items():
+        v = const(col)
+        if v is None or v == "-" or (col == "train.amp" and v in ("no", "fp32", "none")):
+            continue
+        parts.append(fmt.format(v.replace(",", "x") if col == "data.size" else v))
+    split = const("data.split")
+    if split:
+        parts.insert(1, f"trained on {split}, evaluated on {eval_split(split)}")
+    seeds = sorted({int(s) for s in done["train.seed"]}) if "train.seed" in done else []
+    if seeds:
+        parts.append("seeds " + ",".join(str(s) for s in seeds))
+    dev = const("env.device_name")
+    dtype = const("env.dtype")
+    threads = const("env.threads")
+    where = f"latency on {dev or 'several devices'}" + (f", {threads} thread(s)" if threads else "")
+    where += f", {dtype}" if dtype else ""
+    return (
+        "; ".join(parts)
+        + f". GMACs: torch.utils.flop_counter / 2 at the training size; FPS: batch 1, 1000 / median {where}."
+    )
 
 
-def _latex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
-        s = s.replace(a, b)
-    return s
+def _markdown(df: Any, bold: Any | None = None, left: int = 1) -> str:
+    """Markdown through pandas (tabulate): the first `left` columns (row number, factors) left-aligned,
+    the numbers right-aligned."""
+    d = df.copy()
+    if bold is not None:
+        for c in d.columns:
+            d[c] = [f"**{v}**" if b else v for v, b in zip(d[c], bold[c], strict=True)]
+    align = ["left" if k < left else "right" for k in range(len(df.columns))]
+    return d.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
-def _latex(header: list[str], rows: list[list[str]], caption: str) -> str:
-    """A booktabs table (needs \\usepackage{booktabs}); ± as $\\pm$, Δ as $\\Delta$."""
+def _visible(s: str) -> str:
+    """What a LaTeX cell shows, for the width estimate."""
+    s = s.replace(r"$\pm$", "±").replace(r"$\Delta$", "Δ").replace(r"$\times$", "×")
+    s = re.sub(r"\\textbf\{(.*?)\}", r"\1", s).replace("\\bfseries ", "")
+    s = re.sub(r"\\rotatebox\{\d+\}\{(.*?)\}", "MMMM", s)
+    return re.sub(r"\\(.)", r"\1", s)
 
-    def cell(s: str) -> str:
-        bold = s.startswith("**") and s.endswith("**") and len(s) > 4
-        body = s[2:-2] if bold else s
-        body = _latex_escape(body).replace("±", r"$\pm$").replace("Δ", r"$\Delta$")
-        return r"\textbf{" + body + "}" if bold else body
 
-    cols = "l" + "r" * (len(header) - 1)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{cols}}}", r"\toprule"]
-    lines.append(" & ".join(cell(h) for h in header) + r" \\")
-    lines.append(r"\midrule")
-    lines += [" & ".join(cell(c) for c in r) + r" \\" for r in rows]
-    cap = _latex_escape(caption).replace("±", r"$\pm$").replace("Δ", r"$\Delta$")
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{cap}}}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+def _char_pt(c: str) -> float:
+    """Approximate advance of a character of Computer Modern at \\small (9 pt), rounded up."""
+    if c.isdigit():
+        return 4.6
+    if c in ".,+-*":
+        return 3.3
+    if c in "±×Δ":
+        return 7.2
+    if c == " ":
+        return 3.1
+    if c.isupper() or c in "mw%@":
+        return 7.0
+    return 4.5
+
+
+def column_width_pt(header: str, values: list[str], bold: list[bool] | None = None) -> float:
+    cells = [_visible(header), *(_visible(v) for v in values)]
+    w = max(sum(_char_pt(c) for c in s) for s in cells) * 1.03  # + bold and kerning slack
+    return w + 2 * TABCOLSEP_PT
+
+
+def split_columns(widths: dict[str, float], ids: list[str], budget: float = PAGE_WIDTH_PT) -> list[list[str]]:
+    """Columns into parts no wider than `budget`, each part opening with the `ids` columns (the
+    row number and, where they fit beside the data, the factors). One part where all fit."""
+    cols = [c for c in widths if c not in ids]
+    id_w = sum(widths[c] for c in ids)
+    if id_w > 0.6 * budget and len(ids) > 1:  # the factors leave no room: key the parts by '#' alone
+        return [ids] + split_columns({c: widths[c] for c in widths if c == ids[0] or c not in ids}, ids[:1], budget)
+    parts: list[list[str]] = []
+    cur: list[str] = []
+    for c in cols:
+        if cur and id_w + sum(widths[x] for x in cur) + widths[c] > budget:
+            parts.append(cur)
+            cur = []
+        cur.append(c)
+    if cur or not parts:
+        parts.append(cur)
+    return [ids + p for p in parts]
+
+
+@dataclass
+class TexTable:
+    stem: str
+    latex: str
+    width_pt: float
+    parts: int = 1
+    labels: list[str] = field(default_factory=list)
+
+
+def latex_tables(
+    disp: Any, bold: Any | None, caption: str, label: str, ids: list[str], left: int, budget: float = PAGE_WIDTH_PT
+) -> tuple[str, list[str], float]:
+    """One booktabs table through pandas' Styler (caption, label, \\small, numbers right-aligned),
+    or several when it would be wider than `budget`: each part repeats the id columns, the first
+    carries the caption, the others say which table they continue. Returns (latex, labels, widest)."""
+    widths = {c: column_width_pt(c, disp[c].tolist()) for c in disp.columns}
+    parts = split_columns(widths, ids, budget)
+    out, labels = [], []
+    for k, cols in enumerate(parts):
+        lab = label if len(parts) == 1 else f"{label}-{chr(ord('a') + k)}"
+        labels.append(lab)
+        cap = caption if k == 0 else f"continued from Table~\\ref{{{labels[0]}}} (part {k + 1} of {len(parts)})."
+        sub = disp[cols]
+        sty = sub.style.hide(axis="index")
+        if bold is not None:
+            mask = bold[cols]
+            sty = sty.apply(lambda _, m=mask: m.map(lambda b: "font-weight: bold;" if b else ""), axis=None)
+        sty = sty.set_table_styles([{"selector": "small", "props": ":;"}], overwrite=False)
+        lefts = set(disp.columns[:left])
+        fmt = "".join("l" if c in lefts else "r" for c in cols)
+        out.append(
+            sty.to_latex(
+                hrules=True,
+                caption=cap,
+                label=lab,
+                position="htbp",
+                position_float="centering",
+                column_format=fmt,
+                convert_css=True,
+            )
+        )
+    widest = max(sum(widths[c] for c in cols) for cols in parts)
+    return "\n".join(out), labels, widest
 
 
 def reference_table(name: str) -> Any:
@@ -232,103 +440,108 @@ def reference_table(name: str) -> Any:
         raise UserError(f"reference table '{name}' not found in bench/references/") from None
 
 
-def _paper_vs_measured(t: Any, ref: Any, axes: list[str]) -> tuple[list[str], list[list[str]]] | None:
-    """Join measured cells to the paper's rows on the columns both name (e.g. model.arch, model.rates)."""
+def _paper_vs_measured(t: Any, ref: Any) -> Any | None:
+    """Join measured configurations to the paper's rows on the config columns both name."""
+    import pandas as pd
+
     keys = [c for c in ref.columns if c in t.columns and is_experiment_key(c)]  # the join is on config only
     if not keys or "miou" not in ref.columns:
         return None
-    header = [*keys, "paper mIoU (%)", "measured mIoU (%)", "difference"]
+    names = factor_names(keys)
     rows = []
     for _, pr in ref.iterrows():
         sel = t
         for k in keys:
             sel = sel[sel[k].astype(str) == str(pr[k])]
+        row = {"#": str(sel.iloc[0]["row"]) if not sel.empty else "-"}
+        row.update({names[k]: show(pr[k]) for k in keys})
+        row["paper mIoU (%)"] = f"{pr['miou']:.2f}"
         if sel.empty:
-            rows.append([*(str(pr[k]) for k in keys), f"{pr['miou']:.2f}", "-", "-"])
-            continue
-        m = sel.iloc[0]
-        rows.append([*(str(pr[k]) for k in keys), f"{pr['miou']:.2f}", _fmt(m["miou"], m["miou_std"], 2),
-                     f"{m['miou'] - pr['miou']:+.2f}"])  # fmt: skip
-    return header, rows
+            row["measured mIoU (%)"], row["difference"] = "-", "-"
+        else:
+            m = sel.iloc[0]
+            row["measured mIoU (%)"] = _num(m["miou"], m["miou_std"], 2, " ± ")
+            row["difference"] = f"{m['miou'] - pr['miou']:+.2f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def _per_class(df: Any, axes: list[str]) -> Any:
+def row_numbers(t: Any, axes: list[str]) -> dict[tuple[Any, ...], int]:
+    """The main table's row number of each configuration, keyed like groupby(axes) keys (tuples)."""
+    if not axes:
+        return {("done",): 1}
+    return {tuple(r[a] for a in axes): int(r["row"]) for _, r in t.iterrows()}
+
+
+def per_class(df: Any, t: Any, axes: list[str]) -> Any | None:
+    """Per-class IoU (%) per configuration (mean over seeds), indexed by the main table's row."""
     done = df[df["status"] == "done"]
     cols = [c for c in done.columns if c.startswith("iou.")]
     if not cols:
         return None
-    cells = done.apply(lambda r: _label(r, axes), axis=1)
-    g = done.assign(cell=cells).groupby("cell", sort=False)[cols].mean() * 100
+    keys = axes or ["status"]
+    g = done.groupby(keys, sort=False, dropna=False)[cols].mean() * 100
     g.columns = [c[4:] for c in cols]
-    return g
+    rows = row_numbers(t, axes)
+    g.index = [rows[k if isinstance(k, tuple) else (k,)] for k in g.index]
+    return g.sort_index()
 
 
-def _pareto(points: list[tuple[float, float]]) -> list[int]:
-    """Indices on the front: lower cost, higher accuracy."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], -math.inf
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
+def _tex_doc(name: str, tables: list[str], figures: list[tuple[str, str]]) -> str:
+    """The report as one LaTeX document: A4 landscape, 2 cm margins, every table and figure."""
+    lines = [
+        r"\documentclass[a4paper]{article}",
+        r"\usepackage[a4paper,landscape,margin=2cm]{geometry}",
+        r"\usepackage[T1]{fontenc}",
+        r"\usepackage{booktabs,graphicx}",
+        r"\usepackage[font=small]{caption}",
+        r"\begin{document}",
+        rf"\section*{{{tex_escape(name)}: ablation report}}",
+        r"Generated by \texttt{aspp-bench report}; the Markdown version is README.md beside this file.",
+    ]
+    lines += [rf"\input{{{stem}}}" for stem in tables]
+    for fname, caption in figures:
+        lines += [
+            r"\begin{figure}[p]",
+            r"\centering",
+            rf"\includegraphics[width=\linewidth,height=0.82\textheight,keepaspectratio]{{{fname}}}",
+            rf"\caption{{{tex_escape(caption)}}}",
+            r"\end{figure}",
+        ]
+    lines.append(r"\end{document}")
+    return "\n".join(lines) + "\n"
 
 
-def _figures(t: Any, df: Any, axes: list[str], out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="paper")
-    made = []
-
-    def save(fig: Any, name: str) -> None:
-        fig.tight_layout()
-        for ext in ("png", "pdf"):
-            p = out / f"{name}.{ext}"
-            fig.savefig(p, dpi=150)
-            made.append(p)
-        plt.close(fig)
-
-    for cost, label in (("gmacs", "GMACs (multiply-accumulates x 1e9)"), ("latency_ms", "CPU latency, batch 1 (ms)")):
-        x = t["gmacs"] if cost == "gmacs" else 1000 / t["fps_bs1"]
-        if x.isna().all():
-            continue
-        fig, ax = plt.subplots(figsize=(6, 4))
-        sns.scatterplot(x=x, y=t["miou"], s=60, ax=ax, color="#4c72b0")
-        ax.errorbar(x, t["miou"], yerr=t["miou_std"].fillna(0), fmt="none", ecolor="gray", alpha=0.6)
-        for i, (xi, yi) in enumerate(zip(x, t["miou"], strict=True), 1):  # numbers = the table's '#' column
-            ax.annotate(str(i), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
-        pts = list(zip(x.tolist(), t["miou"].tolist(), strict=True))
-        front = _pareto(pts)
-        fx, fy = zip(*[pts[i] for i in front], strict=True)
-        ax.plot(fx, fy, "--", color="black", lw=1, marker="o", mfc="none", ms=11, label="Pareto front")
-        ax.set_xlabel(label)
-        ax.set_ylabel("mIoU (%) (numbers: rows of the main table)")
-        ax.legend(fontsize=7, loc="best")
-        save(fig, f"miou_vs_{cost}")
-
-    pc = _per_class(df, axes)
-    if pc is not None:
-        longest = max(len(str(i)) for i in pc.index)
-        fig, ax = plt.subplots(figsize=(max(6, 0.6 * pc.shape[1]) + 0.07 * longest, max(3, 0.35 * pc.shape[0] + 1)))
-        sns.heatmap(pc, annot=True, fmt=".0f", cmap="viridis", vmin=0, vmax=100, ax=ax, cbar_kws={"label": "IoU (%)"})
-        ax.set_xlabel("class")
-        ax.set_ylabel("")
-        save(fig, "per_class_iou")
-
-    done = df[df["status"] == "done"].copy()
-    done["miou"] = done["miou"] * 100
-    for axis in axes:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        sns.barplot(data=done, x=axis, y="miou", errorbar="sd", ax=ax, color="#4c72b0")
-        sns.stripplot(data=done, x=axis, y="miou", ax=ax, color="black", size=3)
-        ax.set_ylabel("mIoU (%): mean ± sd of all runs\nwith this value (other axes pooled)")
-        ax.tick_params(axis="x", rotation=20)
-        save(fig, f"miou_by_{axis.replace('.', '_')}")
-    return made
+def compile_pdf(outdir: Path, stem: str = "report") -> tuple[Path, list[str]]:
+    """pdflatex on outdir/stem.tex in a scratch copy; report.pdf is replaced atomically. Returns
+    the PDF and the overfull-box lines of the log (empty when everything fits)."""
+    exe = shutil.which("pdflatex")
+    if exe is None:
+        raise UserError(
+            "--format pdf needs pdflatex, which is not installed; install it (Debian: apt-get install "
+            "texlive-latex-base texlive-latex-recommended) or leave pdf out of --format"
+        )
+    with tempfile.TemporaryDirectory(prefix="aspp-report-") as tmp:
+        for f in outdir.iterdir():
+            if f.suffix in (".tex", ".pdf", ".png") and f.is_file():
+                shutil.copy2(f, tmp)
+        for _ in range(2):  # twice, so that \ref between table parts resolves
+            r = subprocess.run(
+                [exe, "-interaction=nonstopmode", "-halt-on-error", f"{stem}.tex"],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if r.returncode != 0:
+                tail = "\n".join(r.stdout.splitlines()[-15:])
+                raise UserError(f"{outdir / (stem + '.tex')}: pdflatex failed (exit {r.returncode}):\n{tail}")
+        log = (Path(tmp) / f"{stem}.log").read_text(errors="replace")
+        overfull = [ln for ln in log.splitlines() if ln.startswith("Overfull")]
+        pdf = outdir / f"{stem}.pdf"
+        with atomic_path(pdf) as dst:
+            shutil.copy2(Path(tmp) / f"{stem}.pdf", dst)
+    return pdf, overfull
 
 
 def _sweep_manifest(path: str | Path) -> dict[str, Any]:
@@ -345,17 +558,40 @@ def _sweep_manifest(path: str | Path) -> dict[str, Any]:
     }
 
 
-def build_report(results: str | Path, out: str | Path, *, formats: tuple[str, ...] = ("md", "tex", "png"),
-                 baseline: str | None = None, notes: str | None = None,
-                 sweep: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
-    """Write reports/X/README.md, *.tex and figures; returns what was written."""
+def default_formats() -> tuple[str, ...]:
+    """md, tex, png, and pdf when pdflatex is installed."""
+    return FORMATS if shutil.which("pdflatex") else FORMATS[:3]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "report"
+
+
+def build_report(
+    results: str | Path,
+    out: str | Path,
+    *,
+    formats: tuple[str, ...] | None = None,
+    baseline: str | None = None,
+    notes: str | None = None,
+    sweep: str | Path | None = None,
+) -> dict[str, Any]:
+    """Write reports/X/README.md, the .tex tables, figures, report.tex/pdf; returns what was written."""
+    from bench import figures
+
+    formats = tuple(formats) if formats else default_formats()
     res = Path(results)
     table = res.is_file() and res.suffix in (".parquet", ".csv")
     if not res.is_dir() and not table:
         raise UserError(f"{res}: results folder not found (or give a table collected with 'aspp-bench collect')")
-    bad = [f for f in formats if f not in ("md", "tex", "png")]
+    bad = [f for f in formats if f not in FORMATS]
     if bad:
-        raise UserError(f"--format {','.join(formats)}: allowed are md, tex, png")
+        raise UserError(
+            f"--format {','.join(formats)}: {', '.join(bad)} is not a format; allowed are {', '.join(FORMATS)}"
+        )
+    if "pdf" in formats:
+        if not shutil.which("pdflatex"):
+            compile_pdf(Path(out))  # raises the UserError that says how to install it
     if table:  # a collected table, e.g. a committed baseline: rows read through their identity
         from bench.regress import load_table
 
@@ -376,44 +612,127 @@ def build_report(results: str | Path, out: str | Path, *, formats: tuple[str, ..
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     name = manifest.get("name", res.name)
+    slug = _slug(name)
     written: list[Path] = []
-    md_rows = _cells(t, ("**", "**"))
-    devices = df["env.device_name"].dropna() if "env.device_name" in df.columns else []
-    device = devices.iloc[0] if len(devices) else "?"
-    sections = [f"# {name}: ablation report", "",
-                f"{len(df)} runs ({int((df['status'] == 'done').sum())} done) from `{res}`; "
-                f"axes: {', '.join(axes) or 'none'}. " + protocol_note(t) + " GMACs: torch.utils.flop_counter / 2. "
-                f"FPS: batch 1, median latency on {device}.",
-                "", _markdown(HEADER, md_rows), ""]  # fmt: skip
+    protocol = protocol_caption(df, axes)
+    note = protocol_note(t)
+    names = factor_names(axes)
+
+    md_disp, md_bold = display_frame(t, axes)
+    sections = [
+        f"# {name}: ablation report",
+        "",
+        f"{len(df)} runs ({int((df['status'] == 'done').sum())} done) from `{res}`; "
+        f"factors: {', '.join(f'{names[a]} (`{a}`)' for a in axes) or 'none'}.",
+        "",
+        f"**Protocol.** {protocol}",
+        "",
+        f"**Table 1.** {note}",
+        "",
+        _markdown(md_disp, md_bold, left=1 + len(axes)),
+        "",
+    ]
     if notes:
         sections[1:1] = ["", notes.strip()]
-    tex_parts = [("main", _latex(HEADER, _cells(t, ("**", "**")), f"{name}. " + protocol_note(t)))]
+    tex_disp, tex_bold = display_frame(t, axes, tex=True)
+    ids = ["\\#"] + [tex_escape(names[a]) for a in axes]
+    tex_disp = tex_disp.rename(columns={"#": "\\#"})
+    tex_bold = tex_bold.rename(columns={"#": "\\#"})
+    cap = tex_escape(f"{name}. {protocol} {note}")
+    main_tex, main_labels, main_w = latex_tables(tex_disp, tex_bold, cap, f"tab:{slug}-main", ids, left=len(ids))
+    tex_parts = [("main", main_tex)]
+    widths = {"main": main_w}
     refs = manifest.get("reference") or []
     for ref_name in [refs] if isinstance(refs, str) else refs:
-        pvm = _paper_vs_measured(t, reference_table(ref_name), axes)
-        if pvm:
-            sections += [f"## Paper vs measured ({ref_name})", "", _markdown(*pvm), ""]
-            tex_parts.append((f"paper_vs_{ref_name}", _latex(*pvm, f"{name}: paper ({ref_name}) vs measured")))
-    pc = _per_class(df, axes)
+        pvm = _paper_vs_measured(t, reference_table(ref_name))
+        if pvm is not None:
+            sections += [
+                f"## Paper vs measured ({ref_name})",
+                "",
+                "Measured: mean ± sd over seeds of the row `#` of Table 1.",
+                "",
+                _markdown(pvm, left=pvm.shape[1] - 3),
+                "",
+            ]
+            tdisp = pvm.map(tex_escape).rename(columns=tex_escape)
+            cap = tex_escape(
+                f"{name}: the paper's {ref_name} against the measured mean ± sd (row # of Table 1). {protocol}"
+            )
+            body, _, w = latex_tables(
+                tdisp,
+                None,
+                cap,
+                f"tab:{slug}-{_slug(ref_name)}",
+                list(tdisp.columns[: pvm.shape[1] - 3]),
+                left=pvm.shape[1] - 3,
+            )
+            tex_parts.append((f"paper_vs_{ref_name}", body))
+            widths[f"paper_vs_{ref_name}"] = w
+    pc = per_class(df, t, axes)
     if pc is not None:
-        header = ["cell", *pc.columns]
-        rows = [[idx, *(f"{v:.1f}" for v in r)] for idx, r in pc.iterrows()]
-        sections += ["## Per-class IoU (%)", "", _markdown(header, rows), ""]
-        tex_parts.append(("per_class", _latex(header, rows, f"{name}: per-class IoU (%)")))
+        import pandas as pd
+
+        pcd = pd.DataFrame({"#": [str(i) for i in pc.index]})
+        for a in axes:
+            pcd[names[a]] = [show(v) for v in t.set_index("row").loc[pc.index, a]]
+        for c in pc.columns:
+            pcd[c] = [f"{v:.1f}" for v in pc[c]]
+        sections += [
+            "## Per-class IoU (%)",
+            "",
+            "Mean over the seeds of each configuration.",
+            "",
+            _markdown(pcd, left=1 + len(axes)),
+            "",
+        ]
+        tdisp = pcd.map(tex_escape).rename(columns=tex_escape)
+        cap = tex_escape(f"{name}: per-class IoU (%), mean over seeds; # is the row of Table 1. {protocol}")
+        body, _, w = latex_tables(
+            tdisp,
+            None,
+            cap,
+            f"tab:{slug}-per-class",
+            ["\\#"] + [tex_escape(names[a]) for a in axes],
+            left=1 + len(axes),
+        )
+        tex_parts.append(("per_class", body))
+        widths["per_class"] = w
     if skipped:
         sections += ["## Skipped run folders", ""] + [f"- `{p}`: {why}" for p, why in skipped] + [""]
-    if "png" in formats:
-        figs = _figures(t, df, axes, outdir)
-        written += figs
-        pngs = [f for f in figs if f.suffix == ".png"]
-        sections += ["## Figures", ""] + [f"![{f.stem}]({f.name})" for f in pngs] + [""]
-    if "md" in formats:
-        (outdir / "README.md").write_text("\n".join(sections))
-        written.append(outdir / "README.md")
-    if "tex" in formats:
+    figs: list[figures.Figure] = []
+    if "png" in formats or "pdf" in formats:
+        figs, lines = figures.make_all(t, df, axes, outdir, results=None if table else res, per_class=pc)
+        written += [f.path.with_suffix(s) for f in figs for s in (".png", ".pdf")]
+        sections += ["## Figures", "", "Which figures exist for each factor, and why:", ""]
+        sections += [f"- {line}" for line in lines] + [""]
+        for f in figs:
+            sections += [f"**{f.title}.** {f.caption}", "", f"![{f.path.stem}]({f.path.stem}.png)", ""]
+    if "tex" in formats or "pdf" in formats:
         for stem, tex in tex_parts:
-            (outdir / f"{stem}.tex").write_text(tex)
+            atomic_write_text(outdir / f"{stem}.tex", tex)
             written.append(outdir / f"{stem}.tex")
-    t.drop(columns=["is_baseline"]).to_csv(outdir / "main_table.csv", index=False)
+        atomic_write_text(
+            outdir / "report.tex",
+            _tex_doc(
+                name, [s for s, _ in tex_parts], [(f"{f.path.stem}.pdf", f"{f.title}. {f.caption}") for f in figs]
+            ),
+        )
+        written.append(outdir / "report.tex")
+    overfull: list[str] = []
+    if "pdf" in formats:
+        pdf, overfull = compile_pdf(outdir)
+        written.append(pdf)
+    if "md" in formats:
+        atomic_write_text(outdir / "README.md", "\n".join(sections))
+        written.append(outdir / "README.md")
+    with atomic_path(outdir / "main_table.csv") as tmp:
+        t.drop(columns=["is_baseline"]).to_csv(tmp, index=False)
     written.append(outdir / "main_table.csv")
-    return {"written": [str(w) for w in written], "skipped": skipped, "rows": len(t)}
+    return {
+        "written": [str(w) for w in written],
+        "skipped": skipped,
+        "rows": len(t),
+        "overfull": overfull,
+        "table_width_pt": widths,
+        "labels": main_labels,
+    }

@@ -138,6 +138,54 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None) ->
         lock.release()
 
 
+def tensorboard_name(out: Path, rid: str) -> Path:
+    """Where a run's TensorBoard events go: inside a sweep's results folder, one run per cell named
+    by its factors (`<results>/tensorboard/arch=unet, skip=no, seed=0`), so that
+    `tensorboard --logdir <results>` shows the sweep; a lone run writes `<run>/tensorboard`."""
+    from bench.store import MANIFEST, TENSORBOARD
+
+    try:
+        cells = json.loads((out.parent / MANIFEST).read_text()).get("cells", {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        cells = {}
+    varying = cells.get(rid) if isinstance(cells, dict) else None
+    if not varying:
+        return out / TENSORBOARD
+    from bench.report import factor_names, show
+
+    names = factor_names(list(varying))
+    label = ", ".join(f"{names[k]}={show(v)}" for k, v in varying.items()).replace("/", "_")
+    return out.parent / TENSORBOARD / label[:200]
+
+
+def tensorboard_logger(out: Path, rid: str, log: Any) -> Any:
+    """An on_epoch callback writing TensorBoard scalars (train/loss, train/lr, val/mIoU,
+    val/pixel_acc), or None when the optional `tensorboard` package is not installed. The writer
+    opens at the first epoch it sees with purge_step there, so a resumed run overwrites the steps
+    it redoes instead of drawing them twice."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    state: dict[str, Any] = {}
+
+    def write(entry: dict[str, Any]) -> None:
+        if "writer" not in state:
+            where = tensorboard_name(out, rid)
+            state["writer"] = SummaryWriter(log_dir=str(where), purge_step=entry["epoch"])
+            log(f"TensorBoard events in {where}")
+        w, step = state["writer"], entry["epoch"]
+        if entry.get("loss") is not None:
+            w.add_scalar("train/loss", entry["loss"], step)
+        w.add_scalar("train/lr", entry["lr"], step)
+        if entry.get("miou") is not None:
+            w.add_scalar("val/mIoU", 100 * entry["miou"], step)
+            w.add_scalar("val/pixel_acc", 100 * entry["pixel_acc"], step)
+        w.flush()  # live: tensorboard shows the epoch now, and a killed run loses nothing written
+
+    return write
+
+
 def _preflight(cfg: RunConfig) -> None:
     """What can be refused before the run folder is touched: the model (built on the meta device:
     no memory, no weights), the dataset's files, the device and its number format."""
@@ -235,6 +283,7 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str
         checkpoint_path=out / CHECKPOINT,
         log=log.info,
         identity=rid,
+        on_epoch=tensorboard_logger(out, rid, log.info),
     )
     if trainer_hook is not None:
         trainer_hook(trainer)

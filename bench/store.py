@@ -90,6 +90,7 @@ def write_yaml(path: Path, data: Any) -> None:
 
 
 LOCK = ".lock"
+TENSORBOARD = "tensorboard"  # event files: <results>/tensorboard/<cell> or <run>/tensorboard
 
 
 class RunLock:
@@ -181,6 +182,7 @@ PROFILE_COLUMNS = (
     "gflops",
     "latency_ms_p50",
     "latency_ms_p90",
+    "latency_ms_iqr",
     "fps_bs1",
     "achieved_gflops_s",
     "peak_gflops_s",
@@ -255,7 +257,11 @@ def _folder_identity(run: Path) -> tuple[str, str, Any] | None:
 def _run_folders(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "baselines")
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in ("baselines", TENSORBOARD)
+    )
 
 
 class RunIndex:

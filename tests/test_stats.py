@@ -151,22 +151,23 @@ def _runs(values: dict[str, list[float]], params: float = 1.0) -> pd.DataFrame:
 
 
 def test_report_bolds_only_a_significantly_better_best_and_marks_deltas_after_holm() -> None:
-    from bench.report import _cells, main_table
+    from bench.report import display_frame, main_table
 
     close = _runs({"a": [40.0, 42.0, 38.0], "b": [42.5, 41.0, 41.0], "c": [30.0, 31.0, 29.5]})
     t = main_table(close, ["model.arch"])
     assert not t["best_miou"].any()  # b leads a by 1.5 points inside a 2-point spread: no bold
     assert t["best_params_m"].tolist() == [False, True, False]  # deterministic: strictly smaller is best
-    rows = _cells(t, ("**", "**"))
-    assert "**" not in rows[1][3] and rows[1][5] == "**0.500**"
-    assert rows[2][-1].endswith("*") and not rows[1][-1].endswith("*")  # c is far below a, b is not
+    disp, bold = display_frame(t, ["model.arch"])
+    assert not bold["mIoU (%)"].any() and bold["Params (M)"].tolist() == [False, True, False]
+    assert disp["Params (M)"][1] == "0.500" and "±" in disp["mIoU (%)"][1]
+    assert disp["Δ mIoU"][2].endswith("*") and not disp["Δ mIoU"][1].endswith("*")  # c is far below a, b is not
     assert t["test_vs_baseline"].tolist()[1:] == ["paired", "paired"]
-    assert "±" not in rows[0][5] and "±" not in rows[0][6]  # Params and GMACs carry no spread
+    assert "±" not in disp["Params (M)"][0] and "±" not in disp["GMACs"][0]  # Params and GMACs carry no spread
     apart = _runs({"a": [40.0, 41.0, 40.5], "b": [48.0, 49.0, 48.4]})
     assert main_table(apart, ["model.arch"])["best_miou"].tolist() == [False, True]
     one = _runs({"a": [40.0], "b": [48.0]})
     t1 = main_table(one, ["model.arch"])
-    assert not t1["best_miou"].any() and "±" not in _cells(t1, ("**", "**"))[0][3]
+    assert not t1["best_miou"].any() and "±" not in display_frame(t1, ["model.arch"])[0]["mIoU (%)"][0]
 
 
 def test_holm_changes_a_delta_mark() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -133,6 +134,7 @@ def test_sigkill_then_same_command_resumes_and_ends_with_one_result(tmp_path) ->
         "checkpoint.pt",
         "config.yaml",
         "result.json",
+        *(["tensorboard"] if importlib.util.find_spec("tensorboard") else []),
         "train.log",
     ]
 
