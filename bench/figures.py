@@ -254,19 +254,18 @@ def crossed(t: Any, axis: str, axes: list[str]) -> bool:
 
 
 def matched_pairs(t: Any, axis: str, axes: list[str]) -> list[tuple[int, int]]:
-    """(reference row, other row) index pairs equal in every factor but `axis`; the reference is
-    the axis' first level in table order."""
+    """(first row, other row) index pairs equal in every factor but `axis`: within each group of
+    configurations that agree on all other factors, the first (in table order) against each other."""
     others = [a for a in axes if a != axis]
-    levels = _levels(t, axis)
-    key = {i: tuple(show(t.iloc[i][a]) for a in others) for i in range(len(t))}
-    ref = [i for i in range(len(t)) if show(t.iloc[i][axis]) == levels[0]]
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i in range(len(t)):
+        groups.setdefault(tuple(show(t.iloc[i][a]) for a in others), []).append(i)
     pairs = []
-    for lv in levels[1:]:
-        for i in ref:
-            for j in range(len(t)):
-                if show(t.iloc[j][axis]) == lv and key[j] == key[i]:
-                    pairs.append((i, j))
-    return pairs
+    for rows in groups.values():
+        for j in rows[1:]:
+            if show(t.iloc[j][axis]) != show(t.iloc[rows[0]][axis]):
+                pairs.append((rows[0], j))
+    return sorted(pairs)
 
 
 def effect(t: Any, df: Any, axis: str, axes: list[str], outdir: Path) -> tuple[Figure | None, str]:
@@ -328,12 +327,12 @@ def effect(t: Any, df: Any, axis: str, axes: list[str], outdir: Path) -> tuple[F
     others = [a for a in axes if a != axis]
     vary = [a for a in others if len({show(t.iloc[k][a]) for p in pairs for k in p}) > 1]
     labels, ds, los, his = [], [], [], []
-    levels = _levels(t, axis)
+    steps = {(show(t.iloc[i][axis]), show(t.iloc[j][axis])) for i, j in pairs}
     for i, j in pairs:
         a, b = t.iloc[i], t.iloc[j]
         ctx = " · ".join(show(a[o]) for o in vary if show(a[o]) != "-")
-        step = f"  → {show(b[axis])}" if len(levels) > 2 else ""
-        labels.append(f"#{a['row']}→#{b['row']}{step}" + (f"  {ctx}" if ctx else ""))
+        step = f"  {show(a[axis])} → {show(b[axis])}" if len(steps) > 1 else ""
+        labels.append(f"#{a['row']}→#{b['row']}{step}" + (f"  ({ctx})" if ctx else ""))
         sa, sb = (seeds[i], seeds[j]) if seeds else ({}, {})
         if len(sa) >= 2 and len(sb) >= 2:
             c = stats.compare(sa, sb, alternative="two-sided")
@@ -350,8 +349,12 @@ def effect(t: Any, df: Any, axis: str, axes: list[str], outdir: Path) -> tuple[F
     ax.errorbar(ds, ys, xerr=np.nan_to_num(err), fmt="o", color="C0", capsize=3)
     ax.axvline(0, color="0.4", lw=0.8, ls="--")
     ax.set_yticks(ys, labels, fontsize=7)
+    only = next(iter(steps)) if len(steps) == 1 else None
     ax.set_xlabel(
-        f"Δ val mIoU (points): {nm} {levels[0]} → " + (" / ".join(levels[1:])) + ", all else equal", fontsize=8
+        f"Δ val mIoU (points): {nm} "
+        + (f"{only[0]} → {only[1]}" if only else "changed (see labels)")
+        + ", all else equal",
+        fontsize=8,
     )
     ax.set_title(
         f"Effect of {nm} on matched pairs" + (f" (context: {', '.join(names[o] for o in vary)})" if vary else ""),

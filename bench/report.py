@@ -318,10 +318,18 @@ def protocol_caption(df: Any, axes: list[str]) -> str:
     threads = const("env.threads")
     where = f"latency on {dev or 'several devices'}" + (f", {threads} thread(s)" if threads else "")
     where += f", {dtype}" if dtype else ""
-    return (
+    text = (
         "; ".join(parts)
         + f". GMACs: torch.utils.flop_counter / 2 at the training size; FPS: batch 1, 1000 / median {where}."
     )
+    if "busy" in done.columns:
+        busy = int(done["busy"].fillna(False).astype(bool).sum())
+        if busy:
+            text += (
+                f" {busy} of {len(done)} latencies were measured while the machine was busier than its cores "
+                "(load average above the core count): compare speeds only from a quiet machine."
+            )
+    return text
 
 
 def _markdown(df: Any, bold: Any | None = None, left: int = 1) -> str:
