@@ -343,7 +343,8 @@ def effect(t: Any, df: Any, axis: str, axes: list[str], outdir: Path) -> tuple[F
             ds.append(float(b["miou"] - a["miou"]))
             los.append(math.nan)
             his.append(math.nan)
-    fig, ax = plt.subplots(figsize=(6.5, 1.3 + 0.3 * len(pairs)))
+    longest = max(len(s) for s in labels)
+    fig, ax = plt.subplots(figsize=(4.0 + 0.065 * longest, 1.3 + 0.3 * len(pairs)))  # the axes keep ~4 in
     ys = np.arange(len(pairs))[::-1]
     err = np.array([[d - lo for d, lo in zip(ds, los, strict=True)], [hi - d for d, hi in zip(ds, his, strict=True)]])
     ax.errorbar(ds, ys, xerr=np.nan_to_num(err), fmt="o", color="C0", capsize=3)
