@@ -43,7 +43,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def test_collect_rows_columns_and_skips(cli, results: Path, tmp_path) -> None:
     res = _copy(results, tmp_path / "res")
-    runs = sorted(p for p in res.iterdir() if p.is_dir() and not p.name.startswith("."))
+    runs = sorted(p for p in res.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "tensorboard")
     (tmp_path / "res" / "partial").mkdir()
     (tmp_path / "res" / "partial" / "config.yaml").write_text("model: {}\n")
     broken = _copy(runs[0], res / "broken")
