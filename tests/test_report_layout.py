@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -127,15 +128,34 @@ def test_six_factor_report_fits_a4_landscape_and_compiles(cli, tmp_path) -> None
     for factor in ("arch", "context", "rates", "skip", "loss", "backbone"):
         assert factor in head, factor  # one column per factor
     for stem in ("main", "per_class"):  # each wrapped as the issue says: A4 landscape, 2 cm margins
-        doc = out / f"wrap_{stem}.tex"
-        doc.write_text(
-            "\\documentclass{article}\n\\usepackage[a4paper,landscape,margin=2cm]{geometry}\n"
-            "\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n\\begin{document}\n"
-            f"\\input{{{stem}}}\n\\end{{document}}\n"
-        )
-        r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=out,
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
-        assert r.returncode == 0, r.stdout[-2000:]
-        log = (out / f"wrap_{stem}.log").read_text()
-        over = [float(x) for x in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide", log)]
+        over = _overfull(out, stem)
         assert all(x <= 1.0 for x in over), (stem, over)
+
+
+def _overfull(folder: Path, stem: str) -> list[float]:
+    doc = folder / f"wrap_{stem}.tex"
+    doc.write_text(
+        "\\documentclass{article}\n\\usepackage[a4paper,landscape,margin=2cm]{geometry}\n"
+        "\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n\\begin{document}\n"
+        f"\\input{{{stem}}}\n\\end{{document}}\n"
+    )
+    r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=folder,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:]
+    log = (folder / f"wrap_{stem}.log").read_text()
+    return [float(x) for x in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide", log)]
+
+
+@pytest.mark.latex
+@pytest.mark.parametrize("report", ["smoke", "camvid_cpu"])
+def test_committed_reports_fit_a4_landscape(report: str, tmp_path) -> None:
+    """The committed reports' tables, each wrapped in an A4 landscape article with 2 cm margins."""
+    src = Path(__file__).resolve().parents[1] / "reports" / report
+    tables = [p for p in src.glob("*.tex") if p.name != "report.tex"]
+    assert {"main.tex", "per_class.tex"} <= {p.name for p in tables}
+    for tex in tables:
+        shutil.copy(tex, tmp_path / tex.name)
+        body = tex.read_text()
+        assert body.count("\\begin{table}") == body.count("\\label{tab:") >= 1, tex.name
+        assert all(x <= 1.0 for x in _overfull(tmp_path, tex.stem)), tex.name
+    assert (src / "report.pdf").stat().st_size > 10_000
