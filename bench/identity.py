@@ -10,7 +10,8 @@ resolve to one config, so they hash to one `run_id`. Resolution is idempotent:
 resolve(resolve(c)) == resolve(c), so the config.yaml a run writes hashes to its own folder.
 
 `run_id` leaves out what does not change the experiment (train.device: where it runs, like the
-launcher's settings); `config_id` also leaves out the seed (one configuration, many seeds).
+launcher's settings; train.eval_every and train.checkpoint_every: how often it is observed);
+`config_id` also leaves out the seed (one configuration, many seeds).
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ __all__ = [
     "run_id",
 ]
 
-NOT_IDENTITY = ("train.device",)  # where it runs: recorded in the result's environment, not hashed
+# What does not change the experiment: where it runs (recorded in the result's environment) and
+# how often it is evaluated or checkpointed (neither touches the weights: bit-equal training for
+# any eval_every/checkpoint_every, tested), so a grid can switch learning curves on and still
+# match its baseline.
+NOT_IDENTITY = ("train.device", "train.eval_every", "train.checkpoint_every")
 _EMPTY = inspect.Parameter.empty
 
 

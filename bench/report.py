@@ -56,7 +56,10 @@ def _axes(df: Any, manifest: dict[str, Any]) -> list[str]:
     if axes:
         return axes
     done = df[df["status"] == "done"] if "status" in df.columns else df
-    cfg = [c for c in done.columns if is_experiment_key(c) and c not in ("train.seed", "train.device", "data.root")]
+    from bench.identity import NOT_IDENTITY
+
+    skip = ("train.seed", "data.root", *NOT_IDENTITY)
+    cfg = [c for c in done.columns if is_experiment_key(c) and c not in skip]
     return [c for c in cfg if done[c].astype(str).nunique() > 1]
 
 

@@ -647,3 +647,34 @@ def test_evaluate_from_another_folder_finds_a_relative_data_root(cli, tmp_path, 
     code, stdout, err = cli("evaluate", str(tmp_path / "run" / "checkpoint.pt"))
     assert code == 0, err
     assert "split 'val'" in stdout
+
+
+def test_how_often_a_run_is_evaluated_or_checkpointed_is_not_another_experiment(tmp_path) -> None:
+    """Evaluation and checkpoints do not touch the trained weights (checked: bit-equal weights and
+    losses for eval_every 1 and 6), so they are not part of the identity, like train.device."""
+    from bench.config import load_run_config
+    from bench.identity import config_id
+
+    base = load_run_config(None, ["model.arch=aspp_unet"])
+    other = load_run_config(None, ["model.arch=aspp_unet", "train.eval_every=7", "train.checkpoint_every=3"])
+    assert run_id(base) == run_id(other) and config_id(base) == config_id(other)
+    assert run_id(base) != run_id(load_run_config(None, ["model.arch=aspp_unet", "train.epochs=3"]))
+
+
+def test_evaluating_every_epoch_leaves_training_bit_equal(cli, tmp_path) -> None:
+    import torch
+
+    runs = {}
+    for every in (1, 4):
+        out = tmp_path / f"e{every}"
+        code, _, err = cli("train", "--out", str(out), *_sets("train.epochs=4", f"train.eval_every={every}"))
+        assert code == 0, err
+        r = json.loads((out / "result.json").read_text())
+        runs[every] = (r, torch.load(out / "checkpoint.pt", weights_only=False))
+    (r1, c1), (r4, c4) = runs[1], runs[4]
+    assert [h["loss"] for h in r1["train"]["history"]] == [h["loss"] for h in r4["train"]["history"]]
+    assert (
+        sum("miou" in h for h in r1["train"]["history"]) == 4 and sum("miou" in h for h in r4["train"]["history"]) == 1
+    )
+    assert r1["metrics"]["miou"] == r4["metrics"]["miou"]
+    assert all(torch.equal(c1["model"][k], c4["model"][k]) for k in c1["model"])
