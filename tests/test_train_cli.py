@@ -129,6 +129,12 @@ def test_sigkill_then_same_command_resumes_and_ends_with_one_result(tmp_path) ->
     assert "resumed from" in log
     r = json.loads((out / "result.json").read_text())
     assert r["status"] == "done" and r["train"]["epochs"] == 400 and r["train"]["iterations"] == 1600
+    if importlib.util.find_spec("tensorboard"):  # the resumed writer purges the epochs it redoes: one point each
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(out / "tensorboard"))
+        acc.Reload()
+        assert [e.step for e in acc.Scalars("train/loss")] == list(range(1, 401))
     assert sorted(p.name for p in out.iterdir()) == [
         ".lock",
         "checkpoint.pt",
