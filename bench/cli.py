@@ -76,6 +76,11 @@ def format_profile(r: dict) -> str:
     if "gmacs" in r:
         parts = ", ".join(f"{k} {v:.3f}" for k, v in r["gmacs_by_part"].items())
         lines.append(f"  GMACs         {r['gmacs']:.3f} (GFLOPs = 2 x MACs = {r['gflops']:.3f}; {parts})")
+        if r.get("gmacs_aux"):
+            lines.append(
+                f"  aux GMACs     {r['gmacs_aux']:.3f} (the aux head, training only; inference + aux = "
+                f"{r['gmacs_with_aux']:.3f})"
+            )
         for name, c in r["flop_counters"].items():
             skipped = ", ".join(f"{k} x{v}" for k, v in list(c["skipped_ops"].items())[:8]) or "none"
             lines.append(f"    {name:<8} {c['gmacs']:.3f} GMACs [{c['unit']}]; not counted: {skipped}")
@@ -375,6 +380,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_set(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The one --set option: repeatable, and each takes one or more KEY=VALUE."""
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help=help_text)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aspp-bench", description="Benchmark and ablate atrous-convolution / ASPP segmentation models."
@@ -387,12 +397,8 @@ def _parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("profile", help="params, FLOPs (three counters), latency/FPS and memory of an architecture")
     pr.add_argument("arch", help="architecture name (see 'aspp-bench models')")
-    pr.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override, value parsed as YAML (e.g. model.rates=[6,12,18])",
+    _add_set(
+        pr, "config overrides, values parsed as YAML (e.g. --set model.backbone=resnet101 'model.rates=[6,12,18]')"
     )
     pr.add_argument("--input", required=True, help="input shape CxHxW, e.g. 3x520x520")
     pr.add_argument("--batch", type=int, default=1, help="batch for the throughput figure (latency is at batch 1)")
@@ -408,19 +414,13 @@ def _parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train and evaluate one configuration into a run folder (resumes)")
     tr.add_argument("config", nargs="?", help="YAML file with the differences from the defaults")
-    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    _add_set(tr, "config overrides (YAML values), e.g. --set train.amp=bf16 train.channels_last=true")
     tr.add_argument("--out", required=True, help="run folder: config.yaml, checkpoint.pt, train.log, result.json")
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on any split of its dataset kind")
     ev.add_argument("checkpoint", help="a run folder's checkpoint.pt (its config.yaml is read beside it)")
-    ev.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override data keys, e.g. data.root=... data.split=test (default split: the one the run validated on)",
-    )
+    _add_set(ev, "override data keys, e.g. data.root=... data.split=test (default split: the one the run validated on)")
     ev.add_argument(
         "--resolution",
         choices=["data", "label"],

@@ -332,10 +332,44 @@ def _ptflops_counter(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
 COUNTERS = {"torch": _torch_counter, "fvcore": _fvcore_counter, "ptflops": _ptflops_counter}
 
 
+def aux_head(model: nn.Module) -> nn.Module | None:
+    """The auxiliary (deep-supervision) head of a segmentation model, if it has one (`aux_head`:
+    this suite's models and the torchvision wrappers run it only while training)."""
+    head = getattr(model, "aux_head", None)
+    return head if isinstance(head, nn.Module) else None
+
+
+def _torch_total(model: nn.Module, x: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fc = FlopCounterMode(display=False)
+    with torch.no_grad(), fc:
+        model(x)
+    return fc.get_total_flops()
+
+
+def aux_gmacs(model: nn.Module, x: torch.Tensor) -> float:
+    """MACs of the aux head alone (training only): a training-mode forward of a copy of the model
+    minus its inference forward, with torch's counter, at batch 2 (BatchNorm after a global pooling
+    needs two samples in training mode) and halved. 0.0 for a model without one."""
+    import copy
+
+    if aux_head(model) is None:
+        return 0.0
+    x2 = torch.cat([x[:1], x[:1]])
+    inference = _torch_total(model.eval(), x2)
+    train_copy = copy.deepcopy(model).train()  # BatchNorm statistics of the real model untouched
+    training = _torch_total(train_copy, x2)
+    return (training - inference) / 4e9  # 2 FLOPs per MAC, 2 images
+
+
 def count_flops(model: nn.Module, x: torch.Tensor, counters: Sequence[str] = tuple(COUNTERS)) -> dict[str, Any]:
-    """MACs from each counter; the headline is torch's. Flags counters >5% from the headline."""
+    """MACs from each counter for inference; the headline is torch's. The aux head's MACs, which run
+    only in training, are a column of their own (`gmacs_aux`; headline + aux is what torchvision
+    publishes). Flags counters >5% from the headline."""
     model.eval()
     results = {name: COUNTERS[name](model, x) for name in counters}
+    aux = aux_gmacs(model, x)
     head = results["torch"]["gmacs"] if "torch" in results else next(iter(results.values()))["gmacs"]
     disagree = [
         f"{n}: {r['gmacs']:.4g} GMACs is {100 * (r['gmacs'] / head - 1):+.1f}% from torch's {head:.4g}"
@@ -346,6 +380,8 @@ def count_flops(model: nn.Module, x: torch.Tensor, counters: Sequence[str] = tup
     return {
         "gmacs": head,
         "gflops": 2 * head,
+        "gmacs_aux": aux,
+        "gmacs_with_aux": head + aux,
         "gmacs_by_part": torch_res.get("by_part_gmacs", {}),
         "gmacs_context_modules": torch_res.get("context_gmacs", {}),
         "flop_counters": {
@@ -363,13 +399,26 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+MIN_TIMED_RUNS = 5  # a median of fewer is not a median
+
+
 def measure_latency(
-    model: nn.Module, x: torch.Tensor, *, device: str, threads: int | None = None, min_run_time: float = 1.0
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    device: str,
+    threads: int | None = None,
+    min_run_time: float = 1.0,
+    max_run_time: float | None = None,
 ) -> dict[str, Any]:
-    """Warm-up, then torch.utils.benchmark adaptive_autorange under inference_mode."""
+    """Warm-up, then torch.utils.benchmark adaptive_autorange under inference_mode, topped up to
+    at least MIN_TIMED_RUNS timed runs when its time cap stopped it earlier (a model whose forward
+    takes seconds). Says whether the spread met the 5% IQR/median threshold and how many runs the
+    cap left to the top-up."""
     from torch.utils import benchmark
 
     model.eval()
+    cap = max_run_time if max_run_time is not None else max(10.0, min_run_time)
     with torch.inference_mode():
         start = time.perf_counter()
         for i in range(50):  # at least 3 runs and 0.2 s of warm-up (compilation happens here)
@@ -380,15 +429,22 @@ def measure_latency(
         timer = benchmark.Timer(
             stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads or torch.get_num_threads()
         )
-        m = timer.adaptive_autorange(threshold=0.05, min_run_time=min_run_time, max_run_time=max(10.0, min_run_time))
-    times_ms = torch.tensor(m.times, dtype=torch.float64) * 1e3
+        m = timer.adaptive_autorange(threshold=0.05, min_run_time=min(min_run_time, cap), max_run_time=cap)
+        times = [t for t in m.times]
+        topped_up = 0
+        while len(times) < MIN_TIMED_RUNS:
+            times.append(timer.timeit(1).times[0])
+            topped_up += 1
+    times_ms = torch.tensor(times, dtype=torch.float64) * 1e3
     q = torch.quantile(times_ms, torch.tensor([0.25, 0.5, 0.75, 0.9], dtype=torch.float64)).tolist()
     return {
         "latency_ms_p50": q[1],
         "latency_ms_p90": q[3],
         "latency_ms_iqr": q[2] - q[0],
-        "latency_blocks": len(m.times),
+        "latency_blocks": len(times),
         "latency_runs_per_block": m.number_per_run,
+        "latency_topped_up": topped_up,  # runs added because the time cap stopped autorange first
+        "latency_converged": bool((q[2] - q[0]) / q[1] < 0.05) if q[1] > 0 else False,
     }
 
 

@@ -37,7 +37,7 @@ TEX_LABELS = {
     "fps_bs1": "FPS",
 }
 DIGITS = {"miou": 2, "pixel_acc": 2, "params_m": 3, "gmacs": 3, "fps_bs1": 1}
-EXTRA_MEANS = ("latency_ms_p50", "latency_ms_iqr")  # for the latency figure
+EXTRA_MEANS = ("latency_ms_p50", "latency_ms_iqr", "gmacs_aux")  # the latency figure; the aux head column
 DETERMINISTIC = ("params_m", "gmacs")  # the same for every seed: no spread, no test
 ALPHA = 0.05
 FORMATS = ("md", "tex", "png", "pdf")
@@ -248,6 +248,10 @@ def display_frame(t: Any, axes: list[str], tex: bool = False) -> tuple[Any, Any]
             head = TEX_LABELS[col] if tex else LABELS[col]
             out[head] = _num(r[col], r.get(f"{col}_std"), DIGITS[col], pm)
             mark[head] = bool(r.get(f"best_{col}"))
+        if "gmacs_aux" in t and (t["gmacs_aux"].fillna(0) > 0).any():  # training-only cost, its own column
+            head = "aux GMACs"
+            out[head] = "-" if _missing(r["gmacs_aux"]) else f"{r['gmacs_aux']:.3f}"
+            mark[head] = False
         d = r["delta_miou"]
         head = r"$\Delta$ mIoU" if tex else "Δ mIoU"
         out[head] = "base" if r["is_baseline"] else f"{d:+.2f}{_stars(r['p_vs_baseline'])}"

@@ -179,6 +179,7 @@ PROFILE_COLUMNS = (
     "params",
     "params_m",
     "gmacs",
+    "gmacs_aux",
     "gflops",
     "latency_ms_p50",
     "latency_ms_p90",

@@ -22,9 +22,36 @@ REFERENCES = [  # torchvision's published metadata: num_params and GFLOPS ('_ops
 def test_headline_counter_reproduces_published_figures(arch: str, weights, issue_gmacs: float) -> None:
     model = build_model(arch, num_classes=21)  # aux heads on, as the published weights have them
     assert count_params(model)["params"] == weights.meta["num_params"]
-    gmacs = count_flops(model, torch.randn(1, 3, 520, 520), counters=("torch",))["gmacs"]
+    r = count_flops(model, torch.randn(1, 3, 520, 520), counters=("torch",))
+    gmacs = r["gmacs"] + r["gmacs_aux"]  # torchvision counts the aux classifier its forward runs
+    assert (r["gmacs_aux"] > 0) == ("lraspp" not in arch) and r["gmacs_with_aux"] == pytest.approx(gmacs)
     assert gmacs == pytest.approx(weights.meta["_ops"], rel=1e-3)
     assert gmacs == pytest.approx(issue_gmacs, abs=0.005 + 1e-3 * issue_gmacs)  # the 2-decimal figures
+
+
+@pytest.mark.slow
+def test_deeplabv3_resnet101_os8_aux_reproduces_torchvision(cli) -> None:
+    """The issue's figure: the headline is inference, the aux head its own column, the sum torchvision's."""
+    code, out, err = cli(
+        "profile", "deeplabv3", "--set", "model.backbone=resnet101", "model.output_stride=8", "model.rates=[12,24,36]",
+        "model.aux=true", "model.num_classes=21", "--input", "3x520x520", "--json", "--metrics", "params,flops",
+    )  # fmt: skip
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["params"] == 60_996_202
+    assert r["gmacs"] == pytest.approx(248.752, abs=5e-4) and r["gmacs_aux"] == pytest.approx(9.991, abs=5e-4)
+    assert r["gmacs"] + r["gmacs_aux"] == pytest.approx(258.743, abs=5e-4)
+    assert not r["counters_disagree"]
+
+
+def test_inference_forward_of_a_torchvision_model_skips_its_aux_classifier() -> None:
+    model = build_model("tv_fcn_resnet50", num_classes=3).eval()
+    calls = []
+    model.aux_head.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64) and not calls
+    model.train()
+    assert set(model(torch.randn(2, 3, 64, 64))) == {"out", "aux"} and calls
 
 
 def test_three_counters_report_units_and_skipped_ops() -> None:
@@ -73,6 +100,20 @@ def test_parts_cover_the_whole_model(arch: str) -> None:
     model = build_model(arch, **({"backbone": "resnet18"} if arch == "icnet" else {}))
     r = count_flops(model, torch.randn(1, 3, 64, 96), counters=("torch",))
     assert sum(r["gmacs_by_part"].values()) == pytest.approx(r["gmacs"], rel=1e-6)
+
+
+def test_a_slow_forward_still_gets_a_median_of_several_runs() -> None:
+    """Defect: the time cap stopped autorange after one 12 s forward, and p50/p90/IQR were that run."""
+    import time as _time
+
+    class Slow(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            _time.sleep(0.15)
+            return x
+
+    r = measure_latency(Slow(), torch.zeros(1), device="cpu", min_run_time=0.1, max_run_time=0.2)
+    assert r["latency_blocks"] >= 5 and r["latency_topped_up"] >= 3
+    assert 140 < r["latency_ms_p50"] < 400
 
 
 def test_latency_record_and_protocol() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torchvision
 from torch import nn
+from torch.nn import functional as F
 
 from bench.errors import UserError
 from bench.models.backbones import resolve_weights
@@ -40,7 +41,18 @@ class TorchvisionSegmentation(nn.Module):
         names = {"backbone": "backbone", "classifier": "head", "aux_classifier": "aux_head"}
         return {names[n]: m for n, m in self.model.named_children() if m is not None and n in names}
 
+    @property
+    def aux_head(self) -> nn.Module | None:
+        """torchvision's aux classifier (used only in training, like this suite's own aux heads)."""
+        return getattr(self.model, "aux_classifier", None)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        if not self.training and self.aux_head is not None:
+            # torchvision runs the aux classifier in every forward and the caller throws it away;
+            # inference (and its latency and FLOPs) is backbone + classifier alone
+            feats = self.model.backbone(x)
+            out = self.model.classifier(feats["out"])
+            return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
         out = self.model(x)
         if self.training and "aux" in out:
             return {"out": out["out"], "aux": out["aux"]}
