@@ -27,8 +27,11 @@ def main() -> None:
         f"# {device_name('cpu')}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
         f"input {args.input}, batch 1, fp32"
     )
-    print("| architecture | CPU preset | params (M) | GMACs torch | fvcore | ptflops | latency ms median (p90) | FPS |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| architecture | CPU preset | params (M) | GMACs torch | fvcore | ptflops | aux GMACs (training only) "
+        "| latency ms median (p90) | FPS | load |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for e in architectures:
         knobs = e.meta["presets"]["cpu"]
         torch.manual_seed(0)
@@ -37,8 +40,8 @@ def main() -> None:
         preset = ", ".join(f"{k}={v}" for k, v in knobs.items() if k != "num_classes")
         print(
             f"| `{e.name}` | {preset or '-'} | {r['params_m']:.2f} | {r['gmacs']:.2f} | {c['fvcore']['gmacs']:.2f} "
-            f"| {c['ptflops']['gmacs']:.2f} | {r['latency_ms_p50']:.1f} ({r['latency_ms_p90']:.1f}) "
-            f"| {r['fps_bs1']:.1f} |"
+            f"| {c['ptflops']['gmacs']:.2f} | {r['gmacs_aux']:.2f} | {r['latency_ms_p50']:.1f} "
+            f"({r['latency_ms_p90']:.1f}) | {r['fps_bs1']:.1f} | {r['env']['load_avg']:.2f} |"
         )
 
 
