@@ -99,6 +99,8 @@ class TrainConfig(_Frozen):
     epochs: int | None = Field(5, ge=1)
     iters: int | None = Field(None, ge=1)
     amp: Literal["none", "bf16", "fp16"] = "none"
+    channels_last: bool = False  # NHWC activations and weights (faster convolutions on CPU and GPU)
+    compile: bool = False  # torch.compile the training forward
     seed: int = 0
     eval_every: int = Field(1, ge=1)
     checkpoint_every: int = Field(1, ge=1)

@@ -132,6 +132,8 @@ class TrainSpec:
     eval_every: int = 1
     checkpoint_every: int = 1
     amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
     grad_clip: float | None = None
     seed: int = 0
     aux_weight: float = 0.4
@@ -196,8 +198,10 @@ def evaluate(
     device: torch.device,
     amp: str = "none",
     size_buckets: bool = True,
+    channels_last: bool = False,
 ) -> dict[str, Any]:
-    """Every metric of `bench.metrics` over the whole loader (streaming confusion matrix)."""
+    """Every metric of `bench.metrics` over the whole loader (streaming confusion matrix); logits
+    are compared in fp32 whatever the autocast dtype."""
     model.eval()
     metrics = SegMetrics(
         num_classes, ignore_index=ignore_index, class_names=class_names, device=device, size_buckets=size_buckets
@@ -205,8 +209,10 @@ def evaluate(
     with torch.inference_mode():
         for images, masks in loader:
             images = images.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp != "none"):
-                logits = _logits(model(images))
+                logits = _logits(model(images)).float()
             metrics.update(logits.argmax(1), masks)
     return metrics.compute()
 
@@ -238,6 +244,10 @@ class Trainer:
         if spec.amp == "fp16" and device.type != "cuda":
             raise UserError("train.amp=fp16 needs CUDA; use train.amp=bf16 on the CPU")
         self.model = model.to(device)
+        if spec.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # the compiled forward shares the model's parameters; checkpoints and evaluation use the model
+        self._forward = torch.compile(self.model) if spec.compile else self.model
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.loss_fn = loss_fn.to(device)
@@ -323,15 +333,18 @@ class Trainer:
     def _step(self, images: torch.Tensor, masks: torch.Tensor) -> float:
         images = images.to(self.device, non_blocking=True)
         masks = masks.to(self.device, non_blocking=True)
+        if self.spec.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         amp_dtype = AMP_DTYPES.get(self.spec.amp, torch.float32)
         with torch.autocast(self.device.type, dtype=amp_dtype, enabled=self.spec.amp != "none"):
-            out = self.model(images)
+            out = self._forward(images)
+        # the loss in fp32 whatever the autocast dtype (bf16 logits would round the log-softmax)
         if isinstance(out, dict):
-            loss = self.loss_fn(out["out"], masks)
+            loss = self.loss_fn(out["out"].float(), masks)
             if "aux" in out:
-                loss = loss + self.spec.aux_weight * self.loss_fn(out["aux"], masks)
+                loss = loss + self.spec.aux_weight * self.loss_fn(out["aux"].float(), masks)
         else:
-            loss = self.loss_fn(out, masks)
+            loss = self.loss_fn(out.float(), masks)
         if not torch.isfinite(loss):
             return float("nan")
         self.optimizer.zero_grad(set_to_none=True)
@@ -359,6 +372,7 @@ class Trainer:
             class_names=self.class_names,
             device=self.device,
             amp=self.spec.amp,
+            channels_last=self.spec.channels_last,
         )
 
     def _diverged(self, loss: float) -> str | None:

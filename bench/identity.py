@@ -40,6 +40,9 @@ __all__ = [
 # any eval_every/checkpoint_every, tested), so a grid can switch learning curves on and still
 # match its baseline.
 NOT_IDENTITY = ("train.device", "train.eval_every", "train.checkpoint_every")
+# Keys added after identities were first written: left out of the hash while at their default, so
+# every run_id written before they existed stays the run's id (a key at another value hashes as usual).
+ADDED_LATER = {("train", "channels_last"): False, ("train", "compile"): False}
 _EMPTY = inspect.Parameter.empty
 
 
@@ -159,6 +162,9 @@ def resolve(cfg: RunConfig) -> RunConfig:
 
 def _canonical(cfg: RunConfig, drop: tuple[str, ...]) -> str:
     d = json.loads(cfg.model_dump_json())
+    for (section, key), default in ADDED_LATER.items():
+        if d.get(section, {}).get(key, default) == default:
+            d.get(section, {}).pop(key, None)
     for key in drop:
         *path, name = key.split(".")
         node = d

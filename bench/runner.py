@@ -263,6 +263,8 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str
         eval_every=t.eval_every,
         checkpoint_every=t.checkpoint_every,
         amp=t.amp,
+        channels_last=t.channels_last,
+        compile=t.compile,
         grad_clip=t.grad_clip,
         seed=t.seed,
     )
@@ -320,6 +322,9 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str
         "env": environment(pspec, train_threads=train_threads) if not prof else prof["env"],
         "wall_seconds": time.time() - started,
     }
+    # how it trained (the profile's dtype/layout are the latency's, not the training's)
+    result["env"] = {**result["env"], "train_amp": t.amp, "train_channels_last": t.channels_last,
+                     "train_compile": t.compile}  # fmt: skip
     write_json(out / RESULT, result)
     m = fit["metrics"]
     if m is not None:

@@ -191,7 +191,7 @@ PROFILE_COLUMNS = (
     "busy",
 )
 ENV_COLUMNS = ("device_name", "device_features", "kernels", "torch", "threads", "train_threads", "cpu_count",
-               "load_avg", "dtype")  # fmt: skip
+               "load_avg", "dtype", "train_amp", "train_channels_last", "train_compile")  # fmt: skip
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
