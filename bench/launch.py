@@ -47,9 +47,10 @@ ERROR = "error.txt"
 
 
 def cell_problems(cells: Sequence[Cell], *, source: str) -> tuple[list[str], dict[str, list[Cell]]]:
-    """(model problems, {data problem: the cells it stops}): each model is built on the meta
-    device (no memory, no weights), each distinct dataset checks its own root once (both the
-    split it trains on and the split it is evaluated on)."""
+    """(model problems, {data problem: the cells it stops}): each distinct model (architecture and
+    knobs; seeds and training settings share it) is built once on the meta device (no memory, no
+    weights), each distinct dataset checks its own root once (both the split it trains on and the
+    split it is evaluated on)."""
     import torch
 
     from bench.data import data_problem, eval_split
@@ -59,14 +60,20 @@ def cell_problems(cells: Sequence[Cell], *, source: str) -> tuple[list[str], dic
     model_errors: list[str] = []
     data_errors: dict[str, list[Cell]] = {}
     checked: dict[tuple[str, str | None, str], str | None] = {}
+    built: dict[str, str | None] = {}  # model config JSON -> its problem (None: it builds)
     for c in cells:
         label = f"{source}: cell {c.index} ({c.run_id}: " + ", ".join(f"{k}={v}" for k, v in c.varying.items()) + ")"
         m = c.config.model
-        try:
-            with torch.device("meta"), weights_check_only():
-                build_model(m.arch, **m.knobs())
-        except UserError as e:
-            model_errors.append(f"{label}: {e}")
+        mkey = m.model_dump_json()
+        if mkey not in built:
+            built[mkey] = None
+            try:
+                with torch.device("meta"), weights_check_only():
+                    build_model(m.arch, **m.knobs())
+            except UserError as e:
+                built[mkey] = str(e)
+        if built[mkey] is not None:
+            model_errors.append(f"{label}: {built[mkey]}")
         d = c.config.data
         key = (d.name, d.root, d.split)
         if key not in checked:

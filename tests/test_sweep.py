@@ -160,6 +160,29 @@ def test_dry_run_builds_every_model_and_names_the_bad_cells(cli, tmp_path) -> No
     assert len(bad) == 1 and "cell 1 " in bad[0] and "'deeplabv3' has no knob 'skip'" in bad[0], err
 
 
+def test_dry_run_builds_each_distinct_model_once(cli, tmp_path, monkeypatch) -> None:
+    """Defect: every cell built its model again, seeds included (1000 cells: 33 s of CPU)."""
+    import bench.models
+
+    spec = _write(
+        tmp_path,
+        """
+    name: manyseeds
+    base: {model: {width: 4}}
+    grid:
+      model.arch: [unet, aspp_unet]
+      optim.lr: [0.001, 0.01]
+    seeds: [0, 1, 2, 3, 4]
+    """,
+    )
+    calls = []
+    real = bench.models.build_model
+    monkeypatch.setattr(bench.models, "build_model", lambda *a, **k: calls.append(a) or real(*a, **k))
+    code, out, err = cli("sweep", str(spec), "--dry-run", "--results", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "20 cell" in out and len(calls) == 2  # 20 cells, 2 distinct networks
+
+
 def test_dry_run_reports_missing_data_without_failing(cli, tmp_path) -> None:
     spec = _write(
         tmp_path,
