@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -208,8 +206,9 @@ def class_weights(
     cache = None
     if cache_key is not None:
         digest = hashlib.sha1(f"{cache_key}|{scheme}|{num_classes}|{ignore_index}".encode()).hexdigest()[:16]
-        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        cache = base / "aspp-bench" / "class_weights" / f"{digest}.json"
+        from bench.store import cache_dir
+
+        cache = cache_dir("class_weights") / f"{digest}.json"
         if cache.is_file():
             return torch.tensor(json.loads(cache.read_text())["weights"])
     counts, image_pixels = class_frequencies(masks, num_classes, ignore_index)
@@ -224,10 +223,9 @@ def class_weights(
         w = w / w[share > 0].mean()
     w = w.float()
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": cache_key, "scheme": scheme, "weights": w.tolist()}))
-        tmp.replace(cache)
+        from bench.store import atomic_write_text
+
+        atomic_write_text(cache, json.dumps({"key": cache_key, "scheme": scheme, "weights": w.tolist()}))
     return w
 
 

@@ -63,6 +63,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def cache_dir(*parts: str) -> Path:
+    """The suite's cache folder, $XDG_CACHE_HOME/aspp-bench/<parts> (~/.cache by default): derived
+    data only (decoded datasets, class weights), safe to delete at any time."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base.joinpath("aspp-bench", *parts)
+
+
 def mkdir(path: str | Path) -> Path:
     """mkdir -p with a UserError (not a traceback) when a parent is a regular file."""
     from bench.errors import UserError

@@ -6,6 +6,15 @@ import torch
 import bench.models  # noqa: F401  (registers the zoo)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Decoded datasets and class weights go to a cache of the test session's own (subprocesses
+    inherit it), never to the user's ~/.cache."""
+    import os
+
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg_cache"))
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)

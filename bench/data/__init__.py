@@ -1,9 +1,20 @@
 """Datasets (registry `datasets`) and loaders. Every dataset is decoded once into memory at the
-run's `size` (images uint8), so loading never starves the model; transforms run per sample."""
+run's `size` (images uint8), so loading never starves the model; transforms run per sample.
+
+A dataset read from files (it registers `sources`: the files a split is decoded from) is decoded
+once per (dataset, split, size, options) into an on-disk cache shared by every cell and by
+`evaluate`: $XDG_CACHE_HOME/aspp-bench/decoded/. The key holds each source file's path, size and
+modification time, so an edited, added or removed file decodes again; the cache file is written
+atomically, so two cells filling it at once both leave a whole file (the same bytes). Set
+ASPP_BENCH_NO_DATA_CACHE=1 to decode every time."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -80,7 +91,21 @@ def synthetic(
     return make_synthetic(split=split, size=tuple(size), count=count, classes=classes, seed=seed)
 
 
-@datasets.register("camvid", paper="Brostow et al., PRL 2009 (SegNet layout)", facts=_camvid_facts, check=_camvid_check)
+def _camvid_sources(root: str | None = None, split: str = "train", **_: Any) -> list[Path]:
+    from bench.data.camvid import camvid_pairs
+
+    if root is None:
+        return []
+    return [Path(root) / f"{split}.txt", *(p for pair in camvid_pairs(Path(root), split) for p in pair)]
+
+
+@datasets.register(
+    "camvid",
+    paper="Brostow et al., PRL 2009 (SegNet layout)",
+    facts=_camvid_facts,
+    check=_camvid_check,
+    sources=_camvid_sources,
+)
 def camvid(
     *,
     root: str | None = None,
@@ -137,7 +162,54 @@ def load_split(data_cfg: Any, split: str | None = None, *, native_masks: bool = 
                 kwargs[k] = v
         elif v is not None and k not in ("split", "size", "native_masks"):
             raise UserError(f"data.{k}={v!r}: dataset '{name}' has no '{k}'; its keys are {', '.join(knobs)}")
-    return datasets.build(name, **kwargs)
+    return _cached(name, kwargs)
+
+
+CACHE_FORMAT = 1  # bump when SegData's layout or a decoder's output changes
+
+
+def _cached(name: str, kwargs: dict[str, Any]) -> SegData:
+    """The decoded split from the cache when its source files are unchanged, else decoded and cached."""
+    sources = datasets.get(name).meta.get("sources")
+    if sources is None or os.environ.get("ASPP_BENCH_NO_DATA_CACHE"):
+        return datasets.build(name, **kwargs)
+    files = sources(**kwargs)
+    if not files:
+        return datasets.build(name, **kwargs)
+    stamp = []
+    for f in files:
+        st = Path(f).stat()
+        stamp.append([str(Path(f).resolve()), st.st_size, st.st_mtime_ns])
+    key = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items() if k != "root"}
+    digest = hashlib.sha256(
+        json.dumps({"format": CACHE_FORMAT, "dataset": name, "kwargs": key, "files": stamp}, sort_keys=True).encode()
+    ).hexdigest()[:20]
+    from bench.store import atomic_path, cache_dir
+
+    path = cache_dir("decoded") / f"{name}-{kwargs.get('split', '')}-{digest}.pt"
+    if path.is_file():
+        try:
+            d = torch.load(path, weights_only=True, map_location="cpu")
+            natives = d.get("native_masks")
+            return SegData(d["images"], d["masks"], int(d["num_classes"]), tuple(d["class_names"]),
+                           int(d["ignore_index"]), tuple(natives) if natives is not None else None)  # fmt: skip
+        except Exception:  # noqa: BLE001 - a damaged or foreign cache file is decoded again, never trusted
+            pass
+    data = datasets.build(name, **kwargs)
+    payload = {
+        "images": data.images,
+        "masks": data.masks,
+        "num_classes": data.num_classes,
+        "class_names": list(data.class_names),
+        "ignore_index": data.ignore_index,
+        "native_masks": list(data.native_masks) if data.native_masks is not None else None,
+    }
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except (OSError, UserError):  # a read-only or full cache folder slows the next run, nothing else
+        pass
+    return data
 
 
 def eval_split(train_split: str) -> str:
