@@ -252,8 +252,11 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str
         shuffle=True,
         num_workers=cfg.data.num_workers,
         seed=cfg.train.seed,
+        pin_memory=device.type == "cuda",
     )
-    val_loader = make_loader(build_dataset(val_data, train=False), batch_size=bs, shuffle=False)
+    val_loader = make_loader(
+        build_dataset(val_data, train=False), batch_size=bs, shuffle=False, pin_memory=device.type == "cuda"
+    )
     o = cfg.optim
     optimizer = make_optimizer(o.name, model.parameters(), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum)
     t = cfg.train

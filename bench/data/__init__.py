@@ -275,9 +275,12 @@ class ResumableSampler(Sampler[int]):
         return self.n - self._skip
 
 
-def make_loader(ds: SegDataset, *, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0) -> DataLoader:
+def make_loader(
+    ds: SegDataset, *, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0, pin_memory: bool = False
+) -> DataLoader:
     """A loader whose shuffling comes from its own generator, re-seeded per epoch by the engine,
-    so an interrupted run sees the same batches when it resumes."""
+    so an interrupted run sees the same batches when it resumes. `pin_memory` for CUDA: the
+    engine's non_blocking copies then overlap the next batch."""
     g = torch.Generator()
     g.manual_seed(seed)
     return DataLoader(
@@ -288,4 +291,5 @@ def make_loader(ds: SegDataset, *, batch_size: int, shuffle: bool, num_workers: 
         num_workers=num_workers,
         generator=g,
         persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
     )
