@@ -8,6 +8,7 @@ them alike. Prints the median images/s of each variant with its range, the ratio
 to fp32 within every repetition (median and range), and the loader alone (images/s it can feed).
 
     python scripts/bench_fastpath.py [--iters 20] [--reps 3] [--variants fp32,bf16,bf16+cl] [--camvid ROOT]
+                                     [--scale 0.8,1.25]
 
 Variants: fp32 (train.amp none), bf16 (autocast bf16), +cl (channels_last), +compile (torch.compile;
 its compilation is part of the run's time, as it is for a cell).
@@ -32,6 +33,8 @@ from bench.profile import device_name
 
 def data(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     sets = [f"data.size=[{args.height},{args.width}]", f"data.batch_size={args.batch}"]
+    if args.scale:
+        sets.append(f"data.augment.scale=[{args.scale}]")
     if args.camvid:
         sets += ["data.name=camvid", f"data.root={args.camvid}"]
     else:
@@ -91,6 +94,7 @@ def main() -> None:
     p.add_argument("--width", type=int, default=240)
     p.add_argument("--variants", default="fp32,bf16,bf16+cl")
     p.add_argument("--camvid", help="CamVid root (SegNet layout); default: synthetic data of the same size")
+    p.add_argument("--scale", help="random scale augmentation, e.g. 0.8,1.25 (the CamVid recipe); default none")
     a = p.parse_args()
     variants = [v.strip() for v in a.variants.split(",")]
     cfg, train = data(a)

@@ -107,3 +107,17 @@ def test_compiled_training_runs_and_matches_eager_closely(cli, tmp_path) -> None
         hist[flag] = [h["loss"] for h in r["train"]["history"]]
         assert r["env"]["train_compile"] is (flag == "true")
     assert hist["true"] == pytest.approx(hist["false"], rel=1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("amp", ["fp16", "bf16"])
+def test_fast_path_on_cuda(cli, tmp_path, amp: str) -> None:
+    """fp16 with its grad scaler (or bf16), channels_last and compile on CUDA: trains, fp32 checkpoint."""
+    out = tmp_path / amp
+    sets = ("train.device=cuda", "train.epochs=2", f"train.amp={amp}", "train.channels_last=true", "train.compile=true")
+    code, _, err = cli("train", "--out", str(out), *_sets(*sets))
+    assert code == 0, err
+    r = json.loads((out / "result.json").read_text())
+    assert r["env"]["train_amp"] == amp and r["env"]["device"] == "cuda"
+    ck = torch.load(out / "checkpoint.pt", weights_only=False, map_location="cpu")
+    assert {v.dtype for v in ck["model"].values() if v.is_floating_point()} == {torch.float32}
