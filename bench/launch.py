@@ -176,6 +176,12 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
         if self._trainer is not None:
             path = self._trainer.save_checkpoint()
             self._trainer.log(f"preemption or time-limit signal: checkpoint saved to {path}")
+        else:  # Slurm may signal up to a minute early: the job can be hit while it still starts up
+            out = Path(out_dir)
+            if out.is_dir():
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+                with open(out / LOG, "a") as f:
+                    f.write(f"{stamp} preemption or time-limit signal before training started: nothing to checkpoint\n")
         return submitit.helpers.DelayedSubmission(RunJob(self.threads), cfg_json, out_dir)
 
 

@@ -158,4 +158,9 @@ def test_time_limit_with_no_requeue_left_says_so(cli, tmp_path) -> None:
     (state,) = _wait([cell], results, states=("failed",), timeout=300)
     assert state.detail.startswith("time limit reached and the requeues are used up"), state.detail
     log = (results / cell.run_id / "train.log").read_text()
-    assert "signal: checkpoint saved" in log and "not requeued" in log and "requeued: Slurm" not in log
+    # Slurm delivers --signal up to 60 s early (its event resolution), so with a 1-minute limit the
+    # signal can land while the job is still importing: then there is nothing to checkpoint yet,
+    # and the run folder says exactly that (observed once in CI on a loaded machine)
+    early = "before training started: nothing to checkpoint" in log
+    if not early:
+        assert "signal: checkpoint saved" in log and "not requeued" in log and "requeued: Slurm" not in log
