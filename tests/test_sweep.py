@@ -228,3 +228,18 @@ def test_dry_run_validates_weights_names_offline(cli, tmp_path) -> None:
     spec.write_text(spec.read_text().replace("null, ", "").replace("COCO_WITH_VOC_LABELS_V1", "COCO_V2"))
     code, out, err = cli("sweep", str(spec), "--dry-run", "--results", str(tmp_path / "r"))
     assert code == 2 and "are not torchvision weights" in err and "COCO_WITH_VOC_LABELS_V1" in err
+
+
+def test_a_signal_before_training_started_is_logged(tmp_path) -> None:
+    """Slurm may signal up to 60 s early: the job can be hit while importing, before a trainer
+    exists. Nothing is checkpointed, and the run's log says why."""
+    import submitit
+
+    from bench.launch import RunJob
+
+    out = tmp_path / "run"
+    out.mkdir()
+    again = RunJob(1).checkpoint({"model": {}}, str(out))
+    assert isinstance(again, submitit.helpers.DelayedSubmission)
+    assert "before training started: nothing to checkpoint" in (out / "train.log").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["train.log"]
