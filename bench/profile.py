@@ -430,7 +430,7 @@ def measure_latency(
             stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads or torch.get_num_threads()
         )
         m = timer.adaptive_autorange(threshold=0.05, min_run_time=min(min_run_time, cap), max_run_time=cap)
-        times = [t for t in m.times]
+        times = list(m.times)
         topped_up = 0
         while len(times) < MIN_TIMED_RUNS:
             times.append(timer.timeit(1).times[0])

@@ -236,6 +236,7 @@ def display_frame(t: Any, axes: list[str], tex: bool = False) -> tuple[Any, Any]
     esc = tex_escape if tex else (lambda s: s)
     pm = r" $\pm$ " if tex else " ± "
     rows, bold = [], []
+    has_aux = "gmacs_aux" in t and bool((t["gmacs_aux"].fillna(0) > 0).any())
     for _, r in t.iterrows():
         out: dict[str, str] = {"#": str(r["row"])}
         mark: dict[str, bool] = {"#": False}
@@ -248,7 +249,7 @@ def display_frame(t: Any, axes: list[str], tex: bool = False) -> tuple[Any, Any]
             head = TEX_LABELS[col] if tex else LABELS[col]
             out[head] = _num(r[col], r.get(f"{col}_std"), DIGITS[col], pm)
             mark[head] = bool(r.get(f"best_{col}"))
-        if "gmacs_aux" in t and (t["gmacs_aux"].fillna(0) > 0).any():  # training-only cost, its own column
+        if has_aux:  # training-only cost, its own column
             head = "aux GMACs"
             out[head] = "-" if _missing(r["gmacs_aux"]) else f"{r['gmacs_aux']:.3f}"
             mark[head] = False
@@ -527,15 +528,21 @@ def _tex_doc(name: str, tables: list[str], figures: list[tuple[str, str]]) -> st
     return "\n".join(lines) + "\n"
 
 
-def compile_pdf(outdir: Path, stem: str = "report") -> tuple[Path, list[str]]:
-    """pdflatex on outdir/stem.tex in a scratch copy; report.pdf is replaced atomically. Returns
-    the PDF and the overfull-box lines of the log (empty when everything fits)."""
+def _pdflatex() -> str:
+    """pdflatex's path, or the UserError that says how to install it."""
     exe = shutil.which("pdflatex")
     if exe is None:
         raise UserError(
             "--format pdf needs pdflatex, which is not installed; install it (Debian: apt-get install "
             "texlive-latex-base texlive-latex-recommended) or leave pdf out of --format"
         )
+    return exe
+
+
+def compile_pdf(outdir: Path, stem: str = "report") -> tuple[Path, list[str]]:
+    """pdflatex on outdir/stem.tex in a scratch copy; report.pdf is replaced atomically. Returns
+    the PDF and the overfull-box lines of the log (empty when everything fits)."""
+    exe = _pdflatex()
     with tempfile.TemporaryDirectory(prefix="aspp-report-") as tmp:
         for f in outdir.iterdir():
             if f.suffix in (".tex", ".pdf", ".png") and f.is_file():
@@ -605,8 +612,7 @@ def build_report(
             f"--format {','.join(formats)}: {', '.join(bad)} is not a format; allowed are {', '.join(FORMATS)}"
         )
     if "pdf" in formats:
-        if not shutil.which("pdflatex"):
-            compile_pdf(Path(out))  # raises the UserError that says how to install it
+        _pdflatex()  # before anything is read or written
     if table:  # a collected table, e.g. a committed baseline: rows read through their identity
         from bench.regress import load_table
 
