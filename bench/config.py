@@ -106,6 +106,9 @@ class TrainConfig(_Frozen):
     checkpoint_every: int = Field(1, ge=1)
     grad_clip: float | None = Field(None, gt=0)
     device: Literal["cpu", "cuda", "auto"] = "auto"
+    # batch norm over the global batch when a cell trains on several devices (launch.tasks_per_node,
+    # launch.nodes); with one device it changes nothing. false: each device normalises its own share.
+    sync_bn: bool = True
 
 
 class ProfileConfig(_Frozen):

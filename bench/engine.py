@@ -25,10 +25,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from bench.distributed import SINGLE, World, all_sum, gather_objects
 from bench.errors import UserError
 from bench.metrics import SegMetrics
 
 __all__ = [
+    "StopForRequeue",
     "TrainSpec",
     "Trainer",
     "evaluate",
@@ -89,6 +91,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     return ckpt
 
 
+FIRST_LOSSES = 20  # how many of the first steps' losses a result records (the global batch's, any world size)
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -152,6 +155,7 @@ class _State:
     epoch_loss_sum: float = 0.0  # the running epoch's losses, so an epoch split by a preemption
     epoch_loss_count: int = 0  # reports the mean over all of its steps
     first_loss: float | None = None  # the first step's loss: the yardstick of an exploding loss
+    first_losses: list[float] = field(default_factory=list)  # the first steps' losses, as recorded
 
 
 def _rng_state() -> dict[str, Any]:
@@ -199,9 +203,11 @@ def evaluate(
     amp: str = "none",
     size_buckets: bool = True,
     channels_last: bool = False,
+    world: World = SINGLE,
 ) -> dict[str, Any]:
     """Every metric of `bench.metrics` over the whole loader (streaming confusion matrix); logits
-    are compared in fp32 whatever the autocast dtype."""
+    are compared in fp32 whatever the autocast dtype. In a cell of several ranks each scores its
+    share of the images and the confusion matrices are summed before any metric is computed."""
     model.eval()
     metrics = SegMetrics(
         num_classes, ignore_index=ignore_index, class_names=class_names, device=device, size_buckets=size_buckets
@@ -214,11 +220,23 @@ def evaluate(
             with torch.autocast(device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp != "none"):
                 logits = _logits(model(images)).float()
             metrics.update(logits.argmax(1), masks)
+    metrics.sum_over(world)
     return metrics.compute()
 
 
+class StopForRequeue(Exception):
+    """Raised on every rank but 0 of a cell that stops for a preemption or time-limit signal:
+    the checkpoint is written and rank 0 requeues the job; the other ranks have nothing to add."""
+
+
 class Trainer:
-    """Fits a model; `fit()` returns {'status': 'done'|'diverged', 'metrics', 'train', ...}."""
+    """Fits a model; `fit()` returns {'status': 'done'|'diverged', 'metrics', 'train', ...}.
+
+    With `world` of several ranks (bench.distributed) the model is trained under
+    DistributedDataParallel: every step all-reduces the loss (the reported loss is the global
+    batch's mean, so every rank takes the same divergence decision) together with a stop flag, so
+    that a signal reaching any rank stops all of them after the same step; checkpoints hold every
+    rank's RNG state and only rank 0 writes them."""
 
     def __init__(
         self,
@@ -238,6 +256,7 @@ class Trainer:
         log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
         identity: str | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        world: World = SINGLE,
     ) -> None:
         if spec.amp not in ("none", "bf16", "fp16"):
             raise UserError(f"train.amp={spec.amp!r}: allowed are none, bf16, fp16")
@@ -246,8 +265,14 @@ class Trainer:
         self.model = model.to(device)
         if spec.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.world = world
+        forward: nn.Module = self.model
+        if world.distributed:  # gradients averaged over the ranks; rank 0's weights broadcast at the start
+            from torch.nn.parallel import DistributedDataParallel
+
+            forward = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         # the compiled forward shares the model's parameters; checkpoints and evaluation use the model
-        self._forward = torch.compile(self.model) if spec.compile else self.model
+        self._forward = torch.compile(forward) if spec.compile else forward
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.loss_fn = loss_fn.to(device)
@@ -267,6 +292,8 @@ class Trainer:
         self._checkpoint_requested = threading.Event()
         self.in_step = False  # True from the start of a step until its counters are updated
         self._at_boundary: Callable[[], None] | None = None
+        self._stop_requested = threading.Event()  # several ranks: a signal seen by this rank
+        self.on_stop: Callable[[], None] | None = None  # several ranks: what rank 0 does once all stopped
         per_epoch = len(train_loader)
         if per_epoch == 0:
             raise UserError("the training split has fewer images than data.batch_size; lower data.batch_size")
@@ -285,7 +312,9 @@ class Trainer:
         For signal handlers that must not return into the training loop (submitit's preemption
         handler checkpoints and exits): a checkpoint taken mid-step could hold an optimiser step
         applied to some parameters and not others, with the iteration counter not yet advanced."""
-        if self.in_step:
+        if self.world.distributed:  # the ranks first agree on the step after which they all stop
+            self._stop_requested.set()
+        elif self.in_step:
             self._at_boundary = fn
         else:
             fn()
@@ -294,6 +323,10 @@ class Trainer:
         path = path or self.checkpoint_path
         if path is None:
             raise ValueError("no checkpoint path")
+        rng = _rng_state()
+        ranks = gather_objects(rng, self.world)  # a collective: every rank calls save_checkpoint
+        if not self.world.main:
+            return path
         payload = {
             "identity": self.identity,
             "model": self.model.state_dict(),
@@ -301,8 +334,10 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "state": self.state.__dict__,
-            "rng": _rng_state(),
+            "rng": rng,
         }
+        if self.world.distributed:  # the weights are the same on every rank; the augmentation RNGs are not
+            payload["rng_ranks"] = ranks
         from bench.store import atomic_path
 
         with atomic_path(path) as tmp:  # a checkpoint is whole or absent, never half-written
@@ -322,7 +357,19 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = _State(**ckpt["state"])
-        _set_rng_state(ckpt["rng"])
+        ranks = ckpt.get("rng_ranks")
+        if self.world.distributed and ranks is not None and len(ranks) == self.world.size:
+            _set_rng_state(ranks[self.world.rank])
+        elif self.world.distributed or ranks is not None:  # saved by another number of ranks
+            _set_rng_state(ckpt["rng"])
+            if not self.world.main:
+                torch.manual_seed(self.spec.seed * 1_000_003 + 7919 * self.world.rank + self.state.iteration)
+            self.log(
+                f"{path} was written by {len(ranks) if ranks else 1} rank(s), this cell has {self.world.size}: the "
+                "weights, optimiser and position resume exactly, the augmentation random streams do not"
+            )
+        else:
+            _set_rng_state(ckpt["rng"])
         where = f"epoch {self.state.epoch}" + (
             f", batch {self.state.batch_in_epoch}" if self.state.batch_in_epoch else ""
         )
@@ -345,7 +392,23 @@ class Trainer:
                 loss = loss + self.spec.aux_weight * self.loss_fn(out["aux"].float(), masks)
         else:
             loss = self.loss_fn(out.float(), masks)
-        if not torch.isfinite(loss):
+        if self.world.distributed:  # one small all-reduce: the global batch's loss and any rank's stop signal
+            flags = torch.tensor(
+                [
+                    float(loss.detach()),
+                    float(self._stop_requested.is_set()),
+                    float(self._checkpoint_requested.is_set()),
+                ],
+                dtype=torch.float64,
+                device=self.device,
+            )
+            all_sum(flags, self.world)
+            self._stop_agreed = bool(flags[1] > 0)
+            self._checkpoint_agreed = bool(flags[2] > 0)
+            mean = float(flags[0]) / self.world.size
+            if not math.isfinite(mean):  # every rank sees it: none of them steps
+                return float("nan")
+        elif not torch.isfinite(loss):
             return float("nan")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -355,12 +418,13 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return float(loss.detach())
+        return mean if self.world.distributed else float(loss.detach())
 
     def _progress(self, total: int, initial: int):  # type: ignore[no-untyped-def]
         from tqdm import tqdm
 
         enabled = self.spec.progress if self.spec.progress is not None else sys.stderr.isatty()
+        enabled = enabled and self.world.main
         return tqdm(total=total, initial=initial, disable=not enabled, unit="it", dynamic_ncols=True, leave=False)
 
     def evaluate(self) -> dict[str, Any]:
@@ -373,6 +437,7 @@ class Trainer:
             device=self.device,
             amp=self.spec.amp,
             channels_last=self.spec.channels_last,
+            world=self.world,
         )
 
     def _diverged(self, loss: float) -> str | None:
@@ -405,7 +470,7 @@ class Trainer:
             metrics = self.evaluate()
             entry.update(miou=metrics["miou"], pixel_acc=metrics["pixel_acc"])
         st.history.append(entry)
-        if self.on_epoch is not None:
+        if self.on_epoch is not None and self.world.main:
             self.on_epoch(entry)
         loss_txt = f"{entry['loss']:.4f}" if entry["loss"] is not None else "-"
         self.log(
@@ -416,11 +481,31 @@ class Trainer:
             self.save_checkpoint()
         return metrics
 
+    _stop_agreed = False
+    _checkpoint_agreed = False
+
+    def _stop_all_ranks(self) -> None:
+        """Every rank has finished the same step: checkpoint (a collective; rank 0 writes), then
+        rank 0 hands over to the launcher (requeue and exit), the others stop."""
+        path = self.save_checkpoint()
+        self.log(
+            f"stop signal: all {self.world.size} ranks stopped after iteration {self.state.iteration}; "
+            f"checkpoint saved to {path}"
+        )
+        self.checkpoint_saved_at = self.state.iteration
+        if self.world.main and self.on_stop is not None:
+            self.on_stop()  # requeues and exits, or raises when it cannot requeue
+        raise StopForRequeue(f"{self.world.describe()} stopped at iteration {self.state.iteration} for a requeue")
+
+    checkpoint_saved_at: int | None = None
+
     def fit(self) -> dict[str, Any]:
         if self.checkpoint_path is not None and self.checkpoint_path.is_file():
             self.load_checkpoint(self.checkpoint_path)
         else:
             seed_everything(self.spec.seed)
+            if not self.world.main:  # rank 0 draws the single process's augmentations, the others their own
+                seed_everything(self.spec.seed * 1_000_003 + 7919 * self.world.rank)
         st = self.state
         per_epoch = len(self.train_loader)
         bar = self._progress(self.total_iters, st.iteration)
@@ -452,8 +537,10 @@ class Trainer:
                     loss = self._step(images, masks)
                     st.iteration += 1
                     st.batch_in_epoch += 1
-                    st.images_seen += len(images)
+                    st.images_seen += len(images) * self.world.size  # the global batch
                     reason = self._diverged(loss)
+                    if len(st.first_losses) < FIRST_LOSSES:
+                        st.first_losses.append(loss)
                     if reason is None:
                         st.epoch_loss_sum += loss
                         st.epoch_loss_count += 1
@@ -473,7 +560,14 @@ class Trainer:
                         bar.set_postfix(loss=f"{loss:.3f}", ips=f"{st.images_seen / max(elapsed, 1e-9):.1f}")
                     if st.iteration >= self.total_iters:
                         break
-                    if self._checkpoint_requested.is_set():
+                    if self.world.distributed and self._stop_agreed:
+                        st.train_seconds += time.perf_counter() - t0
+                        self._stop_all_ranks()
+                    if self.world.distributed:
+                        requested = self._checkpoint_agreed
+                    else:
+                        requested = self._checkpoint_requested.is_set()
+                    if requested:
                         st.train_seconds += time.perf_counter() - t0
                         t0 = time.perf_counter()
                         self._checkpoint_requested.clear()
@@ -500,5 +594,6 @@ class Trainer:
                 "train_seconds": st.train_seconds,
                 "images_per_s": st.images_seen / st.train_seconds if st.train_seconds else None,
                 "history": st.history,
+                "first_losses": st.first_losses,
             },
         }

@@ -42,7 +42,7 @@ __all__ = [
 NOT_IDENTITY = ("train.device", "train.eval_every", "train.checkpoint_every")
 # Keys added after identities were first written: left out of the hash while at their default, so
 # every run_id written before they existed stays the run's id (a key at another value hashes as usual).
-ADDED_LATER = {("train", "channels_last"): False, ("train", "compile"): False}
+ADDED_LATER = {("train", "channels_last"): False, ("train", "compile"): False, ("train", "sync_bn"): True}
 _EMPTY = inspect.Parameter.empty
 
 

@@ -41,6 +41,8 @@ __all__ = [
 
 JOB = "job.json"
 ERROR = "error.txt"
+RANK_INFO = "rank-{rank}.json"  # a distributed cell's ranks: who started where (host, pid)
+RANK_ERROR = "rank-{rank}.error"  # ... and why one of them failed
 
 
 # --------------------------------------------------------------------------- checks
@@ -109,22 +111,40 @@ except ImportError:  # pragma: no cover - submitit is a dependency
 class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
     """What each job runs: execute(cfg, out_dir). Checkpointable for submitit."""
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, collective_timeout_s: int = 300) -> None:
         self.threads = threads
+        self.collective_timeout_s = collective_timeout_s
         self._trainer: Any = None
 
     def __call__(self, cfg_json: dict[str, Any], out_dir: str) -> dict[str, Any]:
-        if self.threads:
-            import torch
+        import torch
 
+        if self.threads:
             torch.set_num_threads(self.threads)
         from bench.config import RunConfig
+        from bench.distributed import init_from_job
+        from bench.engine import StopForRequeue
         from bench.runner import execute
 
         restarts = os.environ.get("SLURM_RESTART_COUNT")
         if restarts:
             print(f"aspp-bench: SLURM_RESTART_COUNT={restarts}, resuming in {out_dir}", flush=True)
-        result = execute(RunConfig.model_validate(cfg_json), out_dir, trainer_hook=self._hook)
+        cfg = RunConfig.model_validate(cfg_json)
+        want = cfg.train.device
+        device_type = "cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu"
+        world = init_from_job(device_type=device_type, timeout_s=self.collective_timeout_s)
+        if world.distributed:
+            _rank_started(Path(out_dir), world)
+        try:
+            result = execute(cfg, out_dir, trainer_hook=self._hook, world=world)
+        except StopForRequeue as e:  # rank > 0 of a stopped cell: rank 0 checkpointed and requeues
+            print(f"aspp-bench: {e}", flush=True)
+            _rank_failed(Path(out_dir), world, e)  # if the requeue fails, status shows this rank's part
+            raise SystemExit(0) from None  # the job requeues; nothing after this cell runs in this attempt
+        except BaseException as e:
+            if world.distributed and not isinstance(e, SystemExit):  # status names the rank that failed and why
+                _rank_failed(Path(out_dir), world, e)
+            raise
         m = result.get("metrics") or {}
         return {"status": result["status"], "miou": m.get("miou"), "out": out_dir}
 
@@ -158,7 +178,7 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
             try:
                 inner(signum, frame)
             except SystemExit:
-                trainer.log("requeued: Slurm put the job back in the queue; it resumes from the checkpoint")
+                trainer.log("requeued: the job is back in the queue; it resumes from the checkpoint")
                 raise
             except Exception as e:
                 trainer.log(f"not requeued: {e}")
@@ -167,43 +187,122 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
         def deferred(signum: int, frame: Any) -> None:
             trainer.at_step_boundary(lambda: checkpoint_and_requeue(signum, frame))
 
+        # several ranks: the signal only raises a flag; once every rank has stopped after the same
+        # step and the checkpoint is written, rank 0 calls submitit's handler (requeue, exit)
+        trainer.on_stop = lambda: checkpoint_and_requeue(sig, None)
         signal.signal(sig, deferred)
 
     def checkpoint(self, cfg_json: dict[str, Any], out_dir: str) -> Any:
         """submitit calls this on preemption / timeout: save through the engine, then requeue."""
         import submitit
 
-        if self._trainer is not None:
-            path = self._trainer.save_checkpoint()
-            self._trainer.log(f"preemption or time-limit signal: checkpoint saved to {path}")
+        t = self._trainer
+        if t is not None and t.world.distributed and t.checkpoint_saved_at is not None:
+            pass  # every rank stopped after the same step and the checkpoint is written (Trainer._stop_all_ranks)
+        elif t is not None:
+            path = t.save_checkpoint()
+            t.log(f"preemption or time-limit signal: checkpoint saved to {path}")
         else:  # Slurm may signal up to a minute early: the job can be hit while it still starts up
             out = Path(out_dir)
             if out.is_dir():
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S")
                 with open(out / LOG, "a") as f:
                     f.write(f"{stamp} preemption or time-limit signal before training started: nothing to checkpoint\n")
-        return submitit.helpers.DelayedSubmission(RunJob(self.threads), cfg_json, out_dir)
+        return submitit.helpers.DelayedSubmission(RunJob(self.threads, self.collective_timeout_s), cfg_json, out_dir)
 
 
-class RunChain:
+def _rank_started(out: Path, world: Any) -> None:
+    import socket
+
+    from bench.store import mkdir
+
+    mkdir(out)
+    write_json(
+        out / RANK_INFO.format(rank=world.rank),
+        {"rank": world.rank, "world_size": world.size, "host": socket.gethostname(), "pid": os.getpid(),
+         "started": time.time()},  # fmt: skip
+    )
+    err = out / RANK_ERROR.format(rank=world.rank)
+    if err.is_file():  # an earlier attempt's report (this rank starts again after a requeue)
+        err.unlink()
+
+
+def _rank_failed(out: Path, world: Any, e: BaseException) -> None:
+    import traceback
+
+    last = traceback.format_exception_only(type(e), e)[-1].strip()
+    with contextlib.suppress(OSError, UserError):
+        write_json(out / RANK_ERROR.format(rank=world.rank), {"rank": world.rank, "error": last[:1000],
+                                                              "time": time.time()})  # fmt: skip
+
+
+def rank_report(run: Path) -> str | None:
+    """Which ranks of a distributed cell failed and why (None for a single-process cell): ranks
+    that left an error, and ranks that started but neither finished nor reported (killed, or
+    a hard crash), the latter named first: they are usually what the others then failed on."""
+    infos = {}
+    for f in run.glob("rank-*.json"):
+        with contextlib.suppress(OSError, json.JSONDecodeError, KeyError, TypeError):
+            d = json.loads(f.read_text())
+            infos[int(d["rank"])] = d
+    if not infos:
+        return None
+    errors = {}
+    for f in run.glob("rank-*.error"):
+        with contextlib.suppress(OSError, json.JSONDecodeError, KeyError, TypeError):
+            d = json.loads(f.read_text())
+            errors[int(d["rank"])] = d
+    size = max(int(d.get("world_size", 0)) for d in infos.values())
+    silent = [r for r in sorted(infos) if r not in errors]
+    parts = [f"rank {r} of {size} ({infos[r].get('host')} pid {infos[r].get('pid')}) stopped without an error "
+             "report (killed, or out of memory)" for r in silent]  # fmt: skip
+    errs = sorted(errors.values(), key=lambda d: d.get("time", 0))  # the first failure first
+    errs = [d for d in errs if "StopForRequeue" not in d["error"]] + [d for d in errs if "StopForRequeue" in d["error"]]
+    parts += [f"rank {d['rank']} of {size}: {d['error'][:300]}" for d in errs]
+    return "; ".join(parts) if errors or silent else None
+
+
+class RunChain(_Checkpointable):  # type: ignore[misc,valid-type]
     """Local executor: runs its share of the cells one after the other, so that at most
     `array_parallelism` cells train at once on a workstation (and their latencies are not
-    measured under a pile-up of every cell). A failing cell is recorded and the chain goes on."""
+    measured under a pile-up of every cell). A failing cell is recorded and the chain goes on
+    (in a cell of several ranks, a failure mid-run ends the chain: its process group is gone).
+    Checkpointable like RunJob: on the local executor's time-limit signal the running cell
+    checkpoints and the chain is started again (its finished cells return their results at once)."""
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, collective_timeout_s: int = 300) -> None:
         self.threads = threads
+        self.collective_timeout_s = collective_timeout_s
+        self._running: tuple[RunJob, dict[str, Any], str] | None = None
+
+    def checkpoint(self, items: list[tuple[dict[str, Any], str]]) -> Any:
+        import submitit
+
+        if self._running is not None:
+            job, cfg_json, out_dir = self._running
+            job.checkpoint(cfg_json, out_dir)  # saves the running cell (or finds it saved)
+        return submitit.helpers.DelayedSubmission(RunChain(self.threads, self.collective_timeout_s), items)
 
     def __call__(self, items: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
         import traceback
 
+        from bench.distributed import current
+
         out = []
         for cfg_json, out_dir in items:
             try:
-                out.append(RunJob(self.threads)(cfg_json, out_dir))
+                job = RunJob(self.threads, self.collective_timeout_s)
+                self._running = (job, cfg_json, out_dir)
+                out.append(job(cfg_json, out_dir))
+                self._running = None
             except Exception as e:
                 last = traceback.format_exception_only(type(e), e)[-1].strip()
-                (Path(out_dir) / ERROR).write_text(last[:1000] + "\n")
+                world = current()
+                if world.main:
+                    (Path(out_dir) / ERROR).write_text(last[:1000] + "\n")
                 out.append({"status": "failed", "error": last, "out": out_dir})
+                if world.distributed and not isinstance(e, UserError):
+                    raise  # a rank failed mid-run: the process group is gone; the chain's other cells wait for a retry
         return out
 
 
@@ -331,36 +430,40 @@ def cell_states(cells: Sequence[Cell], results: Path) -> list[CellState]:
     for c in cells:
         run = folders[c.run_id]
         st = _result_state(c, run / RESULT)
-        if st is not None:
-            out.append(st)
-            continue
-        job = jobs.get(c.run_id)
-        if is_locked(run):  # a process is training in the folder, whatever launched it
-            out.append(CellState(c, "running", f"{job['executor']} job {job['job_id']}" if job else "locked", run))
-            continue
-        if job is None:
-            out.append(CellState(c, "missing", "", run))
-            continue
-        if job["executor"] == "slurm":
-            s = slurm.get(job["job_id"]) or slurm.get(job["job_id"].split("_")[0])
-            if slurm_error:
-                out.append(CellState(c, "unknown", f"slurm job {job['job_id']}: {slurm_error}; not resubmitted", run))
-            elif s in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "CONFIGURING"):
-                out.append(CellState(c, "queued", f"slurm job {job['job_id']} {s}", run))
-            elif s is not None:
-                out.append(CellState(c, "running", f"slurm job {job['job_id']} {s}", run))
-            else:  # gone from the queue: finished; it may have written its result since we looked
-                out.append(_result_state(c, run / RESULT) or CellState(c, "failed", _last_error(job), run))
-        elif (run / ERROR).is_file():
-            out.append(CellState(c, "failed", (run / ERROR).read_text().strip()[:300], run))
-        elif job["executor"] == "local":
-            if _pid_alive(int(job["job_id"])):  # its chain is alive and has not reached it yet
-                out.append(CellState(c, "queued", f"local chain pid {job['job_id']}", run))
-            else:
-                out.append(_result_state(c, run / RESULT) or CellState(c, "failed", _local_failure(job, run), run))
-        else:  # inline runs finish (or fail) in the launching process
-            out.append(CellState(c, "failed", job.get("error", "inline run ended without a result"), run))
+        if st is None:
+            st = _one_state(c, run, jobs.get(c.run_id), slurm, slurm_error)
+        if st.state == "failed":  # a distributed cell: which rank failed, and why
+            st = CellState(c, "failed", rank_report(run) or st.detail, run)
+        out.append(st)
     return out
+
+
+def _one_state(
+    c: Cell, run: Path, job: dict[str, Any] | None, slurm: dict[str, str], slurm_error: str
+) -> CellState:
+    """The state of a cell that has no readable result (yet)."""
+    if is_locked(run):  # a process is training in the folder, whatever launched it
+        return CellState(c, "running", f"{job['executor']} job {job['job_id']}" if job else "locked", run)
+    if job is None:
+        return CellState(c, "missing", "", run)
+    if job["executor"] == "slurm":
+        s = slurm.get(job["job_id"]) or slurm.get(job["job_id"].split("_")[0])
+        if slurm_error:
+            return CellState(c, "unknown", f"slurm job {job['job_id']}: {slurm_error}; not resubmitted", run)
+        if s in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "CONFIGURING"):
+            return CellState(c, "queued", f"slurm job {job['job_id']} {s}", run)
+        if s is not None:
+            return CellState(c, "running", f"slurm job {job['job_id']} {s}", run)
+        # gone from the queue: finished; it may have written its result since we looked
+        return _result_state(c, run / RESULT) or CellState(c, "failed", _last_error(job), run)
+    if (run / ERROR).is_file():
+        return CellState(c, "failed", (run / ERROR).read_text().strip()[:300], run)
+    if job["executor"] == "local":
+        if _pid_alive(int(job["job_id"])):  # its chain is alive and has not reached it yet
+            return CellState(c, "queued", f"local chain pid {job['job_id']}", run)
+        return _result_state(c, run / RESULT) or CellState(c, "failed", _local_failure(job, run), run)
+    # inline runs finish (or fail) in the launching process
+    return CellState(c, "failed", job.get("error", "inline run ended without a result"), run)
 
 
 def _local_failure(job: dict[str, Any], run: Path) -> str:
@@ -388,6 +491,9 @@ def _slurm_parameters(launch: LaunchConfig, name: str) -> dict[str, Any]:
     }
     if launch.gpus_per_node:
         params["gpus_per_node"] = launch.gpus_per_node
+    if launch.world_size > 1:  # one cell = nodes x ntasks_per_node tasks, one per device (srun starts them)
+        params["nodes"] = launch.nodes
+        params["ntasks_per_node"] = launch.tasks
     if launch.slurm_partition:
         params["partition"] = launch.slurm_partition
     if launch.mem_gb:
@@ -405,7 +511,9 @@ def _executor(launch: LaunchConfig, folder: Path, executor: str, name: str = "sw
 
     if executor == "local":
         ex = submitit.LocalExecutor(folder=str(folder))
-        ex.update_parameters(timeout_min=launch.timeout_min, name=f"aspp-{name}")
+        ex.update_parameters(timeout_min=launch.timeout_min, name=f"aspp-{name}", tasks_per_node=launch.tasks)
+        if launch.gpus_per_node:
+            ex.update_parameters(gpus_per_node=launch.gpus_per_node)
         return ex
     cls = submitit.SlurmExecutor
     if preview:  # the sbatch script is made without a cluster at hand (a laptop checking a sweep)
@@ -490,7 +598,8 @@ def _submit_locked(
     for s in todo:  # a retried cell starts clean: its old result/job/error are kept aside
         run = s.folder or results / s.cell.run_id
         mkdir(run)
-        for name in (RESULT, JOB, ERROR):
+        ranks = [f.name for f in sorted(run.glob("rank-*.json")) + sorted(run.glob("rank-*.error"))]
+        for name in (RESULT, JOB, ERROR, *ranks):
             if (run / name).is_file():
                 moved.append((run / f"{name}.{stamp}.old", run / name))
         ckpt = run / CHECKPOINT
@@ -529,7 +638,16 @@ def _launch(sweep: Sweep, cells: list[Cell], runs: list[Path], results: Path, ex
     """Hand the cells to the executor: (one job per cell, or None for inline runs; submitit folder)."""
     cfgs = [c.config.model_dump(mode="json") for c in cells]
     outs = [str(r.resolve()) for r in runs]
-    job_fn = RunJob(threads=sweep.launch.cpus_per_task)
+    if sweep.launch.world_size > 1 and executor == "inline":
+        raise UserError(
+            f"--executor inline runs one process; this sweep's cells have {sweep.launch.world_size} tasks each "
+            "(launch.nodes x launch.tasks_per_node): use --executor local or slurm"
+        )
+    if sweep.launch.nodes > 1 and executor == "local":
+        raise UserError(
+            f"--executor local runs on this machine alone; launch.nodes={sweep.launch.nodes} needs --executor slurm"
+        )
+    job_fn = RunJob(threads=sweep.launch.cpus_per_task, collective_timeout_s=sweep.launch.collective_timeout_s)
     folder = (results / ".submitit").resolve()
     if executor == "inline":
         for cfg, out in zip(cfgs, outs, strict=True):
@@ -572,7 +690,7 @@ def _map(ex: Any, sweep: Sweep, job_fn: RunJob, cfgs: list, outs: list[str], exe
         return list(ex.map_array(job_fn, cfgs, outs))  # one job array on Slurm
     k = min(sweep.launch.array_parallelism, len(cfgs))
     chains = [list(zip(cfgs[i::k], outs[i::k], strict=True)) for i in range(k)]
-    chain_jobs = ex.map_array(RunChain(threads=sweep.launch.cpus_per_task), chains)
+    chain_jobs = ex.map_array(RunChain(sweep.launch.cpus_per_task, sweep.launch.collective_timeout_s), chains)
     return [chain_jobs[j % k] for j in range(len(cfgs))]
 
 

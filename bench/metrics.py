@@ -82,6 +82,17 @@ class SegMetrics:
         self.size_buckets = size_buckets
         self.bucket_counts = np.zeros((len(SIZE_BUCKETS), num_classes, 3), dtype=np.int64)  # tp, fp, fn
 
+    def sum_over(self, world: Any) -> None:
+        """Sum the counts of every rank of a distributed evaluation (bench.distributed.World), so
+        that compute() sees the whole split; a single process is left as it is."""
+        if not world.distributed:
+            return
+        from bench.distributed import all_sum
+
+        all_sum(self.cm, world)
+        buckets = torch.from_numpy(self.bucket_counts).to(self.cm.device)
+        self.bucket_counts = all_sum(buckets, world).cpu().numpy()
+
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """pred and target: N x H x W class indices (pred may also be N x K x H x W logits)."""

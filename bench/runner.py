@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from bench.config import RunConfig
+from bench.distributed import SINGLE, World
 from bench.errors import UserError
 from bench.store import (
     CHECKPOINT,
@@ -33,17 +34,21 @@ from bench.store import (
 __all__ = ["build_data", "check_folder", "execute", "folder_identity"]
 
 
-def _logger(out_dir: Path) -> logging.Logger:
-    log = logging.getLogger(f"aspp-bench.run.{out_dir}")
+def _logger(out_dir: Path, world: World = SINGLE) -> logging.Logger:
+    """The run's log: run.log and stderr for rank 0 (a single process is rank 0); the other ranks
+    of a distributed cell write to their own stderr (the job's per-task log) only."""
+    log = logging.getLogger(f"aspp-bench.run.{out_dir}.{world.rank}")
     log.setLevel(logging.INFO)
     log.propagate = False
     if not log.handlers:
-        fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
-        fh = logging.FileHandler(out_dir / LOG)
-        fh.setFormatter(fmt)
+        who = f"[{world.describe()}] " if world.distributed else ""
+        fmt = logging.Formatter(f"%(asctime)s {who}%(message)s", "%Y-%m-%d %H:%M:%S")
+        if world.main:
+            fh = logging.FileHandler(out_dir / LOG)
+            fh.setFormatter(fmt)
+            log.addHandler(fh)
         sh = logging.StreamHandler(sys.stderr)
         sh.setFormatter(fmt)
-        log.addHandler(fh)
         log.addHandler(sh)
     return log
 
@@ -108,11 +113,14 @@ def check_folder(cfg: RunConfig, out: Path) -> str:
     return rid
 
 
-def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None) -> dict[str, Any]:
+def execute(
+    cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, world: World = SINGLE
+) -> dict[str, Any]:
     """Train, evaluate and profile one configuration into out_dir; returns the result. The
     config is resolved first; a folder that holds another experiment is refused (UserError)
     before anything in it changes. The folder is locked for the whole run: a second process on
-    it stops with an error."""
+    it stops with an error. In a distributed cell every rank calls this; rank 0 alone locks and
+    writes the folder, and tells the others whether to train."""
     from bench.identity import resolve
 
     out = Path(out_dir)
@@ -122,20 +130,32 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None) ->
     if done is not None:
         return done
     _preflight(cfg)
-    mkdir(out)
-    lock = RunLock(out)
-    if not lock.acquire():
-        raise UserError(
-            f"{out}: another process is training this run (its {out / '.lock'} is held); not starting twice"
-        )
+    lock = None
+    verdict = "train"
+    if world.main:
+        mkdir(out)
+        lock = RunLock(out)
+        if not lock.acquire():
+            lock, verdict = None, (
+                f"{out}: another process is training this run (its {out / '.lock'} is held); not starting twice"
+            )
+        elif read_result(out) is not None:  # it may have finished while we waited for the lock
+            verdict = "done"
+        else:
+            remove_stale_temps(out, (CHECKPOINT, RESULT, CONFIG))  # a killed writer's leftovers
+    if world.distributed:  # the others follow rank 0's verdict
+        from bench.distributed import gather_objects
+
+        verdict = gather_objects(verdict, world)[0]
     try:
-        done = read_result(out)  # it may have finished while we waited for the lock
-        if done is not None:
-            return done
-        remove_stale_temps(out, (CHECKPOINT, RESULT, CONFIG))  # a killed writer's leftovers
-        return _execute(cfg, rid, out, trainer_hook)
+        if verdict == "done":
+            return read_result(out)  # type: ignore[return-value]
+        if verdict != "train":
+            raise UserError(verdict)
+        return _execute(cfg, rid, out, trainer_hook, world)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def tensorboard_name(out: Path, rid: str) -> Path:
@@ -208,7 +228,7 @@ def _preflight(cfg: RunConfig) -> None:
         )
 
 
-def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str, Any]:
+def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: World = SINGLE) -> dict[str, Any]:
     import torch
 
     from bench.data import build_dataset, make_loader
@@ -217,8 +237,10 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str
     from bench.models import build_model
     from bench.profile import ProfileSpec, environment, profile_model
 
-    log = _logger(out)
+    log = _logger(out, world)
     device = resolve_device(cfg.train.device)
+    if device.type == "cuda" and world.distributed:
+        device = torch.device("cuda", world.local_rank)  # one device per task
     train_data, val_data = build_data(cfg)
     facts = (train_data.num_classes, train_data.ignore_index)
     if facts != (
@@ -229,11 +251,15 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str
             f"dataset '{cfg.data.name}' decoded with {facts[0]} classes (ignore {facts[1]}), the resolved config says "
             f"{cfg.model.num_classes} (ignore {cfg.loss.ignore_index})"
         )
-    if not (out / CONFIG).is_file():
+    if world.main and not (out / CONFIG).is_file():
         write_yaml(out / CONFIG, json.loads(cfg.model_dump_json()))
 
     seed_everything(cfg.train.seed)  # the initial weights are the seed's, whatever ran before in this process
     model = build_model(cfg.model.arch, **cfg.model.knobs())
+    if world.distributed and cfg.train.sync_bn:  # batch statistics of the global batch, as one process has
+        from bench.distributed import sync_batchnorm
+
+        model = sync_batchnorm(model, device.type)
     weights = class_weights(
         "median_freq"
         if cfg.loss.name == "weighted_ce" and cfg.loss.class_weights == "none"
@@ -253,9 +279,14 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str
         num_workers=cfg.data.num_workers,
         seed=cfg.train.seed,
         pin_memory=device.type == "cuda",
+        world=world,
     )
     val_loader = make_loader(
-        build_dataset(val_data, train=False), batch_size=bs, shuffle=False, pin_memory=device.type == "cuda"
+        build_dataset(val_data, train=False),
+        batch_size=bs,
+        shuffle=False,
+        pin_memory=device.type == "cuda",
+        world=world,
     )
     o = cfg.optim
     optimizer = make_optimizer(o.name, model.parameters(), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum)
@@ -288,16 +319,24 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str
         checkpoint_path=out / CHECKPOINT,
         log=log.info,
         identity=rid,
-        on_epoch=tensorboard_logger(out, rid, log.info),
+        on_epoch=tensorboard_logger(out, rid, log.info) if world.main else None,
+        world=world,
     )
     if trainer_hook is not None:
         trainer_hook(trainer)
+    where = f"{world.size} ranks ({world.backend}, global batch {bs})" if world.distributed else str(device)
     log.info(
         f"training {cfg.model.arch} on {cfg.data.name} ({len(train_data.images)} train / "
-        f"{len(val_data.images)} val images) for {trainer.total_iters} iterations on {device}"
+        f"{len(val_data.images)} val images) for {trainer.total_iters} iterations on {where}"
     )
     started = time.time()
     fit = trainer.fit()
+    if world.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()  # every rank has finished training and the last evaluation
+        if not world.main:  # rank 0 profiles once, on one device, and writes the result
+            return {"status": fit["status"], "run_id": rid, "metrics": fit["metrics"], "rank": world.rank}
 
     prof_input = tuple(cfg.profile.input) if cfg.profile.input else (3, *cfg.data.size)
     metrics = ("params", "flops", "latency") if cfg.profile.latency else ("params", "flops")
@@ -310,7 +349,11 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str
         min_run_time=0.5,
     )
     train_threads = torch.get_num_threads() if device.type == "cpu" else None  # as it trained (RunJob sets it)
-    prof = profile_model(trainer.model, pspec, train_threads=train_threads) if fit["status"] == "done" else {}
+    profiled = trainer.model
+    if world.distributed and cfg.train.sync_bn:  # the network as it is deployed: plain batch norm
+        profiled = build_model(cfg.model.arch, **cfg.model.knobs()).to(device)
+        profiled.load_state_dict(trainer.model.state_dict())
+    prof = profile_model(profiled, pspec, train_threads=train_threads) if fit["status"] == "done" else {}
     result = {
         "status": fit["status"],
         "run_id": rid,
@@ -327,7 +370,9 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any) -> dict[str
     }
     # how it trained (the profile's dtype/layout are the latency's, not the training's)
     result["env"] = {**result["env"], "train_amp": t.amp, "train_channels_last": t.channels_last,
-                     "train_compile": t.compile}  # fmt: skip
+                     "train_compile": t.compile, "train_world_size": world.size, "train_nodes": world.nodes,
+                     "train_dist_backend": world.backend,
+                     "train_sync_bn": bool(t.sync_bn and world.distributed)}  # fmt: skip
     write_json(out / RESULT, result)
     m = fit["metrics"]
     if m is not None:

@@ -31,7 +31,12 @@ class LaunchConfig(BaseModel):
 
     executor: Literal["inline", "local", "slurm"] = "local"
     slurm_partition: str | None = None
+    # one cell on several devices: nodes x tasks_per_node processes (one per device) train it as one
+    # DistributedDataParallel job; tasks_per_node defaults to gpus_per_node, or 1 without GPUs
+    nodes: int = Field(1, ge=1)
+    tasks_per_node: int | None = Field(None, ge=1)
     gpus_per_node: int = Field(0, ge=0)
+    collective_timeout_s: int = Field(300, ge=10)  # a collective waiting longer fails the cell (a dead rank)
     cpus_per_task: int = Field(1, ge=1)
     mem_gb: float | None = Field(None, gt=0)
     timeout_min: int = Field(60, ge=1)
@@ -40,6 +45,35 @@ class LaunchConfig(BaseModel):
     max_num_timeout: int = Field(3, ge=0)
     sbatch: dict[str, str | int] = {}
     setup: list[str] = []
+
+    @property
+    def tasks(self) -> int:
+        """Processes per node: one per device."""
+        return self.tasks_per_node or self.gpus_per_node or 1
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.tasks
+
+    @model_validator(mode="after")
+    def _one_task_per_device(self) -> LaunchConfig:
+        if self.gpus_per_node and self.tasks_per_node and self.tasks_per_node != self.gpus_per_node:
+            raise ValueError(
+                f"launch.tasks_per_node={self.tasks_per_node} with launch.gpus_per_node={self.gpus_per_node}: a "
+                "distributed cell runs one task per device; give tasks_per_node equal to gpus_per_node (or leave "
+                "it out: it follows gpus_per_node)"
+            )
+        if self.nodes > 1 and self.executor != "slurm":
+            raise ValueError(
+                f"launch.nodes={self.nodes} with launch.executor={self.executor}: only Slurm runs a cell on several "
+                "nodes; use executor: slurm, or nodes: 1 with tasks_per_node for several processes on this machine"
+            )
+        if self.world_size > 1 and self.executor == "inline":
+            raise ValueError(
+                f"launch.executor=inline runs one process; a cell of {self.world_size} tasks (launch.nodes x "
+                "launch.tasks_per_node) needs executor: local or slurm"
+            )
+        return self
 
     @model_validator(mode="after")
     def _signal_before_time_limit(self) -> LaunchConfig:
@@ -225,6 +259,14 @@ def expand_sweep(sweep: Sweep, *, source: str = "sweep") -> Expansion:
             errors.append(f"{where}: {e}")
             continue
         if any(_excluded(rule, raw) or _excluded(rule, cfg) for rule in sweep.exclude):
+            continue
+        ws = sweep.launch.world_size
+        if cfg.data.batch_size % ws:
+            errors.append(
+                f"{where}: data.batch_size={cfg.data.batch_size} is the global batch and does not split over the "
+                f"cell's {ws} tasks (launch.nodes={sweep.launch.nodes} x tasks per node {sweep.launch.tasks}); give "
+                f"a multiple of {ws}, e.g. data.batch_size: {ws * max(1, round(cfg.data.batch_size / ws))}"
+            )
             continue
         rid = run_id(cfg, resolved=True)
         if rid in seen:

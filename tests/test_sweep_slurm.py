@@ -95,7 +95,7 @@ def test_preemption_requeues_and_resumes_from_checkpoint(cli, tmp_path) -> None:
     _wait([cell], results, timeout=540)
     log = (run / "train.log").read_text()
     assert "signal: checkpoint saved" in log and "resumed from" in log
-    assert "requeued: Slurm put the job back in the queue" in log  # said only once the requeue happened
+    assert "requeued: the job is back in the queue" in log  # said only once the requeue happened
     out = "".join(p.read_text() for p in Path(job["folder"]).glob(f"{job['job_id']}_*_log.out"))
     assert "SLURM_RESTART_COUNT=1" in out
     r = json.loads((run / "result.json").read_text())

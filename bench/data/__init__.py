@@ -276,13 +276,41 @@ class ResumableSampler(Sampler[int]):
 
 
 def make_loader(
-    ds: SegDataset, *, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0, pin_memory: bool = False
+    ds: SegDataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    seed: int = 0,
+    pin_memory: bool = False,
+    world: Any = None,
 ) -> DataLoader:
     """A loader whose shuffling comes from its own generator, re-seeded per epoch by the engine,
     so an interrupted run sees the same batches when it resumes. `pin_memory` for CUDA: the
-    engine's non_blocking copies then overlap the next batch."""
+    engine's non_blocking copies then overlap the next batch.
+
+    `batch_size` is the global batch. In a cell of several ranks (`world`, see bench.distributed)
+    each rank's loader yields its share of every global batch (training) or of the images
+    (evaluation), so the ranks together see what one process would."""
     g = torch.Generator()
     g.manual_seed(seed)
+    if world is not None and world.distributed:
+        from bench.distributed import ShardedBatchSampler, shard_indices
+
+        if shuffle:
+            sampler: Sampler[int] | None = ShardedBatchSampler(len(ds), g, global_batch=batch_size, world=world)
+        else:
+            sampler = shard_indices(len(ds), world)  # type: ignore[assignment]
+        return DataLoader(
+            ds,
+            batch_size=batch_size // world.size,
+            sampler=sampler,
+            drop_last=False,  # the sampler drops the incomplete global batch
+            num_workers=num_workers,
+            generator=g,
+            persistent_workers=num_workers > 0,
+            pin_memory=pin_memory,
+        )
     return DataLoader(
         ds,
         batch_size=batch_size,
