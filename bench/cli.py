@@ -188,6 +188,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"would submit {len(todo)} cell(s) with the {executor} executor{array}; nothing was written")
         print(f"models: all {len(cells)} built on the meta device")
         launch = sweep.launch
+        if launch.world_size > 1:
+            print(
+                f"each cell: one DistributedDataParallel job of {launch.world_size} tasks ({launch.nodes} node(s) x "
+                f"{launch.tasks} task(s), one per device); data.batch_size is the global batch"
+            )
         if executor == "slurm" or launch.setup or launch.sbatch:
             from bench.launch import sbatch_preview
 
