@@ -164,3 +164,67 @@ def test_time_limit_with_no_requeue_left_says_so(cli, tmp_path) -> None:
     early = "before training started: nothing to checkpoint" in log
     if not early:
         assert "signal: checkpoint saved" in log and "not requeued" in log and "requeued: the job" not in log
+
+
+def _ddp_spec(tmp_path: Path, name: str, epochs: int, executor: str = "slurm") -> Path:
+    p = tmp_path / f"{name}.yaml"
+    slurm = "slurm_partition: debug, signal_delay_s: 30, " if executor == "slurm" else ""
+    p.write_text(
+        textwrap.dedent(f"""
+    name: {name}
+    base:
+      model: {{arch: aspp_unet, width: 4}}
+      data: {{size: [32, 32], count: 16, batch_size: 4}}
+      train: {{epochs: {epochs}, device: cpu, eval_every: 100000, checkpoint_every: 5}}
+      profile: {{latency: false}}
+    launch: {{executor: {executor}, {slurm}tasks_per_node: 2, cpus_per_task: 1, timeout_min: 30}}
+    """)
+    )
+    return p
+
+
+def test_two_task_cell_on_slurm_gives_one_result_of_world_size_2(cli, tmp_path) -> None:
+    """Issue 16: one cell as one Slurm job of 2 tasks (srun starts them, submitit's environment
+    gives the rendezvous): one result, world size 2 recorded, each task's log in its own file."""
+    spec = _ddp_spec(tmp_path, "ddp2", epochs=3)
+    results = tmp_path / "results"
+    code, out, err = cli("sweep", str(spec), "--results", str(results))
+    assert code == 0, err
+    (cell,) = expand(load_sweep(spec))
+    _wait([cell], results, timeout=300)
+    r = json.loads((results / cell.run_id / "result.json").read_text())
+    assert r["env"]["train_world_size"] == 2 and r["env"]["train_dist_backend"] == "gloo"
+    assert len([p for p in results.iterdir() if (p / "result.json").is_file()]) == 1
+    job = _job(results, cell)
+    logs = sorted(p.name for p in Path(job["folder"]).glob(f"{job['job_id']}_*_log.err"))
+    assert logs == [f"{job['job_id']}_0_log.err", f"{job['job_id']}_1_log.err"]
+    assert "[rank 1 of 2]" in (Path(job["folder"]) / logs[1]).read_text()
+
+
+def test_preempted_two_task_slurm_job_resumes_to_the_weights_of_an_uninterrupted_run(cli, tmp_path) -> None:
+    """Issue 16: submitit's preemption (SIGTERM + USR2 to the job) of a 2-task job: every rank stops
+    after the same step, rank 0 checkpoints and requeues, both ranks resume, and the weights equal
+    those of the same 2-task cell run without interruption (local executor, same threads)."""
+    import submitit
+    import torch
+
+    spec = _ddp_spec(tmp_path, "ddppre", epochs=300)
+    results = tmp_path / "results"
+    assert cli("sweep", str(spec), "--results", str(results))[0] == 0
+    (cell,) = expand(load_sweep(spec))
+    run = results / cell.run_id
+    _wait_for_checkpoint(run)
+    job = _job(results, cell)
+    submitit.SlurmJob(folder=job["folder"], job_id=job["job_id"])._interrupt()
+    ref_spec = _ddp_spec(tmp_path, "ddpref", epochs=300, executor="local")
+    code, _, err = cli("sweep", str(ref_spec), "--results", str(tmp_path / "ref"), "--wait")  # meanwhile
+    assert code == 0, err
+    _wait([cell], results, timeout=540)
+    log = (run / "train.log").read_text()
+    assert "stop signal: all 2 ranks stopped after iteration" in log and "resumed from" in log
+    assert "requeued: the job is back in the queue" in log
+    out = "".join(p.read_text() for p in Path(job["folder"]).glob(f"{job['job_id']}_*_log.out"))
+    assert "SLURM_RESTART_COUNT=1" in out
+    a = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "ref" / cell.run_id / "checkpoint.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
