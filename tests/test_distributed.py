@@ -327,3 +327,17 @@ def test_killed_rank_fails_the_cell_within_a_minute_and_retry_completes_it(cli, 
     assert cell_states([cell], results)[0].state == "done"
     assert "resumed from" in (run / "train.log").read_text()
     assert json.loads((run / "result.json").read_text())["env"]["train_world_size"] == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs one GPU per rank: 2 or more GPUs")
+def test_two_gpu_cell_trains_over_nccl(cli, tmp_path: Path) -> None:
+    """The CUDA path of a distributed cell: 2 tasks, one GPU each (local executor), NCCL, torch's
+    SyncBatchNorm; one result with the backend recorded."""
+    spec = _sweep(tmp_path, "executor: local, gpus_per_node: 2", name="nccl")
+    spec.write_text(spec.read_text().replace("device: cpu", "device: cuda"))
+    code, out, err = cli("sweep", str(spec), "--results", str(tmp_path / "r"), "--wait")
+    assert code == 0, out + err
+    _, r = _result(tmp_path / "r")
+    assert r["env"]["train_world_size"] == 2 and r["env"]["train_dist_backend"] == "nccl"
+    assert r["env"]["train_sync_bn"] is True
