@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.labels import cell_label
 
 __all__ = ["main"]
 
@@ -16,19 +17,52 @@ __all__ = ["main"]
 def _cmd_models(args: argparse.Namespace) -> int:
     from bench.models import registry_listing
 
-    rows = registry_listing()
+    rows = registry_listing(args.pattern)
+    if not rows:
+        raise UserError(f"no registered name matches '{args.pattern}'; 'aspp-bench models' lists them all")
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    for kind in ("backbone", "context", "architecture"):
+    for kind in ("backbone", "context", "architecture", "dataset", "loss"):
         sel = [r for r in rows if r["kind"] == kind]
-        print(f"{kind}s ({len(sel)}):")
+        if not sel:
+            continue
+        print(f"{kind}{'es' if kind == 'loss' else 's'} ({len(sel)}):")
         width = max(len(r["name"]) for r in sel)
         for r in sel:
             print(f"  {r['name']:<{width}}  {r['description']}")
             if r["paper"]:
                 print(f"  {'':<{width}}  [{r['paper']}]")
         print()
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    """The resolved RunConfig as YAML (what run_id hashes), or every key with --fields."""
+    import yaml
+
+    from bench.config import field_rows, load_run_config
+
+    if args.fields:
+        rows = field_rows()
+        if args.json:
+            print(json.dumps(rows, indent=2, default=str))
+            return 0
+        width = max(len(r["key"]) for r in rows)
+        for r in rows:
+            default = json.dumps(r["default"]) if r["default"] is not None else "null"
+            allowed = f"; allowed: {r['allowed']}" if r["allowed"] else ""
+            print(f"{r['key']:<{width}}  {r['type']}; default {default}{allowed}; e.g. --set {r['example']}")
+        return 0
+    from bench.identity import NOT_IDENTITY, resolve, run_id
+
+    cfg = resolve(load_run_config(args.config, args.set))
+    data = json.loads(cfg.model_dump_json())
+    if args.json:
+        print(json.dumps({"run_id": run_id(cfg, resolved=True), "config": data}, indent=2))
+        return 0
+    print(f"# run_id {run_id(cfg, resolved=True)}: the hash of this resolved config without {', '.join(NOT_IDENTITY)}")
+    print(yaml.safe_dump(data, sort_keys=False, default_flow_style=None).rstrip())
     return 0
 
 
@@ -161,10 +195,6 @@ def _sweep_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return sweep, expansion.cells, results
 
 
-def _cell_label(varying: dict) -> str:
-    return ", ".join(f"{k}={json.dumps(v)}" for k, v in varying.items())
-
-
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from bench.launch import RETRYABLE, cell_problems, cell_states, check_cells, data_problem_lines, submit
 
@@ -183,7 +213,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         ]
         print(f"{sweep.name}: {len(cells)} cells -> {results}/<run_id>/")
         for c in cells:
-            print(f"  {c.run_id}  {states[c.run_id].state:<8}  {_cell_label(c.varying)}")
+            print(f"  {c.run_id}  {states[c.run_id].state:<8}  {cell_label(c.varying)}")
         array = " as one Slurm job array" if executor == "slurm" and todo else ""
         print(f"would submit {len(todo)} cell(s) with the {executor} executor{array}; nothing was written")
         print(f"models: all {len(cells)} built on the meta device")
@@ -252,7 +282,7 @@ def _wait(cells, results: Path, poll: float) -> int:  # type: ignore[no-untyped-
     bar.close()
     bad = [s for s in states if s.state != "done"]
     for s in bad:
-        print(f"  {s.cell.run_id}  {s.state}: {s.detail}  ({_cell_label(s.cell.varying)})")
+        print(f"  {s.cell.run_id}  {s.state}: {s.detail}  ({cell_label(s.cell.varying)})")
     return 1 if bad else 0
 
 
@@ -287,7 +317,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"{sweep.name}: {len(cells)} cells in {results}")
     for s in states:
         print(
-            f"  {s.cell.run_id}  {s.state:<8}  {_cell_label(s.cell.varying)}" + (f"  [{s.detail}]" if s.detail else "")
+            f"  {s.cell.run_id}  {s.state:<8}  {cell_label(s.cell.varying)}" + (f"  [{s.detail}]" if s.detail else "")
         )
     print("  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     return 0
@@ -390,13 +420,35 @@ def _add_set(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help=help_text)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aspp-bench")
+    except PackageNotFoundError:  # run from a checkout without installing
+        from bench import __version__
+
+        return __version__
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aspp-bench", description="Benchmark and ablate atrous-convolution / ASPP segmentation models."
     )
+    p.add_argument("--version", action="version", version=f"aspp-bench {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    m = sub.add_parser("models", help="list every backbone, context and architecture")
+    cf = sub.add_parser(
+        "config", help="print the fully resolved run config as YAML (what run_id hashes); --fields lists every key"
+    )
+    cf.add_argument("config", nargs="?", help="YAML file with the differences from the defaults")
+    _add_set(cf, "config overrides (YAML values), e.g. --set model.arch=aspp_unet 'model.rates=[6,12,18]'")
+    cf.add_argument("--fields", action="store_true", help="every key with its type, default and allowed values")
+    cf.add_argument("--json", action="store_true")
+    cf.set_defaults(func=_cmd_config)
+
+    m = sub.add_parser("models", help="list every backbone, context, architecture, dataset and loss")
+    m.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern, e.g. 'deeplab*' or '*aspp*'")
     m.add_argument("--json", action="store_true", help="machine-readable listing with knobs and defaults")
     m.set_defaults(func=_cmd_models)
 
@@ -505,6 +557,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:
         print(f"aspp-bench: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # the reader went away (`aspp-bench config --fields | head`): nothing to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:  # the environment (a full disk, a read-only or missing path), not a bug
         where = f"{e.filename}: " if e.filename else ""
         print(

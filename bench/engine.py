@@ -142,6 +142,7 @@ class TrainSpec:
     aux_weight: float = 0.4
     divergence_factor: float = 1e3  # a loss this many times the first step's loss has diverged
     progress: bool | None = None  # None: a bar only when stderr is a terminal
+    progress_every_s: float = 30.0  # without a bar (a Slurm log): a progress line this often
 
 
 @dataclass
@@ -187,7 +188,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _logits(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+def main_logits(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
     return out["out"] if isinstance(out, dict) else out
 
 
@@ -218,10 +219,46 @@ def evaluate(
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp != "none"):
-                logits = _logits(model(images)).float()
+                logits = main_logits(model(images)).float()
             metrics.update(logits.argmax(1), masks)
     metrics.sum_over(world)
     return metrics.compute()
+
+
+class _ProgressLine:
+    """Off a terminal (a Slurm or local-executor log) a tqdm bar prints nothing useful: one line
+    at a steady interval instead, with iteration, epoch, running loss, images/s and ETA."""
+
+    def __init__(self, trainer: Trainer, *, every_s: float) -> None:
+        self.t = trainer
+        self.every_s = every_s
+        self.start_iter = trainer.state.iteration
+        self.start_images = trainer.state.images_seen
+        self.start_s = trainer.state.train_seconds
+        self.last = time.monotonic()
+
+    def tick(self, train_seconds: float) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        st, t = self.t.state, self.t
+        done = st.iteration - self.start_iter
+        spent = max(train_seconds - self.start_s, 1e-9)
+        ips = (st.images_seen - self.start_images) / spent
+        eta = (t.total_iters - st.iteration) * spent / max(done, 1)
+        loss = st.epoch_loss_sum / st.epoch_loss_count if st.epoch_loss_count else float("nan")
+        t.log(
+            f"iteration {st.iteration}/{t.total_iters} (epoch {st.epoch + 1}/{t.total_epochs}) loss {loss:.4f} "
+            f"{ips:.1f} img/s, ETA {_duration(eta)}"
+        )
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {sec:02d} s" if m else f"{sec} s"
 
 
 class StopForRequeue(Exception):
@@ -509,6 +546,7 @@ class Trainer:
         st = self.state
         per_epoch = len(self.train_loader)
         bar = self._progress(self.total_iters, st.iteration)
+        ticker = _ProgressLine(self, every_s=self.spec.progress_every_s) if bar.disable and self.world.main else None
         last_metrics: dict[str, Any] | None = None
         status = "done"
         why = ""
@@ -555,6 +593,8 @@ class Trainer:
                         fn, self._at_boundary = self._at_boundary, None
                         fn()
                     bar.update(1)
+                    if ticker is not None:
+                        ticker.tick(st.train_seconds + time.perf_counter() - t0)
                     if bar.n % 10 == 0 or bar.n == self.total_iters:
                         elapsed = st.train_seconds + time.perf_counter() - t0
                         bar.set_postfix(loss=f"{loss:.3f}", ips=f"{st.images_seen / max(elapsed, 1e-9):.1f}")

@@ -137,7 +137,7 @@ def _evaluate_at_label_size(model: Any, split: Any, cfg: Any, device: Any) -> di
     import torch.nn.functional as F
 
     from bench.data import build_dataset
-    from bench.engine import AMP_DTYPES, _logits
+    from bench.engine import AMP_DTYPES, main_logits
     from bench.metrics import SegMetrics
 
     ds = build_dataset(split, train=False)
@@ -151,7 +151,7 @@ def _evaluate_at_label_size(model: Any, split: Any, cfg: Any, device: Any) -> di
             image, _ = ds[i]
             native = split.native_masks[i]
             with torch.autocast(device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp != "none"):
-                logits = _logits(model(image.unsqueeze(0).to(device)))
+                logits = main_logits(model(image.unsqueeze(0).to(device)))
             logits = F.interpolate(logits.float(), size=tuple(native.shape), mode="bilinear", align_corners=False)
             metrics.update(logits.argmax(1), native.unsqueeze(0).long())
     return metrics.compute()

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.report import factor_names, row_numbers, show
+from bench.labels import factor_names, show
+from bench.report import row_numbers
 
 __all__ = ["Figure", "crossed", "make_all", "matched_pairs", "place_labels"]
 

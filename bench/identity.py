@@ -22,7 +22,7 @@ import json
 import math
 from typing import Any
 
-from bench.config import RunConfig, validate
+from bench.config import RunConfig, flatten, validate
 from bench.errors import UserError
 
 __all__ = [
@@ -194,19 +194,9 @@ def identity_of_dict(data: dict[str, Any], *, source: str) -> tuple[str, str, Ru
     return run_id(r, resolved=True), config_id(r, resolved=True), r
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def config_diff(a: RunConfig, b: RunConfig) -> list[str]:
     """'key: A -> B' for every resolved key whose value differs (identity keys only)."""
-    fa, fb = _flat(json.loads(a.model_dump_json())), _flat(json.loads(b.model_dump_json()))
+    fa, fb = flatten(json.loads(a.model_dump_json())), flatten(json.loads(b.model_dump_json()))
     return [
         f"{k}: {json.dumps(fa.get(k))} -> {json.dumps(fb.get(k))}"
         for k in sorted(set(fa) | set(fb))
@@ -220,10 +210,10 @@ def _missing(v: Any) -> bool:
 
 def config_from_row(row: Any) -> dict[str, Any]:
     """A nested config mapping from a collected table row (dotted columns, lists as '3,6,9,12')."""
-    from bench.config import _fields
+    from bench.config import config_keys
 
     out: dict[str, Any] = {}
-    for key in _fields(RunConfig):
+    for key in config_keys():
         if key not in row or _missing(row[key]):
             continue
         v = row[key]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
+from bench.labels import cell_label
 from bench.store import CHECKPOINT, LOG, RESULT, is_locked, write_json
 from bench.sweep import Cell, LaunchConfig, Sweep
 
@@ -64,7 +65,7 @@ def cell_problems(cells: Sequence[Cell], *, source: str) -> tuple[list[str], dic
     checked: dict[tuple[str, str | None, str], str | None] = {}
     built: dict[str, str | None] = {}  # model config JSON -> its problem (None: it builds)
     for c in cells:
-        label = f"{source}: cell {c.index} ({c.run_id}: " + ", ".join(f"{k}={v}" for k, v in c.varying.items()) + ")"
+        label = f"{source}: cell {c.index} ({c.run_id}: {cell_label(c.varying)})"
         m = c.config.model
         mkey = m.model_dump_json()
         if mkey not in built:

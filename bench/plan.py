@@ -25,7 +25,8 @@ def plan(
 
     from bench import stats
     from bench.errors import UserError
-    from bench.regress import _label, _seeds
+    from bench.labels import row_label
+    from bench.regress import seed_miou
 
     if difference <= 0:
         raise UserError(f"--difference {difference}: give the smallest difference worth detecting, in mIoU points")
@@ -37,16 +38,16 @@ def plan(
     if len(groups) < 2:
         raise UserError("plan compares configurations: the table holds only one")
     if baseline:
-        labels = [_label(g.iloc[0], varying) for _, g in groups]
+        labels = [row_label(g.iloc[0], varying, empty="all") for _, g in groups]
         hit = [i for i, lab in enumerate(labels) if all(p.strip() in lab for p in baseline.split(","))]
         if not hit:
             raise UserError(f"--baseline {baseline!r} matches no configuration; they are: {'; '.join(labels)}")
         groups.insert(0, groups.pop(hit[0]))
     base_id, base = groups[0]
-    b = _seeds(base)
+    b = seed_miou(base)
     records = []
     for _, g in groups[1:]:
-        c = _seeds(g)
+        c = seed_miou(g)
         paired = set(b) == set(c) and len(b) >= 2
         if paired:
             d = np.array([c[s] - b[s] for s in sorted(b)])
@@ -60,7 +61,7 @@ def plan(
         n = min(len(b), len(c))
         records.append(
             {
-                "configuration": _label(g.iloc[0], varying),
+                "configuration": row_label(g.iloc[0], varying, empty="all"),
                 "n": n,
                 "test": "paired" if paired else "welch",
                 "difference": measured,
@@ -82,7 +83,8 @@ def plan(
         return "> 1000" if v is None else str(v)
 
     lines = [
-        f"against {_label(base.iloc[0], varying)} ({len(b)} seeds); one-sided t-test, alpha {alpha}, power {power}",
+        f"against {row_label(base.iloc[0], varying, empty='all')} ({len(b)} seeds); one-sided t-test, "
+        f"alpha {alpha}, power {power}",
         "",
         f"| configuration | seeds | test | Δ mIoU measured | sd | detectable now | seeds for {difference:g} points "
         "| seeds for the measured Δ |",

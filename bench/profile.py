@@ -284,7 +284,9 @@ def _torch_counter(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
 def _fvcore_counter(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
     import logging
 
-    from fvcore.nn import FlopCountAnalysis
+    with warnings.catch_warnings():  # fvcore's own imports call torch.jit.script: a FutureWarning users cannot act on
+        warnings.simplefilter("ignore", FutureWarning)
+        from fvcore.nn import FlopCountAnalysis
 
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     fa = FlopCountAnalysis(model, (x,))

@@ -16,8 +16,9 @@ from typing import Any
 
 from bench.config import is_experiment_key
 from bench.errors import UserError
+from bench.labels import row_label
 
-__all__ = ["load_table", "regress"]
+__all__ = ["load_table", "regress", "seed_miou"]
 
 
 def load_table(path: str | Path) -> Any:
@@ -77,13 +78,7 @@ def _identify(df: Any, source: Path) -> Any:
     return df[~dup].reset_index(drop=True)  # one experiment counted once, never as two seeds
 
 
-def _label(row: Any, varying: list[str]) -> str:
-    import pandas as pd
-
-    return ", ".join(f"{c.split('.', 1)[-1]}={'-' if pd.isna(row[c]) else row[c]}" for c in varying) or "all"
-
-
-def _seeds(g: Any) -> dict[int, float]:
+def seed_miou(g: Any) -> dict[int, float]:
     """{seed: mIoU in points} of one configuration's rows."""
     seeds = g["train.seed"] if "train.seed" in g else range(len(g))
     return {int(s): 100 * float(m) for s, m in zip(seeds, g["miou"], strict=True)}
@@ -160,11 +155,11 @@ def regress(
             raise UserError("regress takes tables from load_table (rows with their identity)")
     if ignore:
         from bench.config import RunConfig as _RC
-        from bench.config import _fields
+        from bench.config import config_keys
         from bench.errors import did_you_mean
         from bench.identity import config_id
 
-        keys = _fields(_RC)
+        keys = config_keys(_RC)
         for k in ignore:
             if k not in keys:
                 raise UserError(f"--ignore {k}: not a config field{did_you_mean(k, keys)}")
@@ -182,13 +177,13 @@ def regress(
     comps: list[Any] = []
     for cid, b in baseline.groupby("_config", sort=False):
         c = current[current["_config"] == cid]
-        rec: dict[str, Any] = {"configuration": _label(b.iloc[0], varying), "config_id": cid}
+        rec: dict[str, Any] = {"configuration": row_label(b.iloc[0], varying, empty="all"), "config_id": cid}
         if c.empty:
             rec.update(verdict="FAIL", why="missing in current", n_base=len(b), n_cur=0)
             records.append(rec)
             comps.append(None)
             continue
-        comp = stats.compare(_seeds(b), _seeds(c))
+        comp = stats.compare(seed_miou(b), seed_miou(c))
         comps.append(comp)
         rec.update(
             n_base=comp.n_base, n_cur=comp.n_cur, test=comp.test, mean_base=comp.mean_base, mean_cur=comp.mean_cur,
@@ -259,12 +254,13 @@ def _difference(baseline: Any, current: Any) -> str:
     """Which keys of the resolved configs take other values in one table than in the other."""
     import json
 
-    from bench.identity import NOT_IDENTITY, _flat
+    from bench.config import flatten
+    from bench.identity import NOT_IDENTITY
 
     def values(t: Any) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
         for r in t["_resolved"]:
-            for k, v in _flat(json.loads(r.model_dump_json())).items():
+            for k, v in flatten(json.loads(r.model_dump_json())).items():
                 out.setdefault(k, set()).add(json.dumps(v))
         return out
 

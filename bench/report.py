@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.config import is_experiment_key
 from bench.errors import UserError
+from bench.labels import factor_names, is_missing, row_label, show
 from bench.store import atomic_path, atomic_write_text, collect, read_manifest
 
 __all__ = ["FORMATS", "build_report", "display_frame", "main_table", "reference_table", "split_columns"]
@@ -63,41 +64,6 @@ def _axes(df: Any, manifest: dict[str, Any]) -> list[str]:
     return [c for c in cfg if done[c].astype(str).nunique() > 1]
 
 
-def factor_names(axes: list[str]) -> dict[str, str]:
-    """Column names for the factors: the key's last part (`model.rates` -> rates, `loss.name` ->
-    loss), the full key where two factors would share a name."""
-
-    def short(a: str) -> str:
-        parts = a.split(".")
-        return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
-
-    names = {a: short(a) for a in axes}
-    clash = {n for n in names.values() if list(names.values()).count(n) > 1}
-    return {a: (a if n in clash else n) for a, n in names.items()}
-
-
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or str(v) in ("nan", "None", "<NA>", "")
-
-
-def show(v: Any) -> str:
-    """A factor's value as a reader reads it: `3,6,9,12`, yes/no, 0.001, `-` where it does not apply."""
-    if _missing(v):
-        return "-"
-    if isinstance(v, bool) or str(v) in ("True", "False"):
-        return "yes" if str(v) == "True" else "no"
-    if isinstance(v, list | tuple):
-        return ",".join(show(x) for x in v)
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
-
-
-def _label(row: Any, axes: list[str]) -> str:
-    names = factor_names(axes)
-    return ", ".join(f"{names[a]}={show(row[a])}" for a in axes) if axes else "all runs"
-
-
 def _seed_values(g: Any, col: str) -> dict[int, float]:
     import pandas as pd
 
@@ -127,7 +93,7 @@ def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
     for key, g in done.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         row: dict[str, Any] = dict(zip(keys, key, strict=True))
-        row["cell"] = _label(row, axes)
+        row["cell"] = row_label(row, axes)
         row["n"] = len(g)
         row["seeds"] = sorted(int(s) for s in g["train.seed"]) if "train.seed" in g else []
         for col in HIGHER_BETTER:
@@ -196,16 +162,16 @@ def _significant_best(t: Any, col: str, higher_better: bool) -> list[bool]:
 
 
 def _num(v: float, std: float, digits: int, pm: str) -> str:
-    if _missing(v):
+    if is_missing(v):
         return "-"
     s = f"{v:.{digits}f}"
-    if not _missing(std):
+    if not is_missing(std):
         s += f"{pm}{std:.{digits}f}"
     return s
 
 
 def _stars(p: float) -> str:
-    if _missing(p):
+    if is_missing(p):
         return ""
     return "**" if p < 0.01 else "*" if p < 0.05 else ""
 
@@ -251,7 +217,7 @@ def display_frame(t: Any, axes: list[str], tex: bool = False) -> tuple[Any, Any]
             mark[head] = bool(r.get(f"best_{col}"))
         if has_aux:  # training-only cost, its own column
             head = "aux GMACs"
-            out[head] = "-" if _missing(r["gmacs_aux"]) else f"{r['gmacs_aux']:.3f}"
+            out[head] = "-" if is_missing(r["gmacs_aux"]) else f"{r['gmacs_aux']:.3f}"
             mark[head] = False
         d = r["delta_miou"]
         head = r"$\Delta$ mIoU" if tex else "Δ mIoU"

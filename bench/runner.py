@@ -171,10 +171,9 @@ def tensorboard_name(out: Path, rid: str) -> Path:
     varying = cells.get(rid) if isinstance(cells, dict) else None
     if not varying:
         return out / TENSORBOARD
-    from bench.report import factor_names, show
+    from bench.labels import row_label
 
-    names = factor_names(list(varying))
-    label = ", ".join(f"{names[k]}={show(v)}" for k, v in varying.items()).replace("/", "_")
+    label = row_label(varying, list(varying)).replace("/", "_")
     return out.parent / TENSORBOARD / label[:200]
 
 

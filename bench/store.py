@@ -201,24 +201,13 @@ ENV_COLUMNS = ("device_name", "device_features", "kernels", "torch", "threads", 
                "load_avg", "dtype", "train_amp", "train_channels_last", "train_compile")  # fmt: skip
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        elif isinstance(v, list | tuple):
-            out[key] = ",".join(str(x) for x in v)  # rates (3, 6, 9, 12) -> "3,6,9,12"
-        else:
-            out[key] = v
-    return out
-
-
 def result_row(run_id: str, r: dict[str, Any]) -> dict[str, Any]:
     """One table row: flattened config, status, metrics (with per-class and per-size IoU),
     cost and speed with the environment fingerprint."""
     row: dict[str, Any] = {"run_id": run_id, "status": r.get("status")}
-    row.update(_flat(r.get("config", {})))
+    from bench.config import flatten
+
+    row.update(flatten(r.get("config", {}), join_lists=True))  # rates (3, 6, 9, 12) -> "3,6,9,12"
     m = r.get("metrics") or {}
     for k in METRIC_COLUMNS:
         row[k] = m.get(k)

@@ -17,9 +17,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bench.config import RunConfig, _fields, _flatten, apply_overrides, read_yaml_mapping, validate
+from bench.config import RunConfig, apply_overrides, config_keys, flatten, read_yaml_mapping, validate
 from bench.errors import UserError, did_you_mean
 from bench.identity import resolve, run_id
+from bench.labels import cell_label
 
 __all__ = ["Cell", "Expansion", "LaunchConfig", "Sweep", "expand", "expand_sweep", "load_sweep", "run_id"]
 
@@ -173,7 +174,7 @@ def load_sweep(path: str | Path) -> Sweep:
 
 
 def _check_keys(sweep: Sweep, source: str) -> None:
-    keys = _fields(RunConfig)
+    keys = config_keys()
     named = [(f"grid key '{k}'", k) for k in sweep.grid]
     named += [(f"zip key '{k}'", k) for group in sweep.zip for k in group]
     named += [(f"exclude key '{k}'", k) for rule in sweep.exclude for k in rule]
@@ -233,7 +234,7 @@ def expand_sweep(sweep: Sweep, *, source: str = "sweep") -> Expansion:
     """Every cell of the sweep, validated and resolved; all bad cells are reported at once
     (UserError). Grid cells that resolve to one experiment collapse into the first of them."""
     _check_keys(sweep, source)
-    base_flat = _flatten(sweep.base) if sweep.base else {}
+    base_flat = flatten(sweep.base) if sweep.base else {}
     base = apply_overrides({}, base_flat, source=f"{source}: base")
     axes: list[list[dict[str, Any]]] = [[{k: v} for v in vals] for k, vals in sweep.grid.items()]
     axes += [[dict(zip(g, vals, strict=True)) for vals in zip(*g.values(), strict=True)] for g in sweep.zip]
@@ -246,7 +247,7 @@ def expand_sweep(sweep: Sweep, *, source: str = "sweep") -> Expansion:
         varying: dict[str, Any] = {}
         for part in combo:
             varying.update(part)
-        label = ", ".join(f"{k}={json.dumps(v)}" for k, v in varying.items())
+        label = cell_label(varying)
         where = f"{source}: cell {idx} ({label})"
         try:
             raw = validate(apply_overrides(base, varying, source=source), source=where)

@@ -6,14 +6,26 @@ import subprocess
 
 import pytest
 
-from bench.registry import architectures, backbones, contexts
+import bench.data  # noqa: F401  (registers the datasets)
+import bench.losses  # noqa: F401  (registers the losses)
+from bench.registry import architectures, backbones, contexts, datasets, losses
 
 
 def test_models_lists_every_registered_name(cli) -> None:
     code, out, _ = cli("models")
     assert code == 0
-    for name in backbones.names() + contexts.names() + architectures.names():
+    for name in backbones.names() + contexts.names() + architectures.names() + datasets.names() + losses.names():
         assert f"  {name} " in out or f"  {name}\n" in out, name
+    assert "datasets (" in out and "losses (" in out
+
+
+def test_models_takes_a_name_pattern(cli) -> None:
+    code, out, _ = cli("models", "deeplab*", "--json")
+    assert code == 0
+    names = {r["name"] for r in json.loads(out)}
+    assert names == {"deeplabv3", "deeplabv3plus"}
+    code, _, err = cli("models", "nothing-like-this*")
+    assert code == 2 and "no registered name matches 'nothing-like-this*'" in err
 
 
 def test_models_json_has_descriptions_papers_and_knobs(cli) -> None:
@@ -21,10 +33,10 @@ def test_models_json_has_descriptions_papers_and_knobs(cli) -> None:
     assert code == 0
     rows = json.loads(out)
     by = {(r["kind"], r["name"]): r for r in rows}
-    assert len(rows) == len(backbones) + len(contexts) + len(architectures)
+    assert len(rows) == len(backbones) + len(contexts) + len(architectures) + len(datasets) + len(losses)
     r = by[("architecture", "dual_aspp")]
     assert r["knobs"]["rates"] == [6, 12, 18] and r["knobs"]["rates2"] == [12, 24, 36]
-    assert "002_1ba08fd2a5cb57da" in r["paper"]
+    assert "Xiao, Wang, Zhao and Chen" in r["paper"]
     assert all(r["description"] for r in rows)
 
 

@@ -42,7 +42,7 @@ def test_torchvision_references_match_published_params(arch: str, expected: int)
 
 @pytest.mark.parametrize(
     ("arch", "paper_m"),
-    [  # 002_1ba08fd2a5cb57da: MobileNetV2, 19 classes; DeepLabV3+ Table 1, Dual ASPP Table 3
+    [  # Xiao et al.: MobileNetV2, 19 classes; DeepLabV3+ Table 1, Dual ASPP Table 3
         ("deeplabv3plus", 2.72),
         ("dual_aspp", 2.16),
     ],
@@ -53,7 +53,7 @@ def test_dual_aspp_paper_mobilenet_v2_params(arch: str, paper_m: float) -> None:
 
 
 def test_fcn_baseline_matches_table_1() -> None:
-    """004_2a3a83248fff0557 Table 1, 34 classes (Cityscapes ids 0..33, the report's setting).
+    """Xiang et al., Table 1, 34 classes (Cityscapes ids 0..33, the report's setting).
     conv k3 (w + bias) + BN (2c):
       3->32: 864+32+64 = 960          32->64: 18432+64+128 = 18624
       64->128: 73728+128+256 = 74112  128->256: 294912+256+512 = 295680
@@ -68,7 +68,7 @@ def test_fcn_baseline_matches_table_1() -> None:
 
 
 def test_unet_width_64_matches_table_2() -> None:
-    """004_2a3a83248fff0557 Table 2 (the modified U-Net), width 64, 34 classes.
+    """Xiang et al., Table 2 (the modified U-Net), width 64, 34 classes.
     conv(i,o) = 9*i*o + o (bias), bn(c) = 2c.
     block 1: conv(3,64) + conv(64,64) + bn(64) (no BN after the first conv)  = 38,848
     blocks 2-5: conv(i,o)+bn(o)+conv(o,o)+bn(o) for 64->128..512->1024      = 18,812,160

@@ -51,13 +51,19 @@ def model_parts(model: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in model.named_children() if m is not None}
 
 
-def registry_listing() -> list[dict[str, Any]]:
-    """Every backbone, context and architecture: name, description, paper, knobs and defaults."""
-    from bench.registry import backbones, contexts
+def registry_listing(pattern: str = "*") -> list[dict[str, Any]]:
+    """Every registered name (backbones, contexts, architectures, datasets, losses) matching a
+    shell-style pattern: kind, name, description, paper, knobs and their defaults."""
+    import bench.data  # noqa: F401  (registers the datasets)
+    import bench.losses  # noqa: F401  (registers the losses)
+    from bench.registry import backbones, contexts, datasets, losses
 
     rows: list[dict[str, Any]] = []
-    for kind, reg in (("backbone", backbones), ("context", contexts), ("architecture", architectures)):
-        for e in reg:
+    kinds = (("backbone", backbones), ("context", contexts), ("architecture", architectures),
+             ("dataset", datasets), ("loss", losses))  # fmt: skip
+    for kind, reg in kinds:
+        for name in reg.names(pattern):
+            e = reg.get(name)
             knobs = {k: (None if d is inspect.Parameter.empty else d) for k, d in e.knobs.items()}
             rows.append({"kind": kind, "name": e.name, "description": e.description, "paper": e.paper, "knobs": knobs})
     return rows

@@ -214,7 +214,9 @@ def aspp_separable(
     return ASPP(in_ch, out_ch, check_rates(rates), branch=SeparableConvBNReLU, image_pool=image_pool)
 
 
-@contexts.register("aspp_parallel", paper="Guo, Xu, Sun, AsppUNet (000_2c8d5ee974f279f7, Sec. 3.3)")
+@contexts.register(
+    "aspp_parallel", paper='Guo, Xu and Sun, "Image Semantic Segmentation Model based on AsppUNet", Sec. 3.3'
+)
 def aspp_parallel(
     in_ch: int, *, out_ch: int = 256, rates: Sequence[int] = (3, 6, 9, 12), image_pool: bool = False
 ) -> ParallelASPP:
@@ -225,7 +227,9 @@ def aspp_parallel(
     return ParallelASPP(in_ch, out_ch, check_rates(rates))
 
 
-@contexts.register("atrous_ppm", paper="AtICNet (003_106fe20505a6d0e8)")
+@contexts.register(
+    "atrous_ppm", paper='"AtICNet: semantic segmentation with atrous spatial pyramid pooling in image cascade network"'
+)
 def atrous_ppm(
     in_ch: int,
     *,

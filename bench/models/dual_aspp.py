@@ -1,4 +1,4 @@
-"""Dual ASPP and its encoder-only baseline (Xiao et al., 002_1ba08fd2a5cb57da, Sec. 3.2 and 4.3)."""
+"""Dual ASPP and its encoder-only baseline (Xiao et al., Sec. 3.2 and 4.3)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from bench.registry import architectures, backbones
 
 __all__ = ["DualASPP", "EncoderOnly", "FusionBlock"]
 
-PAPER = "Xiao et al., Dual ASPP for Lightweight Semantic Segmentation (002_1ba08fd2a5cb57da)"
+PAPER = 'Xiao, Wang, Zhao and Chen, "Dual ASPP for Lightweight Semantic Segmentation on High-Resolution Image"'
 
 
 class FusionBlock(nn.Sequential):

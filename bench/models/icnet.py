@@ -1,4 +1,4 @@
-"""ICNet (Zhao et al., arXiv:1704.08545) and AtICNet (003_106fe20505a6d0e8).
+"""ICNet (Zhao et al., arXiv:1704.08545) and AtICNet (the AtICNet paper).
 
 Three branches: full resolution through three stride-2 convs (1/8); half resolution through
 the ResNet stem, layer1 and layer2 (1/16 of the input); quarter resolution through the *same*
@@ -25,7 +25,10 @@ from bench.registry import architectures, backbones
 __all__ = ["CascadeFeatureFusion", "ICNet"]
 
 ICNET = "Zhao et al., ICNet for Real-Time Semantic Segmentation, arXiv:1704.08545"
-ATICNET = "AtICNet: atrous spatial pyramid pooling in image cascade network (003_106fe20505a6d0e8)"
+ATICNET = (
+    '"AtICNet: semantic segmentation with atrous spatial pyramid pooling in image cascade network" '
+    "(its authors are not named in the copy read)"
+)
 
 
 class CascadeFeatureFusion(nn.Module):

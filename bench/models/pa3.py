@@ -1,4 +1,4 @@
-"""The multi-backbone report's other models (004_2a3a83248fff0557, Tables 1, 3 and 4):
+"""The multi-backbone report's other models (Xiang et al., Tables 1, 3 and 4):
 fcn_baseline, resnet_deconv, resnet_aspp."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from torch import nn
 from bench.models.backbones import Backbone
 from bench.models.blocks import resize_to
 from bench.models.deeplab import build_context
-from bench.models.unet import MULTIBACKBONE, _check_width
+from bench.models.unet import MULTIBACKBONE, check_width
 from bench.registry import architectures, backbones
 
 __all__ = ["DeconvNet", "ResNetContext"]
@@ -59,7 +59,7 @@ def fcn_baseline(*, num_classes: int = 34, width: int = 32) -> DeconvNet:
     Table 1 layer for layer: conv k3 s2 p1 (bias, PyTorch's default) to width*(1,2,4,8,16);
     transposed convs k3 s2 p1 op1 to 16w, 8w, 4w, 2w, w; a 1x1 classifier.
     """
-    _check_width(width)
+    check_width(width)
     chs = [width * 2**i for i in range(5)]
     enc: list[nn.Module] = []
     prev = 3

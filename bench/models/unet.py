@@ -1,5 +1,5 @@
-"""The UNet family of the AsppUNet paper (000_2c8d5ee974f279f7) and the multi-backbone report
-(004_2a3a83248fff0557): unet, atrous_unet, aspp_unet, cbam_unet.
+"""The UNet family of the AsppUNet paper (Guo, Xu and Sun) and the multi-backbone report
+(Xiang et al.): unet, atrous_unet, aspp_unet, cbam_unet.
 
 At width 64, `unet` is the report's "modified U-Net" layer for layer (Table 2): five
 double-conv blocks (64 -> 1024; the first block's first conv has no BN, as the table
@@ -24,8 +24,8 @@ from bench.registry import architectures
 
 __all__ = ["CBAM", "UNet", "conv_bn_relu"]
 
-ASPPUNET = "Guo, Xu, Sun, Image Semantic Segmentation Model based on AsppUNet (000_2c8d5ee974f279f7)"
-MULTIBACKBONE = "Xiang et al., ASPP with Multi-Backbone for Semantic Segmentation (004_2a3a83248fff0557)"
+ASPPUNET = 'Guo, Xu and Sun, "Image Semantic Segmentation Model based on AsppUNet"'
+MULTIBACKBONE = 'Xiang, Yang, Zeng and Yue, "ASPP with Multi-Backbone for Semantic Segmentation" (UCSD course report)'
 
 
 def conv_bn_relu(in_ch: int, out_ch: int, *, bn: bool = True) -> list[nn.Module]:
@@ -143,7 +143,7 @@ class UNet(nn.Module):
         return y
 
 
-def _check_width(width: int) -> None:
+def check_width(width: int) -> None:
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise UserError(f"width={width!r}: the base channel count must be a positive integer (64 = paper scale)")
 
@@ -163,7 +163,7 @@ def _build_unet(
     image_pool: bool | None = None,
     context_ch: int | None = None,
 ) -> UNet:
-    _check_width(width)
+    check_width(width)
     if upsample not in ("bilinear", "transpose"):
         raise UserError(f"upsample={upsample!r}: allowed are 'bilinear' (paper) and 'transpose'")
     if isinstance(down_dilation, bool) or not isinstance(down_dilation, int) or down_dilation < 1:
@@ -295,7 +295,7 @@ def unet_aspp(
     Table 4) takes the place of deconv4, a 1x1 classifier follows, and the logits are
     upsampled to the input. Block 9 consumed deconv4's output, so it goes with it.
     """
-    _check_width(width)
+    check_width(width)
     return _build_unet(
         num_classes=num_classes,
         width=width,
