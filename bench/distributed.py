@@ -1,5 +1,5 @@
-"""One cell on several processes: the torch.distributed process group taken from the job's own
-environment (submitit's tasks on Slurm or on the local executor), each rank's share of every
+"""One cell on several processes: the torch.distributed process group (its rendezvous comes from
+the launcher, bench.launch.jobs), each rank's share of every
 global batch, batch norm over the global batch, and the few collectives the trainer needs.
 
 A cell of one task never touches any of it (`SINGLE`): its results stay bit-equal to what they
@@ -27,7 +27,7 @@ __all__ = [
     "all_sum",
     "current",
     "gather_objects",
-    "init_from_job",
+    "join",
     "shard_indices",
     "shutdown",
     "sync_batchnorm",
@@ -64,50 +64,33 @@ class World:
 SINGLE = World()
 
 
-def init_from_job(*, device_type: str, timeout_s: float) -> World:
-    """Join the cell's process group when this process is one of several tasks of a submitit job.
-
-    The rendezvous comes from the job itself: submitit's `TorchDistributedEnvironment` exports
-    MASTER_ADDR (the job's first node), MASTER_PORT (drawn from the job id, so a requeued job
-    meets on the same port), RANK, WORLD_SIZE and LOCAL_RANK; the group is NCCL on CUDA and gloo
-    on the CPU, and every collective gives up after `timeout_s` instead of waiting for a dead
-    peer until the job's time limit. A job of one task, or no submitit job, is `SINGLE`. The
-    process group lives as long as the process (a local chain's cells share it)."""
-    try:
-        import submitit
-
-        env = submitit.JobEnvironment()
-        ntasks = env.num_tasks
-    except (ImportError, RuntimeError, KeyError):
-        return SINGLE
-    if ntasks <= 1:
-        return SINGLE
-    if dist.is_initialized():
-        return _current(env.num_nodes)
-    from submitit.helpers import TorchDistributedEnvironment
-
-    denv = TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-    if env.num_nodes == 1:  # every task on this machine: meet on the loopback interface
-        os.environ["MASTER_ADDR"] = "127.0.0.1"
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    backend = "nccl" if device_type == "cuda" else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(denv.local_rank)  # the local rank's device among those Slurm made visible
-    dist.init_process_group(
-        backend=backend,
-        init_method="env://",
-        rank=denv.rank,
-        world_size=denv.world_size,
-        timeout=datetime.timedelta(seconds=timeout_s),
-    )
-    return _current(env.num_nodes)
-
-
 def current() -> World:
     """This process's place in the process group it has joined, or SINGLE."""
     if not (dist.is_available() and dist.is_initialized()):
         return SINGLE
     return _current(int(os.environ.get("ASPP_BENCH_NODES", "1")))
+
+
+def join(*, rank: int, world_size: int, local_rank: int, nodes: int, device_type: str, timeout_s: float) -> World:
+    """Join the process group of a cell whose rendezvous is in the environment (MASTER_ADDR,
+    MASTER_PORT: the launcher exports them): NCCL on CUDA, gloo on the CPU, every collective
+    giving up after `timeout_s` instead of waiting for a dead peer until the job's time limit."""
+    if dist.is_initialized():
+        return _current(nodes)
+    if nodes == 1:  # every task on this machine: meet on the loopback interface
+        os.environ["MASTER_ADDR"] = "127.0.0.1"
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)  # the local rank's device among those Slurm made visible
+    dist.init_process_group(
+        backend=backend,
+        init_method="env://",
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
+    return _current(nodes)
 
 
 def _current(nodes: int) -> World:

@@ -38,6 +38,10 @@ RESULT = "result.json"
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoint.pt"
 LOG = "train.log"
+JOB = "job.json"  # the job a launcher submitted for the run (executor, job id, submitit folder)
+ERROR = "error.txt"  # why a local or inline run failed
+RANK_INFO = "rank-{rank}.json"  # a distributed cell's ranks: who started where (host, pid)
+RANK_ERROR = "rank-{rank}.error"  # ... and why one of them failed
 
 
 @contextlib.contextmanager

@@ -457,14 +457,14 @@ def test_job_json_is_absolute_and_never_started_cells_say_so(cli, tmp_path, monk
     (state,) = cell_states([cell], res)
     assert state.state == "failed" and state.detail.startswith("never started")
     monkeypatch.chdir(tmp_path)
-    from bench.launch import _launch
+    from bench.launch.submit import _launch
 
     jobs, folder = _launch(sweep, [cell], [Path("res2") / cell.run_id], Path("res2"), "inline")
     assert folder.is_absolute()
 
 
 def test_time_limit_with_requeues_used_up_is_named(tmp_path) -> None:
-    from bench.launch import _last_error
+    from bench.launch.states import _last_error
 
     logs = tmp_path / "sub"
     logs.mkdir()

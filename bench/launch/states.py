@@ -1,0 +1,216 @@
+"""The state of every cell of a sweep, from its run folder and its recorded job: the one
+vocabulary of states, squeue asked once per call (a failure to ask is `unknown`, never
+`failed`), and why a cell failed: the job's log, the local chain, or the ranks of a
+distributed cell."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.store import ERROR, JOB, LOG, RESULT, is_locked
+from bench.sweep import Cell
+
+__all__ = ["FINISHED", "RETRYABLE", "STATES", "CellState", "SchedulerUnavailable", "cell_states", "rank_report"]
+
+# The one vocabulary of cell states. `unknown`: the scheduler could not be asked (squeue failed):
+# the job may be queued or running, so it is never resubmitted, not even with --retry-failed.
+STATES = ("done", "diverged", "running", "queued", "unknown", "failed", "corrupt", "missing")
+FINISHED = ("done", "diverged", "failed", "corrupt")
+RETRYABLE = ("failed", "diverged", "corrupt")
+
+
+@dataclass(frozen=True)
+class CellState:
+    cell: Cell
+    state: str  # one of STATES
+    detail: str = ""
+    folder: Path | None = None
+
+
+class SchedulerUnavailable(Exception):
+    """squeue could not be run or answered with an error: job states are unknown."""
+
+
+def _squeue(job_ids: list[str]) -> dict[str, str]:
+    """{job id: Slurm state} of the jobs squeue still lists (finished jobs are absent). Raises
+    SchedulerUnavailable when squeue is missing, hangs or fails: absence from a failed query
+    says nothing about a job, and must never read as 'finished'."""
+    if not job_ids:
+        return {}
+    if shutil.which("squeue") is None:
+        raise SchedulerUnavailable("squeue is not on PATH on this machine")
+    try:
+        r = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(sorted({j.split("_")[0] for j in job_ids}))],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError) as e:
+        raise SchedulerUnavailable(f"squeue did not answer ({type(e).__name__})") from None
+    if r.returncode != 0:
+        msg = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1][:200]
+        if "Invalid job id" not in msg:  # every job already purged from squeue's memory: all finished
+            raise SchedulerUnavailable(f"squeue failed: {msg}")
+    states = {}
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            states[parts[0]] = parts[1]
+    return states
+
+
+_TIME_LIMIT = ("DUE TO TIME LIMIT", "timed-out too many times")
+
+
+def _last_error(job: dict[str, Any]) -> str:
+    folder = Path(job.get("folder", ""))
+    jid = job.get("job_id")
+    logs = sorted(folder.glob(f"{jid}_*_log.err")) + sorted(folder.glob(f"{jid}*.err")) if folder.is_dir() else []
+    for f in logs:
+        text = f.read_text(errors="replace")
+        if any(t in text for t in _TIME_LIMIT):
+            return (
+                f"time limit reached and the requeues are used up (launch.timeout_min, launch.max_num_timeout); "
+                f"raise them and use --retry-failed, it resumes from the last checkpoint [{f}]"
+            )
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        for ln in reversed(lines):
+            if "Error" in ln or "error" in ln or "CANCELLED" in ln or "Killed" in ln:
+                return ln.strip()[:300]
+        if lines:
+            return lines[-1].strip()[:300]
+    return f"job ended without a result (no log in {folder})" if not logs else "job ended without a result"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    try:  # a zombie has exited
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def _result_state(c: Cell, res: Path) -> CellState | None:
+    if not res.is_file():
+        return None
+    try:
+        r = json.loads(res.read_text())
+        status = r.get("status", "done")
+        if status == "diverged":
+            return CellState(c, "diverged", r.get("diverged") or "diverged", res.parent)
+        return CellState(c, "done", f"mIoU {100 * r['metrics']['miou']:.2f}", res.parent)
+    except (json.JSONDecodeError, KeyError, TypeError, OSError) as e:
+        return CellState(
+            c, "corrupt", f"{res}: unreadable ({e.__class__.__name__}); --retry-failed reruns it", res.parent
+        )
+
+
+def cell_states(cells: Sequence[Cell], results: Path) -> list[CellState]:
+    """State of every cell from its run folder and recorded job. A folder written under an
+    earlier identity scheme counts for the cell whose resolved config it holds."""
+    from bench.store import RunIndex
+
+    index = RunIndex(results)
+    folders = {c.run_id: index.folder(c.run_id) for c in cells}
+    jobs: dict[str, dict[str, Any]] = {}
+    for c in cells:
+        jf = folders[c.run_id] / JOB
+        if jf.is_file():
+            try:
+                jobs[c.run_id] = json.loads(jf.read_text())
+            except (json.JSONDecodeError, OSError):
+                pass
+    slurm_ids = [j["job_id"] for j in jobs.values() if j.get("executor") == "slurm"]
+    slurm_error = ""
+    try:
+        slurm = _squeue(slurm_ids)
+    except SchedulerUnavailable as e:
+        slurm, slurm_error = {}, str(e)
+    out = []
+    for c in cells:
+        run = folders[c.run_id]
+        st = _result_state(c, run / RESULT)
+        if st is None:
+            st = _one_state(c, run, jobs.get(c.run_id), slurm, slurm_error)
+        if st.state == "failed":  # a distributed cell: which rank failed, and why
+            st = CellState(c, "failed", rank_report(run) or st.detail, run)
+        out.append(st)
+    return out
+
+
+def _one_state(
+    c: Cell, run: Path, job: dict[str, Any] | None, slurm: dict[str, str], slurm_error: str
+) -> CellState:
+    """The state of a cell that has no readable result (yet)."""
+    if is_locked(run):  # a process is training in the folder, whatever launched it
+        return CellState(c, "running", f"{job['executor']} job {job['job_id']}" if job else "locked", run)
+    if job is None:
+        return CellState(c, "missing", "", run)
+    if job["executor"] == "slurm":
+        s = slurm.get(job["job_id"]) or slurm.get(job["job_id"].split("_")[0])
+        if slurm_error:
+            return CellState(c, "unknown", f"slurm job {job['job_id']}: {slurm_error}; not resubmitted", run)
+        if s in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "CONFIGURING"):
+            return CellState(c, "queued", f"slurm job {job['job_id']} {s}", run)
+        if s is not None:
+            return CellState(c, "running", f"slurm job {job['job_id']} {s}", run)
+        # gone from the queue: finished; it may have written its result since we looked
+        return _result_state(c, run / RESULT) or CellState(c, "failed", _last_error(job), run)
+    if (run / ERROR).is_file():
+        return CellState(c, "failed", (run / ERROR).read_text().strip()[:300], run)
+    if job["executor"] == "local":
+        if _pid_alive(int(job["job_id"])):  # its chain is alive and has not reached it yet
+            return CellState(c, "queued", f"local chain pid {job['job_id']}", run)
+        return _result_state(c, run / RESULT) or CellState(c, "failed", _local_failure(job, run), run)
+    # inline runs finish (or fail) in the launching process
+    return CellState(c, "failed", job.get("error", "inline run ended without a result"), run)
+
+
+def _local_failure(job: dict[str, Any], run: Path) -> str:
+    """Why a local cell has no result once its chain process is gone, from the cell's own files."""
+    pid = job["job_id"]
+    log = run / LOG
+    if not log.is_file():
+        return f"never started: its local chain (pid {pid}) ended before reaching it; --retry-failed submits it"
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    last = lines[-1].strip()[:200] if lines else "(empty log)"
+    return f"stopped: its local chain (pid {pid}) ended during this run (killed?); last log line: {last}"
+
+
+
+def rank_report(run: Path) -> str | None:
+    """Which ranks of a distributed cell failed and why (None for a single-process cell): ranks
+    that left an error, and ranks that started but neither finished nor reported (killed, or
+    a hard crash), the latter named first: they are usually what the others then failed on."""
+    infos = {}
+    for f in run.glob("rank-*.json"):
+        with contextlib.suppress(OSError, json.JSONDecodeError, KeyError, TypeError):
+            d = json.loads(f.read_text())
+            infos[int(d["rank"])] = d
+    if not infos:
+        return None
+    errors = {}
+    for f in run.glob("rank-*.error"):
+        with contextlib.suppress(OSError, json.JSONDecodeError, KeyError, TypeError):
+            d = json.loads(f.read_text())
+            errors[int(d["rank"])] = d
+    size = max(int(d.get("world_size", 0)) for d in infos.values())
+    silent = [r for r in sorted(infos) if r not in errors]
+    parts = [f"rank {r} of {size} ({infos[r].get('host')} pid {infos[r].get('pid')}) stopped without an error "
+             "report (killed, or out of memory)" for r in silent]  # fmt: skip
+    errs = sorted(errors.values(), key=lambda d: d.get("time", 0))  # the first failure first
+    errs = [d for d in errs if "StopForRequeue" not in d["error"]] + [d for d in errs if "StopForRequeue" in d["error"]]
+    parts += [f"rank {d['rank']} of {size}: {d['error'][:300]}" for d in errs]
+    return "; ".join(parts) if errors or silent else None

@@ -1,0 +1,242 @@
+"""Submission: the submitit executor for the launch settings (local or Slurm), the cells that need
+submitting (never one whose job may still be queued or running), one job array or local chains,
+and the sbatch script a submission would run (`--dry-run`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.launch.jobs import RunChain, RunJob
+from bench.launch.states import RETRYABLE, CellState, cell_states
+from bench.store import CHECKPOINT, ERROR, JOB, RESULT, write_json
+from bench.sweep import Cell, LaunchConfig, Sweep
+
+__all__ = ["sbatch_preview", "submit"]
+
+
+def _slurm_parameters(launch: LaunchConfig, name: str) -> dict[str, Any]:
+    """submitit.SlurmExecutor's own parameters for these launch settings."""
+    params: dict[str, Any] = {
+        "job_name": f"aspp-{name}",
+        "time": launch.timeout_min,
+        "cpus_per_task": launch.cpus_per_task,
+        "array_parallelism": launch.array_parallelism,
+        "signal_delay_s": launch.signal_delay_s,
+    }
+    if launch.gpus_per_node:
+        params["gpus_per_node"] = launch.gpus_per_node
+    if launch.world_size > 1:  # one cell = nodes x ntasks_per_node tasks, one per device (srun starts them)
+        params["nodes"] = launch.nodes
+        params["ntasks_per_node"] = launch.tasks
+    if launch.slurm_partition:
+        params["partition"] = launch.slurm_partition
+    if launch.mem_gb:
+        gb = launch.mem_gb
+        params["mem"] = f"{int(gb)}GB" if gb == int(gb) else f"{int(gb * 1024)}MB"
+    if launch.sbatch:
+        params["additional_parameters"] = dict(launch.sbatch)
+    if launch.setup:
+        params["setup"] = list(launch.setup)
+    return params
+
+
+def _executor(launch: LaunchConfig, folder: Path, executor: str, name: str = "sweep", *, preview: bool = False) -> Any:
+    import submitit
+
+    if executor == "local":
+        ex = submitit.LocalExecutor(folder=str(folder))
+        ex.update_parameters(timeout_min=launch.timeout_min, name=f"aspp-{name}", tasks_per_node=launch.tasks)
+        if launch.gpus_per_node:
+            ex.update_parameters(gpus_per_node=launch.gpus_per_node)
+        return ex
+    cls = submitit.SlurmExecutor
+    if preview:  # the sbatch script is made without a cluster at hand (a laptop checking a sweep)
+
+        class _Preview(submitit.SlurmExecutor):
+            @classmethod
+            def affinity(cls) -> int:
+                return 1
+
+        cls = _Preview
+    try:
+        ex = cls(folder=str(folder), max_num_timeout=launch.max_num_timeout)
+    except RuntimeError as e:  # no srun: this is not a Slurm machine
+        raise UserError(
+            f"executor slurm: {e} (srun is not on PATH); submit from a cluster's login node, or use --executor local"
+        ) from None
+    try:
+        ex.update_parameters(**_slurm_parameters(launch, name))
+    except Exception as e:  # submitit names the unknown parameter and lists the valid ones
+        raise UserError(f"launch: {e}") from None
+    return ex
+
+
+def submit(
+    sweep: Sweep, cells: Sequence[Cell], results: Path, *, executor: str, retry_failed: bool = False
+) -> tuple[list[Cell], list[CellState]]:
+    """Submit the cells that need it; returns (submitted, skipped with their states). A cell
+    whose job may still be queued or running (queued, running, unknown) is never submitted."""
+    from bench.store import mkdir
+
+    created = not results.exists()
+    mkdir(results)
+    try:
+        with _submission_lock(results):  # two launchers on one sweep: the second sees the first's jobs
+            return _submit_locked(sweep, cells, results, executor=executor, retry_failed=retry_failed)
+    except UserError:
+        if created:  # a refused first submission leaves no trace (nothing of the sweep was here)
+            shutil.rmtree(results, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def _submission_lock(results: Path) -> Any:
+    import fcntl
+
+    fd = os.open(results / ".submit.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held only while states are read and jobs recorded
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _submit_locked(
+    sweep: Sweep, cells: Sequence[Cell], results: Path, *, executor: str, retry_failed: bool
+) -> tuple[list[Cell], list[CellState]]:
+    from bench.store import MANIFEST, mkdir
+    from bench.sweep import varying_keys
+
+    states = cell_states(cells, results)
+    todo: list[CellState] = []
+    skipped: list[CellState] = []
+    for s in states:
+        if s.state == "missing" or (retry_failed and s.state in RETRYABLE):
+            todo.append(s)
+        else:
+            skipped.append(s)
+    write_json(
+        results / MANIFEST,
+        {
+            "name": sweep.name,
+            "reference": list(sweep.reference),
+            "varying": [k for k in varying_keys(list(cells)) if k != "train.seed"],
+            "cells": {c.run_id: c.varying for c in cells},
+        },
+    )
+    if not todo:
+        return [], skipped
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved: list[tuple[Path, Path]] = []  # (aside, original): put back if the submission fails
+    for s in todo:  # a retried cell starts clean: its old result/job/error are kept aside
+        run = s.folder or results / s.cell.run_id
+        mkdir(run)
+        ranks = [f.name for f in sorted(run.glob("rank-*.json")) + sorted(run.glob("rank-*.error"))]
+        for name in (RESULT, JOB, ERROR, *ranks):
+            if (run / name).is_file():
+                moved.append((run / f"{name}.{stamp}.old", run / name))
+        ckpt = run / CHECKPOINT
+        if retry_failed and ckpt.is_file() and (s.state == "diverged" or not _readable_checkpoint(ckpt)):
+            moved.append((run / f"{CHECKPOINT}.{stamp}.old", ckpt))  # resume only from a sound checkpoint
+    for aside, orig in moved:
+        orig.rename(aside)
+    try:
+        jobs, folder = _launch(sweep, [s.cell for s in todo], [s.folder or results / s.cell.run_id for s in todo],
+                               results, executor)  # fmt: skip
+    except BaseException:
+        for aside, orig in moved:  # a refused submission changes nothing: old files go back
+            if aside.is_file() and not orig.exists():
+                aside.rename(orig)
+        for s in todo:
+            run = s.folder or results / s.cell.run_id
+            if run.is_dir() and not any(run.iterdir()):
+                run.rmdir()
+        raise
+    for s, job in zip(todo, jobs, strict=True):
+        if job is not None:
+            write_json(
+                (s.folder or results / s.cell.run_id) / JOB,
+                {"executor": executor, "job_id": str(job.job_id), "folder": str(folder), "submitted": time.time()},
+            )
+    return [s.cell for s in todo], skipped
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    import zipfile
+
+    return zipfile.is_zipfile(path)
+
+
+def _launch(sweep: Sweep, cells: list[Cell], runs: list[Path], results: Path, executor: str) -> tuple[list, Path]:
+    """Hand the cells to the executor: (one job per cell, or None for inline runs; submitit folder)."""
+    cfgs = [c.config.model_dump(mode="json") for c in cells]
+    outs = [str(r.resolve()) for r in runs]
+    if sweep.launch.world_size > 1 and executor == "inline":
+        raise UserError(
+            f"--executor inline runs one process; this sweep's cells have {sweep.launch.world_size} tasks each "
+            "(launch.nodes x launch.tasks_per_node): use --executor local or slurm"
+        )
+    if sweep.launch.nodes > 1 and executor == "local":
+        raise UserError(
+            f"--executor local runs on this machine alone; launch.nodes={sweep.launch.nodes} needs --executor slurm"
+        )
+    job_fn = RunJob(threads=sweep.launch.cpus_per_task, collective_timeout_s=sweep.launch.collective_timeout_s)
+    folder = (results / ".submitit").resolve()
+    if executor == "inline":
+        for cfg, out in zip(cfgs, outs, strict=True):
+            write_json(Path(out) / JOB, {"executor": "inline", "job_id": str(os.getpid()), "submitted": time.time()})
+            try:
+                job_fn(cfg, out)
+            except UserError:
+                raise
+            except Exception as e:  # one failing cell does not stop the others; status shows it
+                write_json(
+                    Path(out) / JOB,
+                    {"executor": "inline", "job_id": str(os.getpid()), "error": f"{type(e).__name__}: {e}"[:300]},
+                )
+        return [None] * len(cells), folder
+    ex = _executor(sweep.launch, folder, executor, sweep.name)
+    import io
+
+    captured = io.StringIO()  # submitit echoes sbatch's stderr; it is shown once, in the error below
+    try:
+        with contextlib.redirect_stderr(captured):
+            jobs = _map(ex, sweep, job_fn, cfgs, outs, executor)
+    except Exception as e:
+        from submitit.core.utils import FailedJobError
+
+        if isinstance(e, FailedJobError | OSError):
+            what = "sbatch" if executor == "slurm" else f"the {executor} executor"
+            msg = (str(e).strip() or captured.getvalue().strip() or type(e).__name__).replace("\n", "\n  ")
+            raise UserError(
+                f"{what} refused the submission; nothing was submitted. Its message:\n  {msg}\n"
+                "Check launch.slurm_partition, launch.sbatch and the other launch keys of the sweep file "
+                "('aspp-bench sweep X.yaml --dry-run' prints the sbatch script)"
+            ) from None
+        raise
+    return jobs, folder
+
+
+def _map(ex: Any, sweep: Sweep, job_fn: RunJob, cfgs: list, outs: list[str], executor: str) -> list[Any]:
+    """One job per cell: a Slurm job array, or `array_parallelism` local chains (a cell's job is its chain's)."""
+    if executor != "local":
+        return list(ex.map_array(job_fn, cfgs, outs))  # one job array on Slurm
+    k = min(sweep.launch.array_parallelism, len(cfgs))
+    chains = [list(zip(cfgs[i::k], outs[i::k], strict=True)) for i in range(k)]
+    chain_jobs = ex.map_array(RunChain(sweep.launch.cpus_per_task, sweep.launch.collective_timeout_s), chains)
+    return [chain_jobs[j % k] for j in range(len(cfgs))]
+
+
+def sbatch_preview(launch: LaunchConfig, results: Path, name: str) -> str:
+    """The sbatch script a Slurm submission of this sweep runs (its #SBATCH options and every
+    setup line), made by submitit itself without submitting anything."""
+    ex = _executor(launch, (results / ".submitit").resolve(), "slurm", name, preview=True)
+    return ex._make_submission_file_text(ex._submitit_command_str, "dry-run")
