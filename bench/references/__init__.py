@@ -1,4 +1,4 @@
-"""Published tables of the five papers (../shared/papers), as CSV: facts for "paper vs measured"."""
+"""Published tables of the five papers (cited in docs/README.md), as CSV: facts for "paper vs measured"."""
 
 from importlib import resources
 
