@@ -23,7 +23,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    for kind in ("backbone", "context", "architecture", "dataset", "loss"):
+    for kind in ("backbone", "context", "architecture", "dataset", "loss", "optimizer", "schedule"):
         sel = [r for r in rows if r["kind"] == kind]
         if not sel:
             continue
@@ -447,7 +447,9 @@ def _parser() -> argparse.ArgumentParser:
     cf.add_argument("--json", action="store_true")
     cf.set_defaults(func=_cmd_config)
 
-    m = sub.add_parser("models", help="list every backbone, context, architecture, dataset and loss")
+    m = sub.add_parser(
+        "models", help="every registered backbone, context, architecture, dataset, loss, optimiser and schedule"
+    )
     m.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern, e.g. 'deeplab*' or '*aspp*'")
     m.add_argument("--json", action="store_true", help="machine-readable listing with knobs and defaults")
     m.set_defaults(func=_cmd_models)

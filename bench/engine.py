@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from bench.distributed import SINGLE, World, all_sum, gather_objects
 from bench.errors import UserError
 from bench.metrics import SegMetrics
+from bench.optim import make_optimizer, make_scheduler  # noqa: F401  (re-exported)
 
 __all__ = [
     "StopForRequeue",
@@ -101,29 +102,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("train.device=cuda: CUDA is not available on this machine; use cpu or auto")
     return torch.device(name)
-
-
-def make_optimizer(name: str, params: Any, *, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
-    raise UserError(f"optim.name={name!r}: allowed are adam, adamw, sgd")
-
-
-def make_scheduler(
-    name: str, optimizer: torch.optim.Optimizer, *, total_iters: int, power: float
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """Stepped once per iteration: poly (1 - t/T)^power, cosine to 0, or constant."""
-    if name == "poly":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: max(0.0, 1 - t / total_iters) ** power)
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_iters)
-    if name == "none":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1.0)
-    raise UserError(f"optim.schedule={name!r}: allowed are poly, cosine, none")
 
 
 @dataclass

@@ -24,6 +24,8 @@ __all__ = [
     "contexts",
     "datasets",
     "losses",
+    "optimizers",
+    "schedulers",
 ]
 
 _EMPTY = inspect.Parameter.empty
@@ -124,3 +126,5 @@ contexts = Registry("context")
 architectures = Registry("architecture")
 datasets = Registry("dataset")
 losses = Registry("loss")
+optimizers = Registry("optimizer")
+schedulers = Registry("schedule")

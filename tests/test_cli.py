@@ -8,7 +8,8 @@ import pytest
 
 import bench.data  # noqa: F401  (registers the datasets)
 import bench.losses  # noqa: F401  (registers the losses)
-from bench.registry import architectures, backbones, contexts, datasets, losses
+import bench.optim  # noqa: F401  (registers the optimisers and schedules)
+from bench.registry import architectures, backbones, contexts, datasets, losses, optimizers, schedulers
 
 
 def test_models_lists_every_registered_name(cli) -> None:
@@ -33,7 +34,7 @@ def test_models_json_has_descriptions_papers_and_knobs(cli) -> None:
     assert code == 0
     rows = json.loads(out)
     by = {(r["kind"], r["name"]): r for r in rows}
-    assert len(rows) == len(backbones) + len(contexts) + len(architectures) + len(datasets) + len(losses)
+    assert len(rows) == sum(map(len, (backbones, contexts, architectures, datasets, losses, optimizers, schedulers)))
     r = by[("architecture", "dual_aspp")]
     assert r["knobs"]["rates"] == [6, 12, 18] and r["knobs"]["rates2"] == [12, 24, 36]
     assert "Xiao, Wang, Zhao and Chen" in r["paper"]

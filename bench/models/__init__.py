@@ -52,15 +52,17 @@ def model_parts(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def registry_listing(pattern: str = "*") -> list[dict[str, Any]]:
-    """Every registered name (backbones, contexts, architectures, datasets, losses) matching a
+    """Every registered name (backbones, contexts, architectures, datasets, losses, optimisers,
+    schedules) matching a
     shell-style pattern: kind, name, description, paper, knobs and their defaults."""
     import bench.data  # noqa: F401  (registers the datasets)
     import bench.losses  # noqa: F401  (registers the losses)
-    from bench.registry import backbones, contexts, datasets, losses
+    import bench.optim  # noqa: F401  (registers the optimisers and schedules)
+    from bench.registry import backbones, contexts, datasets, losses, optimizers, schedulers
 
     rows: list[dict[str, Any]] = []
     kinds = (("backbone", backbones), ("context", contexts), ("architecture", architectures),
-             ("dataset", datasets), ("loss", losses))  # fmt: skip
+             ("dataset", datasets), ("loss", losses), ("optimizer", optimizers), ("schedule", schedulers))  # fmt: skip
     for kind, reg in kinds:
         for name in reg.names(pattern):
             e = reg.get(name)
