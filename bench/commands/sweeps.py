@@ -1,0 +1,152 @@
+"""`sweep` and `status`: a grid validated, its missing cells submitted, its cells followed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench.errors import UserError
+from bench.labels import cell_label
+
+
+def _sweep_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from bench.sweep import expand_sweep, load_sweep
+
+    sweep = load_sweep(args.sweep)
+    expansion = expand_sweep(sweep, source=str(args.sweep))
+    for note in expansion.notes():
+        print(f"{args.sweep}: note: {note}", file=sys.stderr)
+    results = Path(args.results) if args.results else Path("results") / sweep.name
+    if results.exists() and not results.is_dir():
+        raise UserError(f"--results {results}: exists and is not a folder; give a results folder")
+    return sweep, expansion.cells, results
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bench.launch import RETRYABLE, cell_problems, cell_states, check_cells, data_problem_lines, submit
+
+    sweep, cells, results = _sweep_setup(args)
+    executor = args.executor or sweep.launch.executor
+    if args.dry_run:
+        model_errors, data_errors = cell_problems(cells, source=str(args.sweep))
+        if model_errors:
+            listing = "\n  ".join(model_errors)
+            raise UserError(f"{len(model_errors)} cell(s) would fail; nothing was written:\n  {listing}")
+        states = {s.cell.run_id: s for s in cell_states(cells, results)}
+        todo = [
+            c
+            for c in cells
+            if states[c.run_id].state == "missing" or (args.retry_failed and states[c.run_id].state in RETRYABLE)
+        ]
+        print(f"{sweep.name}: {len(cells)} cells -> {results}/<run_id>/")
+        for c in cells:
+            print(f"  {c.run_id}  {states[c.run_id].state:<8}  {cell_label(c.varying)}")
+        array = " as one Slurm job array" if executor == "slurm" and todo else ""
+        print(f"would submit {len(todo)} cell(s) with the {executor} executor{array}; nothing was written")
+        print(f"models: all {len(cells)} built on the meta device")
+        launch = sweep.launch
+        if launch.world_size > 1:
+            print(
+                f"each cell: one DistributedDataParallel job of {launch.world_size} tasks ({launch.nodes} node(s) x "
+                f"{launch.tasks} task(s), one per device); data.batch_size is the global batch"
+            )
+        if executor == "slurm" or launch.setup or launch.sbatch:
+            from bench.launch import sbatch_preview
+
+            print(
+                "the sbatch script of each Slurm job array (made by submitit, not submitted; every #SBATCH "
+                "option and setup line runs on the cluster):"
+            )
+            print("\n".join(f"  | {ln}" for ln in sbatch_preview(launch, results, sweep.name).splitlines()))
+        if data_errors:
+            n = sum(map(len, data_errors.values()))
+            print(f"data: {n} cell(s) lack their data; a real submission stops there with exit 2:")
+            for line in data_problem_lines(data_errors):
+                print(f"  {line}")
+        return 0
+    check_cells(cells, source=str(args.sweep))
+    submitted, skipped = submit(sweep, cells, results, executor=executor, retry_failed=args.retry_failed)
+    counts: dict[str, int] = {}
+    for s in skipped:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    skipped_txt = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none"
+    print(
+        f"{sweep.name}: submitted {len(submitted)} of {len(cells)} cells ({executor}); skipped: {skipped_txt}; "
+        f"results in {results}"
+    )
+    retryable = sum(counts.get(k, 0) for k in RETRYABLE)
+    if retryable:
+        print(
+            f"  {retryable} failed, diverged or corrupt cell(s) were not resubmitted: 'aspp-bench status "
+            f"{args.sweep}' says why; add --retry-failed to run them again (a failed run resumes from its checkpoint)"
+        )
+    if counts.get("unknown"):
+        print(
+            f"  {counts['unknown']} cell(s) have an unknown state (the scheduler could not be asked): not "
+            "resubmitted, their jobs may still be queued or running; ask again with 'aspp-bench status'"
+        )
+    if args.wait or executor == "inline":
+        return _wait(cells, results, poll=0 if executor == "inline" else 5)
+    return 0
+
+
+def _wait(cells, results: Path, poll: float) -> int:  # type: ignore[no-untyped-def]
+    import time
+
+    from tqdm import tqdm
+
+    from bench.launch import FINISHED, cell_states
+
+    bar = tqdm(total=len(cells), unit="cell", disable=not sys.stderr.isatty())
+    while True:
+        states = cell_states(cells, results)
+        finished = sum(s.state in FINISHED for s in states)
+        bar.n = finished
+        bar.refresh()
+        if finished == len(cells) or poll == 0:
+            break
+        time.sleep(poll)
+    bar.close()
+    bad = [s for s in states if s.state != "done"]
+    for s in bad:
+        print(f"  {s.cell.run_id}  {s.state}: {s.detail}  ({cell_label(s.cell.varying)})")
+    return 1 if bad else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from bench.launch import cell_states
+
+    sweep, cells, results = _sweep_setup(args)
+    if args.results and not results.is_dir():
+        raise UserError(
+            f"--results {results}: no such folder; give the folder the sweep wrote to (default results/<name>)"
+        )
+    states = cell_states(cells, results)
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "sweep": sweep.name,
+                    "results": str(results),
+                    "counts": counts,
+                    "cells": [
+                        {"run_id": s.cell.run_id, "state": s.state, "detail": s.detail, "varying": s.cell.varying}
+                        for s in states
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"{sweep.name}: {len(cells)} cells in {results}")
+    for s in states:
+        print(
+            f"  {s.cell.run_id}  {s.state:<8}  {cell_label(s.cell.varying)}" + (f"  [{s.detail}]" if s.detail else "")
+        )
+    print("  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return 0

@@ -1,0 +1,102 @@
+"""`collect`, `report`, `regress`, `plan`: results into tables, reports, verdicts and seed plans."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench.errors import UserError
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from bench.store import collect
+
+    res = Path(args.results)
+    if not res.is_dir():
+        raise UserError(f"{res}: results folder not found")
+    df, skipped = collect(res)
+    for path, why in skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    out = Path(args.out) if args.out else res / "table.parquet"
+    if out.suffix not in (".parquet", ".csv"):
+        raise UserError(f"--out {out}: use a .parquet or .csv file name")
+    if df.empty:
+        raise UserError(f"{res}: no finished runs to collect ({len(skipped)} folder(s) skipped, listed above)")
+    from bench.store import atomic_path
+
+    with atomic_path(out) as tmp:
+        df.to_parquet(tmp, index=False) if out.suffix == ".parquet" else df.to_csv(tmp, index=False)
+    if out.suffix == ".parquet":
+        with atomic_path(out.with_suffix(".csv")) as tmp:
+            df.to_csv(tmp, index=False)
+    print(
+        f"{len(df)} runs -> {out}"
+        + (f" (and {out.with_suffix('.csv')})" if out.suffix == ".parquet" else "")
+        + f"; {len(skipped)} folder(s) skipped"
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import build_report
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip()) if args.format else None
+    notes = None
+    if args.notes:
+        try:
+            notes = Path(args.notes).read_text()
+        except OSError as e:
+            raise UserError(f"--notes {args.notes}: cannot read it ({e.strerror}); give a Markdown file") from None
+    r = build_report(args.results, args.out, formats=formats, baseline=args.baseline, notes=notes, sweep=args.sweep)
+    for path, why in r["skipped"]:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    for line in r["overfull"]:
+        print(f"warning: report.pdf: {line} (a table or figure is wider than the page)", file=sys.stderr)
+    print(f"report: {r['rows']} rows, {len(r['written'])} files in {args.out}")
+    return 0
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    from bench.regress import load_table, regress
+
+    passed, table, records = regress(
+        load_table(args.baseline),
+        load_table(args.current),
+        miou_tol=args.miou_tol,
+        speed_tol=args.speed_tol,
+        alpha=args.alpha,
+        speed_normalised=args.speed_normalised,
+        ignore=tuple(args.ignore),
+    )
+    counts = {v: sum(r["verdict"] == v for r in records) for v in ("ok", "INCONCLUSIVE", "FAIL")}
+    summary = (
+        f"{'PASS' if passed else 'FAIL'}: {counts['ok']} ok, {counts['INCONCLUSIVE']} inconclusive, "
+        f"{counts['FAIL']} failed of {len(records)} configurations. A configuration fails when its mean mIoU "
+        f"drops by more than {args.miou_tol} points and the drop is significant (one-sided Welch, or paired "
+        f"where both sides ran the same seeds; Holm-corrected over {len(records)} configurations; alpha "
+        f"{args.alpha}); with one seed on a side, on the threshold alone. Speed: "
+        + ("fractions of the measured matmul peak" if args.speed_normalised else "latency between equal environments")
+        + f", tolerance x{1 + args.speed_tol:.2f}."
+    )
+    if args.json:
+        print(json.dumps({"passed": passed, "summary": summary, "configurations": records}, indent=2, default=str))
+    else:
+        print(table)
+        print("\n" + summary)
+    return 0 if passed else 1
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from bench.plan import plan
+    from bench.regress import load_table
+
+    table, records = plan(
+        load_table(args.results), difference=args.difference, alpha=args.alpha, power=args.power, baseline=args.baseline
+    )
+    if args.json:
+        print(json.dumps(records, indent=2, default=str))
+    else:
+        print(table)
+    return 0
