@@ -1,0 +1,113 @@
+"""The environment every speed figure carries (device, vector extensions, kernels, threads, dtype,
+load) and its fingerprint; the matmul peak a machine reaches, for machine-normalised speed."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.profile.spec import DTYPES, ProfileSpec
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# the vector extensions that decide which CPU kernels oneDNN and ATen pick
+_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "asimd",
+              "sve")  # fmt: skip
+
+
+def device_features(device: str) -> str:
+    """GPU compute capability, or the CPU's vector extensions that change kernels (and numbers)."""
+    if device == "cuda":
+        major, minor = torch.cuda.get_device_capability()
+        return f"sm_{major}{minor}"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                have = set(line.split(":", 1)[1].split())
+                return ",".join(f for f in _CPU_FLAGS if f in have) or "none"
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def kernel_library(device: str) -> str:
+    """oneDNN (CPU) or cuDNN (CUDA) version: another version may pick other kernels."""
+    if device == "cuda":
+        return f"cudnn {torch.backends.cudnn.version()}"
+    cfg = torch.__config__.show()
+    for line in cfg.splitlines():
+        if "oneDNN" in line or "MKL-DNN" in line:
+            return line.strip().lstrip("-").strip()
+    return "unknown"
+
+
+def environment(spec: ProfileSpec, *, train_threads: int | None = None) -> dict[str, Any]:
+    """The fingerprint every speed figure carries: speed is only compared like with like. It
+    tells apart what changes the numbers (device and its vector extensions or compute capability,
+    torch and its kernel library, profiling and training threads, dtype, memory format) and
+    records the load at measurement (1-minute load average against the cores)."""
+    import torchvision
+
+    return {
+        "device": spec.device,
+        "device_name": device_name(spec.device),
+        "device_features": device_features(spec.device),
+        "kernels": kernel_library(spec.device),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "threads": torch.get_num_threads() if spec.device == "cpu" else None,
+        "train_threads": train_threads,
+        "cpu_count": os.cpu_count(),
+        "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "dtype": spec.dtype,
+        "channels_last": spec.channels_last,
+        "compile": spec.compile,
+    }
+
+
+FINGERPRINT_KEYS = ("device", "device_name", "device_features", "kernels", "torch", "threads", "train_threads",
+                    "dtype", "channels_last", "compile")  # fmt: skip
+
+
+def fingerprint(env: dict[str, Any]) -> str:
+    return "|".join(str(env.get(k)) for k in FINGERPRINT_KEYS)
+
+
+# --------------------------------------------------------------------------- peak compute
+
+
+_PEAKS: dict[str, float] = {}
+
+
+def peak_gflops(spec: ProfileSpec, env: dict[str, Any]) -> float:
+    """The device's matmul peak in the profile's dtype, measured in this process (once per
+    environment): a fraction of peak then compares a run with the machine it ran on, in the
+    state it was in, whichever machine that was."""
+    key = fingerprint(env)
+    if key in _PEAKS:
+        return _PEAKS[key]
+    from torch.utils import benchmark
+
+    n = 8192 if spec.device == "cuda" else 2048
+    a = torch.randn(n, n, device=spec.device, dtype=DTYPES[spec.dtype])
+    b = torch.randn(n, n, device=spec.device, dtype=DTYPES[spec.dtype])
+    m = benchmark.Timer("a @ b", globals={"a": a, "b": b}, num_threads=torch.get_num_threads()).blocked_autorange(
+        min_run_time=1.0
+    )
+    _PEAKS[key] = 2 * n**3 / min(m.times) / 1e9  # the best block: a peak, not a typical time
+    return _PEAKS[key]
