@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from bench.profile.spec import DTYPES, ProfileSpec
+from bench.profile.spec import DTYPES, ProfileSpec, torch_benchmark
 
 
 def device_name(device: str) -> str:
@@ -101,7 +101,7 @@ def peak_gflops(spec: ProfileSpec, env: dict[str, Any]) -> float:
     key = fingerprint(env)
     if key in _PEAKS:
         return _PEAKS[key]
-    from torch.utils import benchmark
+    benchmark = torch_benchmark()
 
     n = 8192 if spec.device == "cuda" else 2048
     a = torch.randn(n, n, device=spec.device, dtype=DTYPES[spec.dtype])

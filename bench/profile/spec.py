@@ -59,3 +59,18 @@ def check_spec(spec: ProfileSpec) -> None:
         raise UserError(f"--batch {spec.batch}: must be a positive integer")
     if spec.threads is not None and spec.threads < 1:
         raise UserError(f"--threads {spec.threads}: must be a positive integer")
+
+
+def torch_benchmark():  # type: ignore[no-untyped-def]
+    """torch.utils.benchmark, imported without the "No CUDA runtime is found" warning its
+    cpp_extension import logs on every CPU-only machine (nothing a user can act on)."""
+    import logging
+
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import benchmark
+    finally:
+        log.setLevel(level)
+    return benchmark

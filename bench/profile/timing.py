@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.profile.spec import torch_benchmark
+
 # --------------------------------------------------------------------------- latency, memory
 
 
@@ -33,7 +35,7 @@ def measure_latency(
     at least MIN_TIMED_RUNS timed runs when its time cap stopped it earlier (a model whose forward
     takes seconds). Says whether the spread met the 5% IQR/median threshold and how many runs the
     cap left to the top-up."""
-    from torch.utils import benchmark
+    benchmark = torch_benchmark()
 
     model.eval()
     cap = max_run_time if max_run_time is not None else max(10.0, min_run_time)
