@@ -147,20 +147,12 @@ def load_sweep(path: str | Path) -> Sweep:
     try:
         sweep = Sweep.model_validate(data)
     except ValidationError as e:
-        msgs = []
-        for err in e.errors():
-            key = ".".join(str(x) for x in err["loc"])
-            if err["type"] == "extra_forbidden":
-                allowed = list(Sweep.model_fields) if "." not in key else list(LaunchConfig.model_fields)
-                msgs.append(
-                    f"'{key}' is not a sweep field{did_you_mean(key.rsplit('.', 1)[-1], allowed)}; "
-                    f"allowed: {', '.join(allowed)}"
-                )
-            elif err["type"] == "value_error":
-                msgs.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
-            else:
-                msgs.append(f"{key}={err.get('input')!r}: {err['msg']}")
-        raise UserError(f"{p}: " + "; ".join(msgs)) from None
+        from bench.fields import explain
+
+        def allowed(key: str) -> list[str]:
+            return list(Sweep.model_fields) if "." not in key else list(LaunchConfig.model_fields)
+
+        raise UserError(explain(e, source=str(p), keys=[], allowed_at=allowed, noun="sweep")) from None
     from bench.references import names as reference_names
 
     known = reference_names()

@@ -36,7 +36,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     """The resolved RunConfig as YAML (what run_id hashes), or every key with --fields."""
     import yaml
 
-    from bench.config import field_rows, load_run_config
+    from bench.config import load_run_config
+    from bench.fields import field_rows
 
     if args.fields:
         rows = field_rows()
