@@ -117,69 +117,58 @@ def _icnet(
     return ICNet(sub1, shared, deep, ctx, cff_low, cff_high, nn.Conv2d(128, num_classes, 1))
 
 
-@architectures.register(
-    "icnet",
-    paper=ICNET,
-    backbones=RESNETS,
-    presets={"paper": {"num_classes": 19, "backbone": "resnet50"}, "cpu": {"num_classes": 12, "backbone": "resnet18"}},
-)
-def icnet(
-    *,
-    num_classes: int = 19,
-    backbone: str = "resnet50",
-    context: str = "ppm",
-    rates: Sequence[int] = (2, 4, 8, 12),
-    aux: bool = False,
-    weights: str | None = None,
-    image_pool: bool | None = None,
-) -> ICNet:
-    """ICNet: 1, 1/2, 1/4 resolution branches (1/2 and 1/4 share weights), CFF units, 1/2/3/6 pyramid pooling.
+_PRESETS = {"paper": {"num_classes": 19, "backbone": "resnet50"}, "cpu": {"num_classes": 12, "backbone": "resnet18"}}
+
+
+def _variant(default_context: str, drop_stage5_blocks: int, doc: str):  # type: ignore[no-untyped-def]
+    """An ICNet builder: icnet and aticnet differ only in their default context and stage 5."""
+
+    def build(
+        *,
+        num_classes: int = 19,
+        backbone: str = "resnet50",
+        context: str = default_context,
+        rates: Sequence[int] = (2, 4, 8, 12),
+        aux: bool = False,
+        weights: str | None = None,
+        image_pool: bool | None = None,
+    ) -> ICNet:
+        return _icnet(
+            num_classes=num_classes,
+            backbone=backbone,
+            context=context,
+            rates=rates,
+            aux=aux,
+            weights=weights,
+            image_pool=image_pool,
+            drop_stage5_blocks=drop_stage5_blocks,
+        )
+
+    build.__doc__ = doc
+    return build
+
+
+icnet = architectures.register("icnet", paper=ICNET, backbones=RESNETS, presets=_PRESETS)(
+    _variant(
+        "ppm",
+        0,
+        """ICNet: 1, 1/2, 1/4 resolution branches (1/2 and 1/4 share weights), CFF units, 1/2/3/6 pyramid pooling.
 
     The pyramid is ICNet's: pooled maps summed into the features, then 1x1 to 256 channels.
     `rates` are used only by atrous contexts. `aux` adds the 1/16 cascade label guidance
     (returned as 'aux' while training). For CPU scale use resnet18/34.
-    """
-    return _icnet(
-        num_classes=num_classes,
-        backbone=backbone,
-        context=context,
-        rates=rates,
-        aux=aux,
-        weights=weights,
-        image_pool=image_pool,
-        drop_stage5_blocks=0,
+    """,
     )
-
-
-@architectures.register(
-    "aticnet",
-    paper=ATICNET,
-    backbones=RESNETS,
-    presets={"paper": {"num_classes": 19, "backbone": "resnet50"}, "cpu": {"num_classes": 12, "backbone": "resnet18"}},
 )
-def aticnet(
-    *,
-    num_classes: int = 19,
-    backbone: str = "resnet50",
-    context: str = "atrous_ppm",
-    rates: Sequence[int] = (2, 4, 8, 12),
-    aux: bool = False,
-    weights: str | None = None,
-    image_pool: bool | None = None,
-) -> ICNet:
-    """AtICNet: icnet with one fewer stage-5 residual block and atrous conv (rates 2,4,8,12) before each pyramid level.
+aticnet = architectures.register("aticnet", paper=ATICNET, backbones=RESNETS, presets=_PRESETS)(
+    _variant(
+        "atrous_ppm",
+        1,
+        """AtICNet: icnet with one fewer stage-5 block and atrous 3x3 (rates 2,4,8,12) before each pyramid level.
 
     Each level: padding + atrous 3x3 (rate r_i) + 1x1 + BN, then average pooling at 1, 2, 3
     or 6 bins, upsampled and summed with the features entering the pyramid (the paper's
     "fused with the feature map before entering"), then ICNet's 1x1 to 256 channels.
-    """
-    return _icnet(
-        num_classes=num_classes,
-        backbone=backbone,
-        context=context,
-        rates=rates,
-        aux=aux,
-        weights=weights,
-        image_pool=image_pool,
-        drop_stage5_blocks=1,
+    """,
     )
+)

@@ -25,6 +25,8 @@ from bench.registry import architectures
 __all__ = ["CBAM", "UNet", "conv_bn_relu"]
 
 ASPPUNET = 'Guo, Xu and Sun, "Image Semantic Segmentation Model based on AsppUNet"'
+# the CamVid-scale presets of the UNet family (paper width 64, CPU width 16; 12 classes)
+_PRESETS_12 = {"paper": {"num_classes": 12, "width": 64}, "cpu": {"num_classes": 12, "width": 16}}
 MULTIBACKBONE = 'Xiang, Yang, Zeng and Yue, "ASPP with Multi-Backbone for Semantic Segmentation" (UCSD course report)'
 
 
@@ -201,7 +203,7 @@ def _build_unet(
 @architectures.register(
     "unet",
     paper=f"Ronneberger et al., arXiv:1505.04597; {MULTIBACKBONE}, Table 2",
-    presets={"paper": {"num_classes": 12, "width": 64}, "cpu": {"num_classes": 12, "width": 16}},
+    presets=_PRESETS_12,
 )
 def unet(*, num_classes: int = 12, width: int = 16, skip: bool = True, upsample: str = "bilinear") -> UNet:
     """UNet: VGG16-style double-conv encoder (width..16*width), max-pools, bilinear decoder, skips."""
@@ -211,7 +213,7 @@ def unet(*, num_classes: int = 12, width: int = 16, skip: bool = True, upsample:
 @architectures.register(
     "atrous_unet",
     paper=f"{ASPPUNET}, Sec. 3.1",
-    presets={"paper": {"num_classes": 12, "width": 64}, "cpu": {"num_classes": 12, "width": 16}},
+    presets=_PRESETS_12,
 )
 def atrous_unet(
     *, num_classes: int = 12, width: int = 16, skip: bool = True, upsample: str = "bilinear", down_dilation: int = 2
@@ -230,7 +232,7 @@ def atrous_unet(
 @architectures.register(
     "aspp_unet",
     paper=f"{ASPPUNET}, Sec. 3.3",
-    presets={"paper": {"num_classes": 12, "width": 64}, "cpu": {"num_classes": 12, "width": 16}},
+    presets=_PRESETS_12,
 )
 def aspp_unet(
     *,
@@ -266,7 +268,7 @@ def aspp_unet(
 @architectures.register(
     "cbam_unet",
     paper=f"Woo et al., CBAM, ECCV 2018; {ASPPUNET}, Table 1",
-    presets={"paper": {"num_classes": 12, "width": 64}, "cpu": {"num_classes": 12, "width": 16}},
+    presets=_PRESETS_12,
 )
 def cbam_unet(*, num_classes: int = 12, width: int = 16, skip: bool = True, upsample: str = "bilinear") -> UNet:
     """CBAM-UNet: unet with CBAM (channel then spatial attention) after each encoder block."""
