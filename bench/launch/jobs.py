@@ -56,6 +56,7 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
         self.threads = threads
         self.collective_timeout_s = collective_timeout_s
         self._trainer: Any = None
+        self._out = Path(".")
 
     def __call__(self, cfg_json: dict[str, Any], out_dir: str) -> dict[str, Any]:
         import torch
@@ -73,8 +74,7 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
         want = cfg.train.device
         device_type = "cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu"
         world = init_from_job(device_type=device_type, timeout_s=self.collective_timeout_s)
-        if world.distributed:
-            _rank_started(Path(out_dir), world)
+        self._out = Path(out_dir)
         try:
             result = execute(cfg, out_dir, trainer_hook=self._hook, world=world)
         except StopForRequeue as e:  # rank > 0 of a stopped cell: rank 0 checkpointed and requeues
@@ -90,6 +90,8 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
 
     def _hook(self, trainer: Any) -> None:
         self._trainer = trainer
+        if trainer.world.distributed:  # the folder is this run's and locked by rank 0: say who trains it
+            _rank_started(self._out, trainer.world)
         self._defer_preemption_to_step_boundary(trainer)
 
     @staticmethod
@@ -170,6 +172,8 @@ def _rank_started(out: Path, world: Any) -> None:
 def _rank_failed(out: Path, world: Any, e: BaseException) -> None:
     import traceback
 
+    if not (out / RANK_INFO.format(rank=world.rank)).is_file():
+        return  # it never reached training (a refused folder, say): the folder is not this rank's to change
     last = traceback.format_exception_only(type(e), e)[-1].strip()
     with contextlib.suppress(OSError, UserError):
         write_json(out / RANK_ERROR.format(rank=world.rank), {"rank": world.rank, "error": last[:1000],
