@@ -68,7 +68,7 @@ def current() -> World:
     """This process's place in the process group it has joined, or SINGLE."""
     if not (dist.is_available() and dist.is_initialized()):
         return SINGLE
-    return _current(int(os.environ.get("ASPP_BENCH_NODES", "1")))
+    return _current(_nodes)
 
 
 def join(*, rank: int, world_size: int, local_rank: int, nodes: int, device_type: str, timeout_s: float) -> World:
@@ -93,8 +93,12 @@ def join(*, rank: int, world_size: int, local_rank: int, nodes: int, device_type
     return _current(nodes)
 
 
+_nodes = 1  # the node count of the group this process joined (torch.distributed does not keep it)
+
+
 def _current(nodes: int) -> World:
-    os.environ["ASPP_BENCH_NODES"] = str(nodes)
+    global _nodes
+    _nodes = nodes
     return World(
         rank=dist.get_rank(),
         size=dist.get_world_size(),

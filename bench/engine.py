@@ -309,6 +309,9 @@ class Trainer:
         self._at_boundary: Callable[[], None] | None = None
         self._stop_requested = threading.Event()  # several ranks: a signal seen by this rank
         self.on_stop: Callable[[], None] | None = None  # several ranks: what rank 0 does once all stopped
+        self._stop_agreed = False  # several ranks: this step's all-reduced flags
+        self._checkpoint_agreed = False
+        self.checkpoint_saved_at: int | None = None  # the iteration the agreed stop checkpointed
         per_epoch = len(train_loader)
         if per_epoch == 0:
             raise UserError("the training split has fewer images than data.batch_size; lower data.batch_size")
@@ -496,9 +499,6 @@ class Trainer:
             self.save_checkpoint()
         return metrics
 
-    _stop_agreed = False
-    _checkpoint_agreed = False
-
     def _stop_all_ranks(self) -> None:
         """Every rank has finished the same step: checkpoint (a collective; rank 0 writes), then
         rank 0 hands over to the launcher (requeue and exit), the others stop."""
@@ -511,8 +511,6 @@ class Trainer:
         if self.world.main and self.on_stop is not None:
             self.on_stop()  # requeues and exits, or raises when it cannot requeue
         raise StopForRequeue(f"{self.world.describe()} stopped at iteration {self.state.iteration} for a requeue")
-
-    checkpoint_saved_at: int | None = None
 
     def fit(self) -> dict[str, Any]:
         if self.checkpoint_path is not None and self.checkpoint_path.is_file():

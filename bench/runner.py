@@ -352,7 +352,11 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
     if world.distributed and cfg.train.sync_bn:  # the network as it is deployed: plain batch norm
         profiled = build_model(cfg.model.arch, **cfg.model.knobs()).to(device)
         profiled.load_state_dict(trainer.model.state_dict())
-    prof = profile_model(profiled, pspec, train_threads=train_threads) if fit["status"] == "done" else {}
+    prof = (
+        profile_model(profiled, pspec, train_threads=train_threads, train_world_size=world.size)
+        if fit["status"] == "done"
+        else {}
+    )
     result = {
         "status": fit["status"],
         "run_id": rid,
@@ -364,12 +368,12 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
         "class_names": list(train_data.class_names),
         "train": fit["train"],
         "profile": {k: v for k, v in prof.items() if k not in ("env", "spec")},
-        "env": environment(pspec, train_threads=train_threads) if not prof else prof["env"],
+        "env": prof["env"] if prof else environment(pspec, train_threads=train_threads, train_world_size=world.size),
         "wall_seconds": time.time() - started,
     }
     # how it trained (the profile's dtype/layout are the latency's, not the training's)
     result["env"] = {**result["env"], "train_amp": t.amp, "train_channels_last": t.channels_last,
-                     "train_compile": t.compile, "train_world_size": world.size, "train_nodes": world.nodes,
+                     "train_compile": t.compile, "train_nodes": world.nodes,
                      "train_dist_backend": world.backend,
                      "train_sync_bn": bool(t.sync_bn and world.distributed)}  # fmt: skip
     write_json(out / RESULT, result)

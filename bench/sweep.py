@@ -64,17 +64,25 @@ class LaunchConfig(BaseModel):
                 "distributed cell runs one task per device; give tasks_per_node equal to gpus_per_node (or leave "
                 "it out: it follows gpus_per_node)"
             )
-        if self.nodes > 1 and self.executor != "slurm":
-            raise ValueError(
-                f"launch.nodes={self.nodes} with launch.executor={self.executor}: only Slurm runs a cell on several "
-                "nodes; use executor: slurm, or nodes: 1 with tasks_per_node for several processes on this machine"
-            )
-        if self.world_size > 1 and self.executor == "inline":
-            raise ValueError(
-                f"launch.executor=inline runs one process; a cell of {self.world_size} tasks (launch.nodes x "
-                "launch.tasks_per_node) needs executor: local or slurm"
-            )
+        problem = self.executor_problem(self.executor, "launch.executor=")
+        if problem:
+            raise ValueError(problem)
         return self
+
+    def executor_problem(self, executor: str, given_as: str) -> str | None:
+        """Why `executor` cannot run this launch's cells (None if it can): the sweep file's own
+        executor (`given_as` 'launch.executor=') or the command line's ('--executor ')."""
+        if self.nodes > 1 and executor != "slurm":
+            return (
+                f"launch.nodes={self.nodes} with {given_as}{executor}: only Slurm runs a cell on several nodes; use "
+                "executor slurm, or nodes: 1 with tasks_per_node for several processes on this machine"
+            )
+        if self.world_size > 1 and executor == "inline":
+            return (
+                f"{given_as}inline runs one process; a cell of {self.world_size} tasks (launch.nodes x "
+                "launch.tasks_per_node) needs executor local or slurm"
+            )
+        return None
 
     @model_validator(mode="after")
     def _signal_before_time_limit(self) -> LaunchConfig:

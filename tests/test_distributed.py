@@ -341,3 +341,15 @@ def test_two_gpu_cell_trains_over_nccl(cli, tmp_path: Path) -> None:
     _, r = _result(tmp_path / "r")
     assert r["env"]["train_world_size"] == 2 and r["env"]["train_dist_backend"] == "nccl"
     assert r["env"]["train_sync_bn"] is True
+
+
+def test_world_size_joins_the_speed_fingerprint_only_above_one() -> None:
+    """DESIGN: the fingerprint tells world sizes apart; a single-process run keeps the fingerprint
+    it always had, so the committed baselines still match new single-process runs."""
+    from bench.profile import ProfileSpec, environment, fingerprint
+
+    spec = ProfileSpec(input=(3, 8, 8))
+    one, two = environment(spec, train_threads=1), environment(spec, train_threads=1, train_world_size=2)
+    legacy = {k: v for k, v in one.items() if k != "train_world_size"}  # a result written before the key
+    assert fingerprint(one) == fingerprint(legacy)
+    assert fingerprint(two) == fingerprint(one) + "|world=2"

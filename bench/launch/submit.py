@@ -179,15 +179,9 @@ def _launch(sweep: Sweep, cells: list[Cell], runs: list[Path], results: Path, ex
     """Hand the cells to the executor: (one job per cell, or None for inline runs; submitit folder)."""
     cfgs = [c.config.model_dump(mode="json") for c in cells]
     outs = [str(r.resolve()) for r in runs]
-    if sweep.launch.world_size > 1 and executor == "inline":
-        raise UserError(
-            f"--executor inline runs one process; this sweep's cells have {sweep.launch.world_size} tasks each "
-            "(launch.nodes x launch.tasks_per_node): use --executor local or slurm"
-        )
-    if sweep.launch.nodes > 1 and executor == "local":
-        raise UserError(
-            f"--executor local runs on this machine alone; launch.nodes={sweep.launch.nodes} needs --executor slurm"
-        )
+    problem = sweep.launch.executor_problem(executor, "--executor ")
+    if problem:
+        raise UserError(problem)
     job_fn = RunJob(threads=sweep.launch.cpus_per_task, collective_timeout_s=sweep.launch.collective_timeout_s)
     folder = (results / ".submitit").resolve()
     if executor == "inline":

@@ -79,14 +79,16 @@ def prepare(model: nn.Module, spec: ProfileSpec, batch: int = 1) -> tuple[nn.Mod
     return model, x
 
 
-def profile_model(model: nn.Module, spec: ProfileSpec, *, train_threads: int | None = None) -> dict[str, Any]:
+def profile_model(
+    model: nn.Module, spec: ProfileSpec, *, train_threads: int | None = None, train_world_size: int = 1
+) -> dict[str, Any]:
     """One flat record: params, FLOPs (three counters), latency/FPS, memory, efficiency, env."""
     check_spec(spec)
     record: dict[str, Any] = {"input": list(spec.input), "batch": spec.batch}
     if "params" in spec.metrics:
         record.update(count_params(model))
     model, x1 = prepare(model, spec)
-    env = environment(spec, train_threads=train_threads)
+    env = environment(spec, train_threads=train_threads, train_world_size=train_world_size)
     record["env"] = env
     record["env_fingerprint"] = fingerprint(env)
     if "latency" in spec.metrics:  # first forward of the process: RSS growth is its own

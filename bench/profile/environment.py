@@ -56,10 +56,11 @@ def kernel_library(device: str) -> str:
     return "unknown"
 
 
-def environment(spec: ProfileSpec, *, train_threads: int | None = None) -> dict[str, Any]:
+def environment(spec: ProfileSpec, *, train_threads: int | None = None, train_world_size: int = 1) -> dict[str, Any]:
     """The fingerprint every speed figure carries: speed is only compared like with like. It
     tells apart what changes the numbers (device and its vector extensions or compute capability,
-    torch and its kernel library, profiling and training threads, dtype, memory format) and
+    torch and its kernel library, profiling and training threads, dtype, memory format, the
+    number of devices a run trained on) and
     records the load at measurement (1-minute load average against the cores)."""
     import torchvision
 
@@ -77,6 +78,7 @@ def environment(spec: ProfileSpec, *, train_threads: int | None = None) -> dict[
         "dtype": spec.dtype,
         "channels_last": spec.channels_last,
         "compile": spec.compile,
+        "train_world_size": train_world_size,
     }
 
 
@@ -85,7 +87,11 @@ FINGERPRINT_KEYS = ("device", "device_name", "device_features", "kernels", "torc
 
 
 def fingerprint(env: dict[str, Any]) -> str:
-    return "|".join(str(env.get(k)) for k in FINGERPRINT_KEYS)
+    """The environment's identity for speed comparisons. The training world size joins it only
+    above 1, so every single-process fingerprint (the committed baselines') stays as it was."""
+    key = "|".join(str(env.get(k)) for k in FINGERPRINT_KEYS)
+    world = env.get("train_world_size") or 1
+    return key if world == 1 else f"{key}|world={world}"
 
 
 # --------------------------------------------------------------------------- peak compute
