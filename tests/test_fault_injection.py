@@ -1,6 +1,7 @@
 """The fault-injection suite (scripts/fault_injection.py) as CI runs it: every local-executor
-scenario ends with 0 results lost, 0 duplicated, and weights bit-equal to an uninterrupted run;
-with the Slurm cluster of scripts/slurm-up.sh, the Slurm scenarios too."""
+scenario's fault lands and its recovery runs, and it ends with 0 results lost, 0 duplicated,
+and weights bit-equal to an uninterrupted run; with the Slurm cluster of scripts/slurm-up.sh,
+the Slurm scenarios too."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _run(tmp_path: Path, executors: str) -> list[dict]:
     )  # fmt: skip
     assert out.is_file(), r.stdout + r.stderr
     rows = json.loads(out.read_text())
-    bad = [row for row in rows if row["lost"] or row["duplicated"] or row["bit_equal"] != "yes"]
+    bad = [row for row in rows if row["lost"] or row["duplicated"] or row["bit_equal"] != "yes" or not row["exercised"]]
     assert not bad and r.returncode == 0, r.stdout[-4000:]
     return rows
 
