@@ -1,17 +1,75 @@
-"""Evaluate a run's checkpoint on any split of its dataset kind (`aspp-bench evaluate`)."""
+"""Evaluation: a model scored over a loader (every metric of bench.metrics, from one streaming
+confusion matrix summed over the ranks), and a run's checkpoint scored on any split of its dataset
+kind (`aspp-bench evaluate`), at the training size or at each annotation's own size."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import yaml
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
 
-from bench.config import apply_overrides, parse_set, validate
+from bench.config import apply_overrides, parse_set, read_yaml_mapping, validate
+from bench.distributed import SINGLE, World
 from bench.errors import UserError
+from bench.metrics import SegMetrics
 from bench.store import CONFIG
 
-__all__ = ["evaluate_checkpoint"]
+__all__ = ["AMP_DTYPES", "evaluate_checkpoint", "evaluate_model", "main_logits", "resolve_device"]
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device=cuda: CUDA is not available on this machine; use cpu or auto")
+    return torch.device(name)
+
+
+def main_logits(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    return out["out"] if isinstance(out, dict) else out
+
+
+def autocast(device: torch.device, amp: str) -> Any:
+    """torch.autocast at the run's train.amp (none: disabled, fp32)."""
+    return torch.autocast(device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp != "none")
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    num_classes: int,
+    ignore_index: int | None,
+    class_names: list[str] | tuple[str, ...],
+    device: torch.device,
+    amp: str = "none",
+    size_buckets: bool = True,
+    channels_last: bool = False,
+    world: World = SINGLE,
+) -> dict[str, Any]:
+    """Every metric of `bench.metrics` over the whole loader (streaming confusion matrix); logits
+    are compared in fp32 whatever the autocast dtype. In a cell of several ranks each scores its
+    share of the images and the confusion matrices are summed before any metric is computed."""
+    model.eval()
+    metrics = SegMetrics(
+        num_classes, ignore_index=ignore_index, class_names=class_names, device=device, size_buckets=size_buckets
+    )
+    with torch.inference_mode():
+        for images, masks in loader:
+            images = images.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast(device, amp):
+                logits = main_logits(model(images)).float()
+            metrics.update(logits.argmax(1), masks)
+    metrics.sum_over(world)
+    return metrics.compute()
 
 
 RESOLUTIONS = ("data", "label")
@@ -24,8 +82,8 @@ def evaluate_checkpoint(
     validated on (val, or test for a run trained on val). `resolution`: `data` scores at
     `data.size` (as the run validated), `label` upsamples the logits to each annotation's own
     size and scores there (as the papers report)."""
+    from bench.checkpoint import read_checkpoint
     from bench.data import build_dataset, dataset_facts, eval_split, load_split, make_loader
-    from bench.engine import evaluate, read_checkpoint, resolve_device
     from bench.identity import run_id
     from bench.models import build_model
 
@@ -37,14 +95,7 @@ def evaluate_checkpoint(
     cfg_path = ckpt.parent / CONFIG
     if not cfg_path.is_file():
         raise UserError(f"{cfg_path}: the run's resolved config is missing beside the checkpoint")
-    try:
-        data = yaml.safe_load(cfg_path.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(
-            f"{cfg_path}: not valid YAML ({e}); the run's config beside the checkpoint is damaged"
-        ) from None
-    if not isinstance(data, dict):
-        raise UserError(f"{cfg_path}: expected the run's config mapping, got {type(data).__name__}")
+    data = read_yaml_mapping(cfg_path, "run config")
     state = read_checkpoint(ckpt)  # weights_only: refused before anything else if it needs arbitrary unpickling
     trained = validate(data, source=str(cfg_path))
     bound = state.get("identity")
@@ -85,7 +136,7 @@ def evaluate_checkpoint(
         scored_at = "each annotation's own size (logits upsampled bilinearly)"
     else:
         loader = make_loader(build_dataset(split, train=False), batch_size=cfg.data.batch_size, shuffle=False)
-        metrics = evaluate(
+        metrics = evaluate_model(
             model,
             loader,
             num_classes=split.num_classes,
@@ -133,12 +184,9 @@ def _data_root(root: str, run_dir: Path) -> str:
 
 def _evaluate_at_label_size(model: Any, split: Any, cfg: Any, device: Any) -> dict[str, Any]:
     """Per image: logits at data.size, upsampled to the annotation's size, scored there."""
-    import torch
     import torch.nn.functional as F
 
     from bench.data import build_dataset
-    from bench.engine import AMP_DTYPES, main_logits
-    from bench.metrics import SegMetrics
 
     ds = build_dataset(split, train=False)
     metrics = SegMetrics(
@@ -150,7 +198,7 @@ def _evaluate_at_label_size(model: Any, split: Any, cfg: Any, device: Any) -> di
         for i in range(len(ds)):
             image, _ = ds[i]
             native = split.native_masks[i]
-            with torch.autocast(device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp != "none"):
+            with autocast(device, amp):
                 logits = main_logits(model(image.unsqueeze(0).to(device)))
             logits = F.interpolate(logits.float(), size=tuple(native.shape), mode="bilinear", align_corners=False)
             metrics.update(logits.argmax(1), native.unsqueeze(0).long())

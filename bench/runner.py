@@ -113,9 +113,7 @@ def check_folder(cfg: RunConfig, out: Path) -> str:
     return rid
 
 
-def execute(
-    cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, world: World = SINGLE
-) -> dict[str, Any]:
+def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, world: World = SINGLE) -> dict[str, Any]:
     """Train, evaluate and profile one configuration into out_dir; returns the result. The
     config is resolved first; a folder that holds another experiment is refused (UserError)
     before anything in it changes. The folder is locked for the whole run: a second process on
@@ -136,8 +134,9 @@ def execute(
         mkdir(out)
         lock = RunLock(out)
         if not lock.acquire():
-            lock, verdict = None, (
-                f"{out}: another process is training this run (its {out / '.lock'} is held); not starting twice"
+            lock, verdict = (
+                None,
+                (f"{out}: another process is training this run (its {out / '.lock'} is held); not starting twice"),
             )
         elif read_result(out) is not None:  # it may have finished while we waited for the lock
             verdict = "done"
@@ -211,7 +210,7 @@ def _preflight(cfg: RunConfig) -> None:
     import torch
 
     from bench.data import data_problem, eval_split
-    from bench.engine import resolve_device
+    from bench.evaluate import resolve_device
     from bench.models import build_model
     from bench.models.backbones import weights_check_only
 
@@ -230,10 +229,13 @@ def _preflight(cfg: RunConfig) -> None:
 def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: World = SINGLE) -> dict[str, Any]:
     import torch
 
+    from bench.checkpoint import seed_everything
     from bench.data import build_dataset, make_loader
-    from bench.engine import Trainer, TrainSpec, make_optimizer, make_scheduler, resolve_device, seed_everything
+    from bench.engine import Trainer, TrainSpec
+    from bench.evaluate import resolve_device
     from bench.losses import build_loss, class_weights
     from bench.models import build_model
+    from bench.optim import make_optimizer, make_scheduler
     from bench.profile import ProfileSpec, environment, profile_model
 
     log = _logger(out, world)

@@ -18,9 +18,10 @@ import torch
 from bench.config import load_run_config
 from bench.data import build_dataset, make_loader
 from bench.data.synthetic import make_synthetic
-from bench.engine import Trainer, TrainSpec, make_optimizer, make_scheduler
+from bench.engine import Trainer, TrainSpec
 from bench.losses import build_loss
 from bench.models import build_model
+from bench.optim import make_optimizer, make_scheduler
 from bench.profile import device_name
 
 

@@ -79,8 +79,9 @@ def test_bf16_channels_last_training_keeps_fp32_where_it_must(cli, tmp_path) -> 
 def test_channels_last_model_and_inputs() -> None:
     from torch.utils.data import DataLoader, TensorDataset
 
-    from bench.engine import Trainer, TrainSpec, make_optimizer, make_scheduler
+    from bench.engine import Trainer, TrainSpec
     from bench.models import build_model
+    from bench.optim import make_optimizer, make_scheduler
 
     torch.manual_seed(0)
     model = build_model("aspp_unet", width=4, num_classes=3)

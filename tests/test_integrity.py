@@ -558,14 +558,14 @@ def test_a_checkpoint_of_an_earlier_version_still_resumes(tmp_path) -> None:
 
     import numpy as np
 
-    from bench.engine import _set_rng_state, read_checkpoint
+    from bench.checkpoint import read_checkpoint, set_rng_state
 
     np.random.seed(3)
     legacy = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     torch.save({"model": {}, "rng": legacy}, tmp_path / "old.pt")
     expected = np.random.random()
     ckpt = read_checkpoint(tmp_path / "old.pt")
-    _set_rng_state(ckpt["rng"])
+    set_rng_state(ckpt["rng"])
     assert np.random.random() == expected
 
 

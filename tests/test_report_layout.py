@@ -46,7 +46,7 @@ def test_latex_table_splits_itself_rather_than_overflowing() -> None:
 
 
 def test_crossed_and_matched_pairs() -> None:
-    from bench.figures import crossed, matched_pairs
+    from bench.report.effects import crossed, matched_pairs
 
     full = _t([{"a": a, "b": b} for a in ("x", "y") for b in (1, 2)])
     assert crossed(full, "a", ["a", "b"]) and crossed(full, "b", ["a", "b"])
@@ -64,7 +64,7 @@ def test_labels_never_overlap_on_a_crowded_plot() -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from bench.figures import place_labels
+    from bench.report.plotting import place_labels
 
     rng = np.random.default_rng(0)
     xs = list(rng.normal(1.0, 0.05, 25)) + [1.0, 1.0, 1.001]  # a tight cluster and three coincident points

@@ -64,8 +64,8 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
         if self.threads:
             torch.set_num_threads(self.threads)
         from bench.config import RunConfig
-        from bench.engine import StopForRequeue
         from bench.runner import execute
+        from bench.stopping import StopForRequeue
 
         restarts = os.environ.get("SLURM_RESTART_COUNT")
         if restarts:
@@ -161,8 +161,13 @@ def _rank_started(out: Path, world: Any) -> None:
     mkdir(out)
     write_json(
         out / RANK_INFO.format(rank=world.rank),
-        {"rank": world.rank, "world_size": world.size, "host": socket.gethostname(), "pid": os.getpid(),
-         "started": time.time()},  # fmt: skip
+        {
+            "rank": world.rank,
+            "world_size": world.size,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": time.time(),
+        },  # fmt: skip
     )
     err = out / RANK_ERROR.format(rank=world.rank)
     if err.is_file():  # an earlier attempt's report (this rank starts again after a requeue)

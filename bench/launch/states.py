@@ -150,9 +150,7 @@ def cell_states(cells: Sequence[Cell], results: Path) -> list[CellState]:
     return out
 
 
-def _one_state(
-    c: Cell, run: Path, job: dict[str, Any] | None, slurm: dict[str, str], slurm_error: str
-) -> CellState:
+def _one_state(c: Cell, run: Path, job: dict[str, Any] | None, slurm: dict[str, str], slurm_error: str) -> CellState:
     """The state of a cell that has no readable result (yet)."""
     if is_locked(run):  # a process is training in the folder, whatever launched it
         return CellState(c, "running", f"{job['executor']} job {job['job_id']}" if job else "locked", run)
@@ -187,7 +185,6 @@ def _local_failure(job: dict[str, Any], run: Path) -> str:
     lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     last = lines[-1].strip()[:200] if lines else "(empty log)"
     return f"stopped: its local chain (pid {pid}) ended during this run (killed?); last log line: {last}"
-
 
 
 def rank_report(run: Path) -> str | None:

@@ -1,0 +1,87 @@
+"""What a table's caption says: the marks (tests, correction, bold) and the protocol, i.e. every
+setting that is the same for all rows (dataset, split, size, schedule, seeds, device, counters).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.labels import show
+
+
+def protocol_note(t: Any) -> str:
+    """What the table's marks mean, for its caption."""
+    tests = sorted({x for x in t.get("test_vs_baseline", []) if x})
+    kind = " and ".join({"welch": "Welch's t-test", "paired": "paired t-test (same seeds)"}[x] for x in tests)
+    n = int(t["p_vs_baseline"].notna().sum()) if "p_vs_baseline" in t else 0
+    return (
+        "Mean ± sample sd over the seeds (n in the seeds column; no ± with one seed; Params and GMACs are "
+        "the same for every seed). Δ mIoU against the row marked base; * p < 0.05, ** p < 0.01, two-sided "
+        + (f"{kind}, Holm-corrected over {n} comparisons" if n else "tests need >= 2 seeds per row: none made")
+        + ". Bold: the best value of a column, only where it is significantly better than the runner-up "
+        "(one-sided test, p < 0.05; for Params and GMACs, strictly smaller)."
+    )
+
+
+PROTOCOL_KEYS = {  # constant settings worth a reader's attention, in caption order
+    "data.name": "dataset {}",
+    "data.size": "{} px",
+    "data.batch_size": "batch {}",
+    "train.epochs": "{} epochs",
+    "train.iters": "{} iterations",
+    "optim.name": "{}",
+    "optim.lr": "lr {}",
+    "optim.schedule": "{} schedule",
+    "model.width": "width {}",
+    "model.output_stride": "output stride {}",
+    "loss.name": "loss {}",
+    "model.arch": "arch {}",
+    "model.backbone": "backbone {}",
+    "model.context": "context {}",
+    "model.rates": "rates {}",
+    "model.skip": "skip {}",
+    "train.amp": "training in {}",
+}
+
+
+def protocol_caption(df: Any, axes: list[str]) -> str:
+    """The constant factors and the protocol, in words, for a caption (plain text, Unicode)."""
+    from bench.data import eval_split
+
+    done = df[df["status"] == "done"]
+
+    def const(col: str) -> str | None:
+        if col not in done.columns or col in axes:
+            return None
+        vals = {show(v) for v in done[col]}
+        return vals.pop() if len(vals) == 1 else None
+
+    parts = []
+    for col, fmt in PROTOCOL_KEYS.items():
+        v = const(col)
+        if v is None or v == "-" or (col == "train.amp" and v in ("no", "fp32", "none")):
+            continue
+        parts.append(fmt.format(v.replace(",", "x") if col == "data.size" else v))
+    split = const("data.split")
+    if split:
+        parts.insert(1, f"trained on {split}, evaluated on {eval_split(split)}")
+    seeds = sorted({int(s) for s in done["train.seed"]}) if "train.seed" in done else []
+    if seeds:
+        parts.append("seeds " + ",".join(str(s) for s in seeds))
+    dev = const("env.device_name")
+    dtype = const("env.dtype")
+    threads = const("env.threads")
+    where = f"latency on {dev or 'several devices'}" + (f", {threads} thread(s)" if threads else "")
+    where += f", {dtype}" if dtype else ""
+    text = (
+        "; ".join(parts)
+        + f". GMACs: torch.utils.flop_counter / 2 at the training size; FPS: batch 1, 1000 / median {where}."
+    )
+    if "busy" in done.columns:
+        busy = int(done["busy"].fillna(False).astype(bool).sum())
+        if busy:
+            text += (
+                f" {busy} of {len(done)} latencies were measured while the machine was busier than its cores "
+                "(load average above the core count): compare speeds only from a quiet machine."
+            )
+    return text

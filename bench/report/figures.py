@@ -1,0 +1,167 @@
+"""The report's figures (seaborn/matplotlib, PNG and PDF), each readable without the table: the
+trade-offs, the factor effects, the per-class IoU heatmap (rows named by the main table's row
+and the factor values) and the learning curves (train loss and val mIoU per epoch, mean and sd
+over the seeds).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.report.effects import effect
+from bench.report.plotting import Figure, compact_label, palette, save_figure
+from bench.report.tables import row_numbers
+from bench.report.tradeoff import tradeoff
+
+
+def heatmap(t: Any, pc: Any, axes: list[str], outdir: Path) -> Figure:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    by_row = t.set_index("row")
+    labels = [f"#{i} {compact_label(by_row.loc[i], axes)}" for i in pc.index]
+    data = pc.copy()
+    data.index = labels
+    longest = max(len(s) for s in labels)
+    fig, ax = plt.subplots(figsize=(0.55 * pc.shape[1] + 0.055 * longest + 1.6, 0.3 * pc.shape[0] + 1.6))
+    sns.heatmap(
+        data,
+        annot=True,
+        fmt=".0f",
+        cmap="viridis",
+        vmin=0,
+        vmax=100,
+        ax=ax,
+        annot_kws={"fontsize": 7},
+        cbar_kws={"label": "IoU (%)"},
+    )
+    ax.set_xlabel("class")
+    ax.set_ylabel("")
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    save_figure(fig, outdir / "per_class_iou")
+    n = ", ".join(sorted({str(v) for v in t["n"]}))
+    return Figure(
+        outdir / "per_class_iou",
+        "Per-class IoU",
+        f"IoU (%) per class (columns) and configuration (rows: row of Table 1 and its factor values), "
+        f"mean over n = {n} seed(s).",
+    )
+
+
+def _histories(df: Any, results: Path | None) -> dict[str, list[dict[str, Any]]]:
+    if results is None or "folder" not in df.columns:
+        return {}
+    out = {}
+    for _, r in df[df["status"] == "done"].iterrows():
+        try:
+            res = json.loads((results / str(r["folder"]) / "result.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        hist = (res.get("train") or {}).get("history") or []
+        if hist:
+            out[r["run_id"]] = hist
+    return out
+
+
+def learning_curves(t: Any, df: Any, axes: list[str], outdir: Path, results: Path | None) -> tuple[Figure | None, str]:
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    hist = _histories(df, results)
+    if not hist:
+        why = (
+            "the report was made from a collected table, which holds no training history; give the results folder"
+            if results is None
+            else "no run has a training history"
+        )
+        return None, f"learning curves: not drawn, {why}"
+    keys = axes or ["status"]
+    done = df[df["status"] == "done"]
+    row_of = row_numbers(t, axes)
+    colours = palette(len(t))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    by_row = t.set_index("row")
+    n_runs = 0
+    for key, g in done.groupby(keys, sort=False, dropna=False):
+        row = row_of[key if isinstance(key, tuple) else (key,)]
+        frames = [pd.DataFrame(hist[r]).assign(run=r) for r in g["run_id"] if r in hist]
+        if not frames:
+            continue
+        n_runs += len(frames)
+        h = pd.concat(frames)
+        c = colours[row - 1]
+        lab = f"#{row} {compact_label(by_row.loc[row], axes)}"
+        for ax, col, scale in ((a1, "loss", 1.0), (a2, "miou", 100.0)):
+            if col not in h.columns:
+                continue
+            s = h.dropna(subset=[col]).groupby("epoch")[col].agg(["mean", "std", "count"])
+            if s.empty:
+                continue
+            m, sd = s["mean"] * scale, s["std"].fillna(0) * scale
+            ax.plot(
+                s.index, m, color=c, lw=1.2, marker="o" if len(s) < 4 else None, ms=3, label=lab if ax is a1 else None
+            )
+            if (s["count"] > 1).any():
+                ax.fill_between(s.index, m - sd, m + sd, color=c, alpha=0.15, lw=0)
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("train loss (mean over the epoch)")
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("val mIoU (%) at each evaluation")
+    evals = {len([e for e in h if e.get("miou") is not None]) for h in hist.values()}
+    if evals == {1}:
+        a2.text(
+            0.03,
+            0.97,
+            "evaluated at the last epoch only:\nset train.eval_every for a val curve",
+            transform=a2.transAxes,
+            va="top",
+            fontsize=7,
+            color="0.3",
+        )
+    for ax in (a1, a2):
+        ax.tick_params(labelsize=7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    handles, labels = a1.get_legend_handles_labels()
+    fig.subplots_adjust(left=0.06, right=0.7, bottom=0.13, top=0.95, wspace=0.25)
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.71, 0.96), fontsize=6.5, frameon=False)
+    save_figure(fig, outdir / "learning_curves")
+    n = ", ".join(sorted({str(v) for v in t["n"]}))
+    cap = (
+        f"Training of every configuration ({n_runs} runs, n = {n} seed(s) per configuration): train loss per "
+        f"epoch (mean over the epoch's batches) and val mIoU at each evaluation (train.eval_every; the last "
+        f"epoch always); lines are means over the seeds, bands ± sd where n >= 2."
+    )
+    return Figure(outdir / "learning_curves", "Learning curves", cap), "learning curves: learning_curves.png"
+
+
+def make_all(
+    t: Any, df: Any, axes: list[str], outdir: Path, *, results: Path | None = None, per_class: Any = None
+) -> tuple[list[Figure], list[str]]:
+    """Every figure of a report, and the lines that say which factor figures exist and why not."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    figs: list[Figure] = []
+    lines: list[str] = []
+    for cost in ("gmacs", "latency_ms"):
+        f = tradeoff(t, df, axes, cost, outdir)
+        if f:
+            figs.append(f)
+    f, line = learning_curves(t, df, axes, outdir, results)
+    lines.append(line)
+    if f:
+        figs.append(f)
+    if per_class is not None:
+        figs.append(heatmap(t, per_class, axes, outdir))
+    for axis in axes:
+        f, line = effect(t, df, axis, axes, outdir)
+        lines.append(line)
+        if f:
+            figs.append(f)
+    return figs, lines

@@ -1,0 +1,128 @@
+"""Accuracy against cost (GMACs, latency): points coloured by the first factor and shaped by the
+second, a legend, row numbers placed so that no two labels overlap, error bars in both
+directions where both spreads are known, and the Pareto front.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from bench.labels import factor_names, show
+from bench.report.plotting import MARKERS, Figure, constant_value, factor_levels, palette, place_labels, save_figure
+
+
+def _pareto(points: list[tuple[float, float]]) -> list[int]:
+    """Indices on the front: lower cost, higher accuracy."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def tradeoff(t: Any, df: Any, axes: list[str], cost: str, outdir: Path) -> Figure | None:
+    """mIoU against GMACs or latency: colour = first factor, marker = second, labels = rows."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    names = factor_names(axes)
+    if cost == "gmacs":
+        x = t["gmacs"].astype(float)
+        xerr = None
+        size = constant_value(df, "data.size")
+        xlabel = "GMACs per image" + (f" at {size.replace(',', 'x')}" if size else "") + " (multiply-accumulates / 1e9)"
+    else:
+        x = t["latency_ms_p50"].astype(float)
+        if x.isna().all() and "fps_bs1" in t:
+            x = 1000 / t["fps_bs1"].astype(float)
+        iqr = t["latency_ms_iqr"].astype(float) if "latency_ms_iqr" in t else None
+        xerr = None if iqr is None or iqr.isna().all() else (iqr.fillna(0) / 2)
+        device = constant_value(df, "env.device_name") or "mixed devices"
+        dtype = constant_value(df, "env.dtype") or "mixed dtypes"
+        threads = constant_value(df, "env.threads")
+        xlabel = f"latency per image, batch 1, {device}" + (f", {threads} thread(s)" if threads else "")
+        xlabel += f", {dtype} (ms, median)"
+    y = t["miou"].astype(float)
+    if x.isna().all():
+        return None
+    yerr = t["miou_std"].astype(float)
+    hue = axes[0] if axes else None
+    style = axes[1] if len(axes) > 1 else None
+    hue_levels = factor_levels(t, hue) if hue else ["all"]
+    style_levels = factor_levels(t, style) if style else ["all"]
+    colours = dict(zip(hue_levels, palette(len(hue_levels)), strict=True))
+    markers = {lv: MARKERS[i % len(MARKERS)] for i, lv in enumerate(style_levels)}
+    fig = plt.figure(figsize=(8.5, 4.8))
+    ax = fig.add_axes((0.09, 0.12, 0.6, 0.8))
+    for i, (_, r) in enumerate(t.iterrows()):
+        c = colours[show(r[hue])] if hue else "C0"
+        m = markers[show(r[style])] if style else "o"
+        if not (math.isfinite(x.iloc[i]) and math.isfinite(y.iloc[i])):
+            continue
+        ax.errorbar(
+            x.iloc[i],
+            y.iloc[i],
+            yerr=None if math.isnan(yerr.iloc[i]) else yerr.iloc[i],
+            xerr=None if xerr is None else xerr.iloc[i],
+            fmt="none",
+            ecolor=c,
+            alpha=0.6,
+            lw=1,
+            capsize=2,
+        )
+        ax.scatter([x.iloc[i]], [y.iloc[i]], color=c, marker=m, s=46, edgecolor="black", linewidth=0.4, zorder=3)
+    ok = [i for i in range(len(t)) if math.isfinite(x.iloc[i]) and math.isfinite(y.iloc[i])]
+    pts = [(float(x.iloc[i]), float(y.iloc[i])) for i in ok]
+    front = [ok[k] for k in _pareto(pts)]
+    fx = [float(x.iloc[i]) for i in front]
+    fy = [float(y.iloc[i]) for i in front]
+    ax.step(fx, fy, where="post", ls="--", color="0.35", lw=0.9, zorder=1)
+    ax.set_xlabel(xlabel, fontsize=8)
+    seeds_bar = bool((t["n"] >= 2).any())
+    ax.set_ylabel("val mIoU (%)" + ("; bars: ± sd over seeds" if seeds_bar else ""), fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.margins(x=0.12, y=0.12)
+    handles = []
+    if hue:
+        handles.append(Line2D([], [], ls="", label=names[hue]))
+        handles += [
+            Line2D([], [], ls="", marker="o", color=colours[lv], mec="black", mew=0.4, label=lv) for lv in hue_levels
+        ]
+    if style:
+        handles.append(Line2D([], [], ls="", label=names[style]))
+        handles += [
+            Line2D([], [], ls="", marker=markers[lv], color="0.6", mec="black", mew=0.4, label=lv)
+            for lv in style_levels
+        ]
+    handles.append(Line2D([], [], ls="--", color="0.35", label="Pareto front"))
+    leg = ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
+    for text in leg.get_texts():
+        if text.get_text() in (names.get(hue), names.get(style)):
+            text.set_fontweight("bold")
+    place_labels(ax, [x.iloc[i] for i in ok], [y.iloc[i] for i in ok], [str(t["row"].iloc[i]) for i in ok])
+    name = f"miou_vs_{cost}"
+    what = "GMACs" if cost == "gmacs" else "latency"
+    n = ", ".join(sorted({str(v) for v in t["n"]}))
+    bars = (
+        "vertical bars ± sd over seeds where a configuration has >= 2; "
+        if seeds_bar
+        else "no vertical bars (one seed per configuration); "
+    )
+    bars += (
+        "horizontal bars ± half the interquartile range of the latency samples (median over seeds)"
+        if xerr is not None
+        else "no horizontal bars (GMACs are exact)"
+        if cost == "gmacs"
+        else ""
+    )
+    caption = (
+        f"mIoU against {what} for the {len(ok)} configurations (n = {n} seed(s) each); colour: "
+        f"{names[hue] if hue else '-'}, marker: {names[style] if style else '-'}; numbers are the rows of "
+        f"Table 1; dashed: the Pareto front (no configuration both cheaper and more accurate); {bars}."
+    )
+    save_figure(fig, outdir / name)
+    return Figure(outdir / name, f"Accuracy against {what}", caption)
