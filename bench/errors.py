@@ -18,6 +18,18 @@ class UserError(ValueError):
     exit_code = 2
 
 
+class KnobError(UserError):
+    """A builder refused the value of one of its knobs: `knob=value: why`. Builders are called
+    by their knob names; the zoo's entry point re-raises it under the config key (`model.rates`)."""
+
+    def __init__(self, knob: str, value: str, why: str) -> None:
+        self.knob, self.value, self.why = knob, value, why
+        super().__init__(f"{knob}={value}: {why}")
+
+    def keyed(self, section: str) -> UserError:
+        return UserError(f"{section}.{self.knob}={self.value}: {self.why}")
+
+
 def did_you_mean(given: str, allowed: Iterable[str], *, n: int = 3) -> str:
     """' (did you mean 'x'?)' for the closest allowed names, or '' when nothing is close."""
     close = difflib.get_close_matches(str(given), [str(a) for a in allowed], n=n, cutoff=0.6)

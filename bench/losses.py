@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from torch import nn
 from bench.errors import UserError
 from bench.registry import losses
 
-__all__ = ["build_loss", "class_frequencies", "class_weights"]
+__all__ = ["build_loss", "class_frequencies", "class_weights", "run_loss"]
 
 
 def _valid(target: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
@@ -241,3 +242,16 @@ def build_loss(name: str, *, ignore_index: int | None, weight: torch.Tensor | No
             )
         kwargs["weight"] = weight
     return losses.build(name, **kwargs)
+
+
+def run_loss(loss_cfg: Any, data: Any, data_cfg: Any) -> nn.Module:
+    """The loss a run trains with: `loss.name` with the class weights `loss.class_weights` asks
+    for, computed on the decoded training split `data` and cached per split. weighted_ce without
+    class weights uses median-frequency balancing, the scheme of the papers that define it."""
+    from bench.data import split_key
+
+    scheme = loss_cfg.class_weights
+    if loss_cfg.name == "weighted_ce" and scheme == "none":
+        scheme = "median_freq"
+    weights = class_weights(scheme, data.masks, data.num_classes, loss_cfg.ignore_index, cache_key=split_key(data_cfg))
+    return build_loss(loss_cfg.name, ignore_index=loss_cfg.ignore_index, weight=weights)

@@ -26,7 +26,7 @@ def load_table(path: str | Path) -> Any:
     row's identity (`_identity`, `_config`) computed from its config columns."""
     import pandas as pd
 
-    from bench.store import collect
+    from bench.results import collect
 
     p = Path(path)
     try:

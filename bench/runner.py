@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.config import RunConfig
 from bench.distributed import SINGLE, World
 from bench.errors import UserError
@@ -24,6 +22,7 @@ from bench.store import (
     LOG,
     RESULT,
     RunLock,
+    check_folder,
     mkdir,
     read_result,
     remove_stale_temps,
@@ -31,7 +30,7 @@ from bench.store import (
     write_yaml,
 )
 
-__all__ = ["build_data", "check_folder", "execute", "folder_identity"]
+__all__ = ["build_data", "execute"]
 
 
 def _logger(out_dir: Path, world: World = SINGLE) -> logging.Logger:
@@ -60,57 +59,6 @@ def build_data(cfg: RunConfig):  # type: ignore[no-untyped-def]
     train = load_split(cfg.data, cfg.data.split)
     val = load_split(cfg.data, eval_split(cfg.data.split))
     return train, val
-
-
-def folder_identity(out: Path) -> tuple[str, RunConfig] | None:
-    """(run_id, resolved config) the folder is bound to, None for a folder that holds no run.
-    A folder with a checkpoint or result but no config it can resolve is a UserError."""
-    from bench.identity import identity_of_dict
-
-    data = None
-    source = out / CONFIG
-    try:
-        if source.is_file():
-            data = yaml.safe_load(source.read_text())
-        elif (out / RESULT).is_file():
-            source = out / RESULT
-            data = json.loads(source.read_text()).get("config")
-    except (OSError, yaml.YAMLError, json.JSONDecodeError, AttributeError) as e:
-        raise UserError(f"{source}: unreadable ({type(e).__name__}); this folder's run cannot be identified") from None
-    if data is None:
-        if (out / CHECKPOINT).is_file():
-            raise UserError(
-                f"{out}: holds a checkpoint but no {CONFIG}: it cannot be bound to a config; use another folder"
-            )
-        return None
-    if not isinstance(data, dict):
-        raise UserError(f"{source}: expected a config mapping, got {type(data).__name__}")
-    try:
-        rid, _, resolved = identity_of_dict(data, source=str(source))
-    except UserError as e:
-        raise UserError(f"{out} holds a run whose config no longer resolves ({e}); use another folder") from None
-    return rid, resolved
-
-
-def check_folder(cfg: RunConfig, out: Path) -> str:
-    """The run_id of `cfg` (resolved); UserError naming every differing key when the folder
-    already holds another experiment. Reads only: nothing in the folder changes."""
-    from bench.identity import config_diff, run_id
-
-    rid = run_id(cfg, resolved=True)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder; give --out a folder path")
-    if not out.is_dir():
-        return rid
-    bound = folder_identity(out)
-    if bound is not None and bound[0] != rid:
-        diff = config_diff(bound[1], cfg)
-        raise UserError(
-            f"{out} holds run {bound[0]}, another experiment than this config (run {rid}); it differs in "
-            + ("; ".join(diff) if diff else "its resolved identity")
-            + f". Nothing was changed. Use another --out folder, or remove {out} to start over"
-        )
-    return rid
 
 
 def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, world: World = SINGLE) -> dict[str, Any]:
@@ -157,53 +105,6 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, wo
             lock.release()
 
 
-def tensorboard_name(out: Path, rid: str) -> Path:
-    """Where a run's TensorBoard events go: inside a sweep's results folder, one run per cell named
-    by its factors (`<results>/tensorboard/arch=unet, skip=no, seed=0`), so that
-    `tensorboard --logdir <results>` shows the sweep; a lone run writes `<run>/tensorboard`."""
-    from bench.store import MANIFEST, TENSORBOARD
-
-    try:
-        cells = json.loads((out.parent / MANIFEST).read_text()).get("cells", {})
-    except (OSError, json.JSONDecodeError, AttributeError):
-        cells = {}
-    varying = cells.get(rid) if isinstance(cells, dict) else None
-    if not varying:
-        return out / TENSORBOARD
-    from bench.labels import row_label
-
-    label = row_label(varying, list(varying)).replace("/", "_")
-    return out.parent / TENSORBOARD / label[:200]
-
-
-def tensorboard_logger(out: Path, rid: str, log: Any) -> Any:
-    """An on_epoch callback writing TensorBoard scalars (train/loss, train/lr, val/mIoU,
-    val/pixel_acc), or None when the optional `tensorboard` package is not installed. The writer
-    opens at the first epoch it sees with purge_step there, so a resumed run overwrites the steps
-    it redoes instead of drawing them twice."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    state: dict[str, Any] = {}
-
-    def write(entry: dict[str, Any]) -> None:
-        if "writer" not in state:
-            where = tensorboard_name(out, rid)
-            state["writer"] = SummaryWriter(log_dir=str(where), purge_step=entry["epoch"])
-            log(f"TensorBoard events in {where}")
-        w, step = state["writer"], entry["epoch"]
-        if entry.get("loss") is not None:
-            w.add_scalar("train/loss", entry["loss"], step)
-        w.add_scalar("train/lr", entry["lr"], step)
-        if entry.get("miou") is not None:
-            w.add_scalar("val/mIoU", 100 * entry["miou"], step)
-            w.add_scalar("val/pixel_acc", 100 * entry["pixel_acc"], step)
-        w.flush()  # live: tensorboard shows the epoch now, and a killed run loses nothing written
-
-    return write
-
-
 def _preflight(cfg: RunConfig) -> None:
     """What can be refused before the run folder is touched: the model (built on the meta device:
     no memory, no weights), the dataset's files, the device and its number format."""
@@ -233,10 +134,11 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
     from bench.data import build_dataset, make_loader
     from bench.engine import Trainer, TrainSpec
     from bench.evaluate import resolve_device
-    from bench.losses import build_loss, class_weights
+    from bench.losses import run_loss
     from bench.models import build_model
     from bench.optim import make_optimizer, make_scheduler
     from bench.profile import ProfileSpec, environment, profile_model
+    from bench.tensorboard_log import tensorboard_logger
 
     log = _logger(out, world)
     device = resolve_device(cfg.train.device)
@@ -261,17 +163,7 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
         from bench.distributed import sync_batchnorm
 
         model = sync_batchnorm(model, device.type)
-    weights = class_weights(
-        "median_freq"
-        if cfg.loss.name == "weighted_ce" and cfg.loss.class_weights == "none"
-        else cfg.loss.class_weights,
-        train_data.masks,
-        train_data.num_classes,
-        cfg.loss.ignore_index,
-        cache_key=f"{cfg.data.name}|{cfg.data.root}|{cfg.data.split}|{tuple(cfg.data.size)}|{cfg.data.void_as_class}"
-        f"|{cfg.data.count}|{cfg.data.classes}",
-    )
-    loss_fn = build_loss(cfg.loss.name, ignore_index=cfg.loss.ignore_index, weight=weights)
+    loss_fn = run_loss(cfg.loss, train_data, cfg.data)
     bs = cfg.data.batch_size
     train_loader = make_loader(
         build_dataset(train_data, train=True, data_cfg=cfg.data),

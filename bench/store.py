@@ -6,6 +6,24 @@ once the run has finished, result.json.
 
 from __future__ import annotations
 
+__all__ = [
+    "CHECKPOINT",
+    "CONFIG",
+    "LOG",
+    "MANIFEST",
+    "RESULT",
+    "RunLock",
+    "atomic_path",
+    "atomic_write_text",
+    "cache_dir",
+    "check_folder",
+    "folder_identity",
+    "known_identity",
+    "mkdir",
+    "read_result",
+    "write_json",
+    "write_yaml",
+]
 import contextlib
 import json
 import os
@@ -16,31 +34,29 @@ from typing import Any
 
 import yaml
 
-__all__ = [
-    "RunIndex",
-    "atomic_path",
-    "atomic_write_text",
-    "mkdir",
-    "CHECKPOINT",
-    "CONFIG",
-    "LOG",
-    "MANIFEST",
-    "RESULT",
-    "collect",
-    "read_manifest",
-    "read_result",
-    "result_row",
-    "write_json",
-    "write_yaml",
-]
+from bench.errors import UserError
 
 RESULT = "result.json"
+
+
 CONFIG = "config.yaml"
+
+
 CHECKPOINT = "checkpoint.pt"
+
+
 LOG = "train.log"
+
+
 JOB = "job.json"  # the job a launcher submitted for the run (executor, job id, submitit folder)
+
+
 ERROR = "error.txt"  # why a local or inline run failed
+
+
 RANK_INFO = "rank-{rank}.json"  # a distributed cell's ranks: who started where (host, pid)
+
+
 RANK_ERROR = "rank-{rank}.error"  # ... and why one of them failed
 
 
@@ -101,6 +117,8 @@ def write_yaml(path: Path, data: Any) -> None:
 
 
 LOCK = ".lock"
+
+
 TENSORBOARD = "tensorboard"  # event files: <results>/tensorboard/<cell> or <run>/tensorboard
 
 
@@ -182,169 +200,68 @@ def _jsonable(o: Any) -> Any:
     return str(o)
 
 
-# --------------------------------------------------------------------------- collect
-
 MANIFEST = "sweep.json"
-METRIC_COLUMNS = ("miou", "pixel_acc", "mean_class_acc", "fw_iou", "macro_f1", "mean_dice")
-PROFILE_COLUMNS = (
-    "params",
-    "params_m",
-    "gmacs",
-    "gmacs_aux",
-    "gflops",
-    "latency_ms_p50",
-    "latency_ms_p90",
-    "latency_ms_iqr",
-    "fps_bs1",
-    "achieved_gflops_s",
-    "peak_gflops_s",
-    "efficiency",
-    "busy",
-)
-ENV_COLUMNS = ("device_name", "device_features", "kernels", "torch", "threads", "train_threads", "cpu_count",
-               "load_avg", "dtype", "train_amp", "train_channels_last", "train_compile")  # fmt: skip
 
 
-def result_row(run_id: str, r: dict[str, Any]) -> dict[str, Any]:
-    """One table row: flattened config, status, metrics (with per-class and per-size IoU),
-    cost and speed with the environment fingerprint."""
-    row: dict[str, Any] = {"run_id": run_id, "status": r.get("status")}
-    from bench.config import flatten
-
-    row.update(flatten(r.get("config", {}), join_lists=True))  # rates (3, 6, 9, 12) -> "3,6,9,12"
-    m = r.get("metrics") or {}
-    for k in METRIC_COLUMNS:
-        row[k] = m.get(k)
-    for name, v in (m.get("iou") or {}).items():
-        row[f"iou.{name}"] = v
-    for bucket, v in (m.get("size_iou") or {}).items():
-        row[f"size_miou.{bucket}"] = v.get("miou")
-    p = r.get("profile") or {}
-    for k in PROFILE_COLUMNS:
-        row[k] = p.get(k)
-    row["env_fingerprint"] = p.get("env_fingerprint")
-    env = r.get("env") or {}
-    for k in ENV_COLUMNS:
-        row[f"env.{k}"] = env.get(k)
-    t = r.get("train") or {}
-    row["train_seconds"] = t.get("train_seconds")
-    row["images_per_s"] = t.get("images_per_s")
-    return row
+def _bound_config(run: Path) -> tuple[Path, Any]:
+    """(the file, the config mapping or None) a run folder is bound to: its config.yaml, else the
+    config its result.json records."""
+    source = run / CONFIG
+    try:
+        if source.is_file():
+            return source, yaml.safe_load(source.read_text())
+        if (run / RESULT).is_file():
+            source = run / RESULT
+            return source, json.loads(source.read_text()).get("config")
+    except (OSError, yaml.YAMLError, json.JSONDecodeError, AttributeError) as e:
+        raise UserError(f"{source}: unreadable ({type(e).__name__}); this folder's run cannot be identified") from None
+    return source, None
 
 
-def _folder_identity(run: Path) -> tuple[str, str, Any] | None:
-    """(run_id, config_id, resolved config) of a run folder from its config.yaml (or its
-    result's config); None when it has none that resolves."""
-    from bench.errors import UserError
+def folder_identity(run: Path) -> tuple[str, str, Any] | None:
+    """(run_id, config_id, resolved config) the folder is bound to; None for a folder that holds
+    no run. A folder with a checkpoint or result but no config it can resolve is a UserError."""
     from bench.identity import identity_of_dict
 
-    data: Any = None
-    cfg = run / CONFIG
-    try:
-        if cfg.is_file():
-            data = yaml.safe_load(cfg.read_text())
-        elif (run / RESULT).is_file():
-            data = json.loads((run / RESULT).read_text()).get("config")
-    except (OSError, yaml.YAMLError, json.JSONDecodeError, AttributeError):
+    source, data = _bound_config(run)
+    if data is None:
+        if (run / CHECKPOINT).is_file():
+            raise UserError(
+                f"{run}: holds a checkpoint but no {CONFIG}: it cannot be bound to a config; use another folder"
+            )
         return None
     if not isinstance(data, dict):
-        return None
+        raise UserError(f"{source}: expected a config mapping, got {type(data).__name__}")
     try:
-        return identity_of_dict(data, source=str(cfg))
+        return identity_of_dict(data, source=str(source))
+    except UserError as e:
+        raise UserError(f"{run} holds a run whose config no longer resolves ({e}); use another folder") from None
+
+
+def known_identity(run: Path) -> tuple[str, str, Any] | None:
+    """folder_identity, or None where it cannot be read (an index of a results folder skips it)."""
+    try:
+        return folder_identity(run)
     except UserError:
         return None
 
 
-def _run_folders(root: Path) -> list[Path]:
-    if not root.is_dir():
-        return []
-    return sorted(
-        p
-        for p in root.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and p.name not in ("baselines", TENSORBOARD)
-    )
+def check_folder(cfg: Any, out: Path) -> str:
+    """The run_id of `cfg` (a RunConfig, resolved); UserError naming every differing key when the
+    folder already holds another experiment. Reads only: nothing in the folder changes."""
+    from bench.identity import config_diff, run_id
 
-
-class RunIndex:
-    """Where each run of a results folder lives. A run's folder is `<results>/<run_id>`; folders
-    written under an earlier identity scheme (another name for the same resolved config) are found
-    through their config.yaml, so old results keep counting and are never trained again."""
-
-    def __init__(self, results: str | Path) -> None:
-        self.root = Path(results)
-        self._by_id: dict[str, list[Path]] = {}
-        self._scanned = False
-
-    def _scan(self) -> None:
-        if self._scanned:
-            return
-        self._scanned = True
-        for run in _run_folders(self.root):
-            ident = _folder_identity(run)
-            if ident is not None:
-                self._by_id.setdefault(ident[0], []).append(run)
-
-    def folder(self, run_id: str) -> Path:
-        """The folder holding this run: its own name if that exists, else a legacy folder with the
-        same resolved config (a finished one first), else its own name (not yet created)."""
-        own = self.root / run_id
-        if own.is_dir() and any((own / f).exists() for f in (RESULT, CONFIG, CHECKPOINT, "job.json")):
-            return own
-        self._scan()
-        legacy = [p for p in self._by_id.get(run_id, []) if p != own]
-        if legacy:
-            return sorted(legacy, key=lambda p: (not (p / RESULT).is_file(), p.name))[0]
-        return own
-
-
-def collect(results: str | Path) -> tuple[Any, list[tuple[str, str]]]:
-    """(DataFrame with one row per finished run, [(folder, why skipped)]). Unfinished, partial
-    and corrupt run folders are listed, never fatal. A row's run_id is the identity of its
-    resolved config, whatever the folder is called; two folders holding one experiment give one
-    row (the folder named by the identity first), the other is listed as a duplicate, never
-    counted as another seed."""
-    import pandas as pd
-
-    from bench.errors import UserError
-    from bench.identity import identity_of_dict
-
-    root = Path(results)
-    rows: dict[str, dict[str, Any]] = {}
-    skipped: list[tuple[str, str]] = []
-    candidates = []
-    for run in _run_folders(root):
-        try:
-            r = read_result(run)
-        except ValueError as e:
-            skipped.append((str(run), str(e)))
-            continue
-        if r is None:
-            why = "no result.json (unfinished)" if (run / CONFIG).is_file() else "not a run folder"
-            skipped.append((str(run), why))
-            continue
-        if not isinstance(r, dict) or not isinstance(r.get("config"), dict):
-            skipped.append((str(run), "result.json without a config"))
-            continue
-        try:
-            rid, cid, resolved = identity_of_dict(r["config"], source=f"{run / RESULT}: config")
-        except UserError as e:
-            skipped.append((str(run), f"its config no longer resolves ({e})"))
-            continue
-        candidates.append((run.name != rid, run.name, run, rid, cid, resolved, r))
-    for _, _, run, rid, cid, resolved, r in sorted(candidates, key=lambda t: (t[0], t[1])):
-        if rid in rows:
-            skipped.append((str(run), f"duplicate of run {rid} (folder {rows[rid]['folder']}): same resolved config"))
-            continue
-        row = result_row(rid, {**r, "config": json.loads(resolved.model_dump_json())})
-        row["config_id"] = cid
-        row["folder"] = run.name
-        rows[rid] = row
-    return pd.DataFrame(list(rows.values())), skipped
-
-
-def read_manifest(results: str | Path) -> dict[str, Any]:
-    path = Path(results) / MANIFEST
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+    rid = run_id(cfg, resolved=True)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder; give --out a folder path")
+    if not out.is_dir():
+        return rid
+    bound = folder_identity(out)
+    if bound is not None and bound[0] != rid:
+        diff = config_diff(bound[2], cfg)
+        raise UserError(
+            f"{out} holds run {bound[0]}, another experiment than this config (run {rid}); it differs in "
+            + ("; ".join(diff) if diff else "its resolved identity")
+            + f". Nothing was changed. Use another --out folder, or remove {out} to start over"
+        )
+    return rid

@@ -114,7 +114,7 @@ def test_legacy_baseline_maps_onto_the_sweep_that_made_it() -> None:
 
 
 def test_config_from_row_round_trips() -> None:
-    from bench.store import result_row
+    from bench.results import result_row
 
     cfg = resolve(RunConfig.model_validate({"model": {"arch": "dual_aspp"}, "loss": {"class_weights": [1.0] * 6}}))
     row = result_row("x", {"config": json.loads(cfg.model_dump_json())})
@@ -128,7 +128,7 @@ def _train(cli, out: Path, *extra: str) -> tuple[int, str, str]:
 def test_collect_counts_one_experiment_once_whatever_its_folders(cli, tmp_path) -> None:
     """Defect: two folders of one network were two rows, shown as 'seeds 2' with sd 0."""
     from bench.report import main_table
-    from bench.store import collect
+    from bench.results import collect
 
     res = tmp_path / "res"
     assert _train(cli, res / "0123456789ab")[0] == 0  # a folder named under another scheme
@@ -381,7 +381,7 @@ def test_regress_matches_on_identity_and_refuses_tables_without_config(cli, tmp_
 def test_an_exploding_finite_loss_is_diverged_and_has_no_miou(cli, tmp_path) -> None:
     """Defect: Adam at lr 1e6 (loss 1e19, never NaN) was 'done'; a diverged run kept its
     pre-divergence mIoU in collect."""
-    from bench.store import collect
+    from bench.results import collect
 
     out = tmp_path / "res" / "run"
     code, _, err = cli("train", "--out", str(out), *_sets("train.epochs=3", "optim.lr=1e6", "optim.schedule=none"))

@@ -145,3 +145,25 @@ def test_every_architecture_declares_paper_and_cpu_presets(arch: str) -> None:
     for knobs in presets.values():
         architectures.check_kwargs(arch, knobs)  # only knobs the builder takes
         assert "num_classes" in knobs
+
+
+def test_frozen_backbone_keeps_its_statistics_while_the_head_trains() -> None:
+    """deeplabv3(freeze_backbone=True), the multi-backbone report's transfer setting: the backbone
+    has no gradients and its batch norm stays in eval mode through model.train(); the head trains."""
+    import torch
+
+    from bench.models import build_model
+
+    m = build_model("deeplabv3", num_classes=3, backbone="resnet18", width=16, freeze_backbone=True)
+    m.train()
+    enc = m.backbone
+    assert not any(p.requires_grad for p in enc.parameters())
+    assert all(not mod.training for mod in enc.modules())
+    assert any(p.requires_grad for p in m.head.parameters()) and m.head.training
+    bn = next(mod for mod in enc.modules() if isinstance(mod, torch.nn.BatchNorm2d))
+    before = bn.running_mean.clone()
+    m(torch.randn(2, 3, 64, 64))
+    assert torch.equal(bn.running_mean, before)  # the statistics did not move
+    m.eval()
+    m.train()
+    assert not enc.training and m.head.training

@@ -10,8 +10,8 @@ from pathlib import Path
 def cmd_train(args: argparse.Namespace) -> int:
     from bench.config import load_run_config
     from bench.identity import resolve
-    from bench.runner import check_folder, execute
-    from bench.store import RESULT
+    from bench.runner import execute
+    from bench.store import RESULT, check_folder
 
     cfg = resolve(load_run_config(args.config, args.set))
     out = Path(args.out)

@@ -11,7 +11,7 @@ from bench.errors import UserError
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from bench.store import collect
+    from bench.results import collect
 
     res = Path(args.results)
     if not res.is_dir():

@@ -1,5 +1,6 @@
-"""Datasets (registry `datasets`) and loaders. Every dataset is decoded once into memory at the
-run's `size` (images uint8), so loading never starves the model; transforms run per sample.
+"""Datasets (registry `datasets`): every dataset is decoded once into memory at the run's `size`
+(images uint8), so loading never starves the model; transforms run per sample (the loaders are
+bench.data.loaders', re-exported here).
 
 A dataset read from files (it registers `sources`: the files a split is decoded from) is decoded
 once per (dataset, split, size, options) into an on-disk cache shared by every cell and by
@@ -18,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Sampler
 
 from bench.data.base import SegData, SegDataset
 from bench.data.camvid import load_camvid
+from bench.data.loaders import ResumableSampler, build_dataset, make_loader
 from bench.data.synthetic import make_synthetic
-from bench.data.transforms import eval_transform, train_transform
 from bench.data.tvdatasets import load_cityscapes, load_voc
 from bench.errors import UserError
 from bench.registry import datasets
@@ -38,6 +38,7 @@ __all__ = [
     "eval_split",
     "load_split",
     "make_loader",
+    "split_key",
 ]
 
 
@@ -212,6 +213,12 @@ def _cached(name: str, kwargs: dict[str, Any]) -> SegData:
     return data
 
 
+def split_key(data_cfg: Any) -> str:
+    """What names a decoded training split, for the caches of what is computed from it (class weights)."""
+    c = data_cfg
+    return f"{c.name}|{c.root}|{c.split}|{tuple(c.size)}|{c.void_as_class}|{c.count}|{c.classes}"
+
+
 def eval_split(train_split: str) -> str:
     """The split a run is evaluated on: val, or test when it trains on val."""
     return "val" if train_split != "val" else "test"
@@ -240,84 +247,3 @@ def data_problem(data_cfg: Any, splits: Sequence[str]) -> str | None:
         except UserError as e:
             return str(e)
     return None
-
-
-def build_dataset(data: SegData, *, train: bool, data_cfg: Any = None) -> SegDataset:
-    if not train:
-        return SegDataset(data, eval_transform())
-    aug = data_cfg.augment
-    t = train_transform(
-        ignore_index=data.ignore_index, crop=data_cfg.crop, flip=aug.flip, scale=aug.scale, rotate=aug.rotate
-    )
-    return SegDataset(data, t)
-
-
-class ResumableSampler(Sampler[int]):
-    """torch's RandomSampler (the same permutation from the same generator) that can leave out
-    the first samples of one pass: a run resumed mid-epoch skips the batches it has trained on
-    without loading or augmenting them, so the augmentation RNG restored from the checkpoint
-    meets the same samples as in an unbroken run."""
-
-    def __init__(self, n: int, generator: torch.Generator) -> None:
-        self.n = n
-        self.generator = generator
-        self._skip = 0
-
-    def skip_next(self, count: int) -> None:
-        """Leave out the first `count` indices of the next pass only."""
-        self._skip = count
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        skip, self._skip = self._skip, 0
-        yield from torch.randperm(self.n, generator=self.generator).tolist()[skip:]
-
-    def __len__(self) -> int:
-        return self.n - self._skip
-
-
-def make_loader(
-    ds: SegDataset,
-    *,
-    batch_size: int,
-    shuffle: bool,
-    num_workers: int = 0,
-    seed: int = 0,
-    pin_memory: bool = False,
-    world: Any = None,
-) -> DataLoader:
-    """A loader whose shuffling comes from its own generator, re-seeded per epoch by the engine,
-    so an interrupted run sees the same batches when it resumes. `pin_memory` for CUDA: the
-    engine's non_blocking copies then overlap the next batch.
-
-    `batch_size` is the global batch. In a cell of several ranks (`world`, see bench.distributed)
-    each rank's loader yields its share of every global batch (training) or of the images
-    (evaluation), so the ranks together see what one process would."""
-    g = torch.Generator()
-    g.manual_seed(seed)
-    if world is not None and world.distributed:
-        from bench.distributed import ShardedBatchSampler, shard_indices
-
-        if shuffle:
-            sampler: Sampler[int] | None = ShardedBatchSampler(len(ds), g, global_batch=batch_size, world=world)
-        else:
-            sampler = shard_indices(len(ds), world)  # type: ignore[assignment]
-        return DataLoader(
-            ds,
-            batch_size=batch_size // world.size,
-            sampler=sampler,
-            drop_last=False,  # the sampler drops the incomplete global batch
-            num_workers=num_workers,
-            generator=g,
-            persistent_workers=num_workers > 0,
-            pin_memory=pin_memory,
-        )
-    return DataLoader(
-        ds,
-        batch_size=batch_size,
-        sampler=ResumableSampler(len(ds), g) if shuffle else None,
-        drop_last=shuffle and len(ds) >= batch_size,
-        num_workers=num_workers,
-        generator=g,
-        persistent_workers=num_workers > 0,
-        pin_memory=pin_memory,
-    )

@@ -120,7 +120,7 @@ def _result_state(c: Cell, res: Path) -> CellState | None:
 def cell_states(cells: Sequence[Cell], results: Path) -> list[CellState]:
     """State of every cell from its run folder and recorded job. A folder written under an
     earlier identity scheme counts for the cell whose resolved config it holds."""
-    from bench.store import RunIndex
+    from bench.results import RunIndex
 
     index = RunIndex(results)
     folders = {c.run_id: index.folder(c.run_id) for c in cells}

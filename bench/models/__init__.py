@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from bench.errors import UserError
+from bench.errors import KnobError, UserError
 from bench.models import backbones as _backbones  # noqa: F401  (registers)
 from bench.models import context as _context  # noqa: F401
 from bench.models import deeplab as _deeplab  # noqa: F401
@@ -36,11 +36,10 @@ def build_model(arch: str, /, **knobs: Any) -> nn.Module:
         )
     try:
         return architectures.build(arch, **knobs)
-    except UserError as e:
-        msg = str(e)
-        if msg.split("=", 1)[0] in knobs or msg.split("=", 1)[0] in ("rates", "rates2", "output_stride"):
-            msg = "model." + msg
-        raise UserError(msg) from None
+    except KnobError as e:  # a knob of this architecture: named by its config key
+        if e.knob in entry.knobs:
+            raise e.keyed("model") from None
+        raise
 
 
 def model_parts(model: nn.Module) -> dict[str, nn.Module]:

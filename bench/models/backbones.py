@@ -18,7 +18,7 @@ import torchvision
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
 
-from bench.errors import UserError, did_you_mean
+from bench.errors import KnobError, UserError, did_you_mean
 from bench.registry import backbones
 
 __all__ = ["Backbone", "FEATURES", "resolve_weights", "weights_check_only"]
@@ -35,9 +35,20 @@ class Backbone(nn.Module):
         self.body = body
         self.channels = dict(channels)
         self.strides = dict(strides)
+        self.frozen = False
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return dict(self.body(x))
+
+    def freeze(self) -> Backbone:
+        """The transfer setting: no gradients, and batch norm keeps its statistics (eval mode)
+        even while the network around it trains."""
+        self.requires_grad_(False)
+        self.frozen = True
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> Backbone:
+        return super().train(mode and not self.frozen)
 
 
 _CHECK_ONLY: ContextVar[bool] = ContextVar("weights_check_only", default=False)
@@ -90,9 +101,8 @@ def _resolve_weights(builder: str, weights: str | None) -> object | None:
 
 def _check_output_stride(output_stride: int) -> None:
     if isinstance(output_stride, bool) or output_stride not in OUTPUT_STRIDES:
-        raise UserError(
-            f"output_stride={output_stride!r}: must be one of 8, 16, 32 (8 and 16 replace the last strides by dilation)"
-        )
+        why = "must be one of 8, 16, 32 (8 and 16 replace the last strides by dilation)"
+        raise KnobError("output_stride", repr(output_stride), why)
 
 
 def _last_conv_channels(module: nn.Module) -> int:

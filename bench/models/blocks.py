@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import UserError
+from bench.errors import KnobError
 
 __all__ = [
     "ConvBNReLU",
@@ -55,13 +55,13 @@ def resize_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 def check_rates(rates: Sequence[int], *, knob: str = "rates") -> tuple[int, ...]:
     """Validate a dilation-rate set: non-empty, positive integers. Returns it as a tuple."""
     if isinstance(rates, (str, bytes)) or not isinstance(rates, Sequence):
-        raise UserError(f"{knob}={rates!r}: expected a non-empty list of positive integers, e.g. [6, 12, 18]")
+        raise KnobError(knob, repr(rates), "expected a non-empty list of positive integers, e.g. [6, 12, 18]")
     out = tuple(rates)
     if not out:
-        raise UserError(f"{knob}=[]: at least one dilation rate is needed, e.g. [6, 12, 18]")
+        raise KnobError(knob, "[]", "at least one dilation rate is needed, e.g. [6, 12, 18]")
     bad = [r for r in out if isinstance(r, bool) or not isinstance(r, int) or r < 1]
     if bad:
-        raise UserError(
-            f"{knob}={list(out)!r}: every rate must be a positive integer (got {bad[0]!r}); e.g. [6, 12, 18]"
+        raise KnobError(
+            knob, repr(list(out)), f"every rate must be a positive integer (got {bad[0]!r}); e.g. [6, 12, 18]"
         )
     return out

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.errors import UserError
+from bench.errors import KnobError
 from bench.models.blocks import ConvBNReLU, SeparableConvBNReLU, check_rates, resize_to
 from bench.registry import contexts
 
@@ -111,12 +111,14 @@ class PyramidPooling(nn.Module):
     ) -> None:
         super().__init__()
         if fuse not in ("sum", "concat"):
-            raise UserError(f"fuse={fuse!r}: allowed are 'sum' (ICNet) and 'concat' (PSPNet)")
+            raise KnobError("fuse", repr(fuse), "allowed are 'sum' (ICNet) and 'concat' (PSPNet)")
         self.bins = check_rates(bins, knob="bins")
         if rates is not None and len(rates) != len(self.bins):
-            raise UserError(
-                f"rates={list(rates)}: atrous pyramid pooling takes one rate per level and there "
-                f"are {len(self.bins)} levels (bins {list(self.bins)}); give {len(self.bins)} rates"
+            raise KnobError(
+                "rates",
+                str(list(rates)),
+                f"atrous pyramid pooling takes one rate per level and there are {len(self.bins)} levels "
+                f"(bins {list(self.bins)}); give {len(self.bins)} rates",
             )
         self.fuse = fuse
         mid = max(in_ch // len(self.bins), 1)
@@ -195,7 +197,7 @@ class NoContext(nn.Identity):
 def _check_channels(in_ch: int, out_ch: int) -> None:
     for knob, v in (("in_ch", in_ch), ("out_ch", out_ch)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise UserError(f"{knob}={v!r}: a context needs a positive channel count")
+            raise KnobError(knob, repr(v), "a context needs a positive channel count")
 
 
 @contexts.register("aspp", paper=DEEPLAB)
@@ -223,7 +225,7 @@ def aspp_parallel(
     """AsppUNet pyramid: parallel atrous 3x3 per rate to out_ch each, concat, 1x1 (no pooling)."""
     _check_channels(in_ch, out_ch)
     if image_pool:
-        raise UserError("image_pool=true: aspp_parallel has no image-pooling branch (AsppUNet Fig. 4)")
+        raise KnobError("image_pool", "true", "aspp_parallel has no image-pooling branch (AsppUNet Fig. 4)")
     return ParallelASPP(in_ch, out_ch, check_rates(rates))
 
 
@@ -245,7 +247,7 @@ def atrous_ppm(
         # One level per rate, at the first len(rates) of the usual bin counts (4 rates: 1, 2, 3, 6).
         standard = (1, 2, 3, 6, 8, 12, 16, 24)
         if len(rates) > len(standard):
-            raise UserError(f"rates={list(rates)}: atrous_ppm supports at most {len(standard)} levels")
+            raise KnobError("rates", str(list(rates)), f"atrous_ppm supports at most {len(standard)} levels")
         bins = standard[: len(rates)]
     return PyramidPooling(in_ch, out_ch, bins=bins, rates=rates, fuse=fuse)
 

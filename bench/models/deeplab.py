@@ -125,8 +125,7 @@ def deeplabv3(
     )
     aux_head = FCNHead(enc.channels["c4"], num_classes) if aux else None
     if freeze_backbone:  # the report's transfer setting: only the head learns (BN statistics stay too)
-        enc.requires_grad_(False)
-        enc.train = lambda mode=True: Backbone.train(enc, False)  # type: ignore[method-assign]
+        enc.freeze()
     return DeepLabV3(enc, ctx, head, aux_head)
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import UserError
+from bench.errors import KnobError
 from bench.models.deeplab import build_context
 from bench.registry import architectures
 
@@ -147,7 +147,7 @@ class UNet(nn.Module):
 
 def check_width(width: int) -> None:
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise UserError(f"width={width!r}: the base channel count must be a positive integer (64 = paper scale)")
+        raise KnobError("width", repr(width), "the base channel count must be a positive integer (64 = paper scale)")
 
 
 def _build_unet(
@@ -167,9 +167,9 @@ def _build_unet(
 ) -> UNet:
     check_width(width)
     if upsample not in ("bilinear", "transpose"):
-        raise UserError(f"upsample={upsample!r}: allowed are 'bilinear' (paper) and 'transpose'")
+        raise KnobError("upsample", repr(upsample), "allowed are 'bilinear' (paper) and 'transpose'")
     if isinstance(down_dilation, bool) or not isinstance(down_dilation, int) or down_dilation < 1:
-        raise UserError(f"down_dilation={down_dilation!r}: must be a positive integer (paper: 2)")
+        raise KnobError("down_dilation", repr(down_dilation), "must be a positive integer (paper: 2)")
     chs = [width * 2**i for i in range(5)]
     encoder = nn.ModuleList(
         [double_conv(3, chs[0], first_bn=False)] + [double_conv(chs[i - 1], chs[i]) for i in range(1, 5)]

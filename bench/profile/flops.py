@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.profile.spec import DISAGREE
 
@@ -32,8 +33,10 @@ def count_params(model: nn.Module) -> dict[str, Any]:
 # --------------------------------------------------------------------------- FLOPs
 
 
-class _OpRecorder(torch.utils._python_dispatch.TorchDispatchMode):
-    """Records every aten op that runs, to list what a counter did not count."""
+class _OpRecorder(TorchDispatchMode):
+    """Records every aten op that runs, to list what a counter did not count. TorchDispatchMode is
+    the extension point PyTorch documents for this ("Extending PyTorch", section on modes; its
+    FlopCounterMode is one), though its module's name is underscored."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -15,7 +15,8 @@ from bench.report.captions import protocol_caption, protocol_note
 from bench.report.latex import compile_pdf, latex_tables, pdflatex, tex_document, tex_escape
 from bench.report.papers import paper_vs_measured, reference_table
 from bench.report.tables import display_frame, factor_axes, main_table, markdown, per_class
-from bench.store import atomic_path, atomic_write_text, collect, read_manifest
+from bench.results import collect, read_manifest
+from bench.store import atomic_path, atomic_write_text
 
 FORMATS = ("md", "tex", "png", "pdf")
 

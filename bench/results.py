@@ -1,0 +1,158 @@
+"""Reading a results folder: one table row per finished run (flattened config, metrics with
+per-class and per-size IoU, cost, speed and the environment), the index of which folder holds
+which run, and the sweep manifest (sweep.json) a launcher wrote beside the runs.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RunIndex", "collect", "read_manifest", "result_row", "run_folders"]
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.store import CHECKPOINT, CONFIG, MANIFEST, RESULT, TENSORBOARD, known_identity, read_result
+
+METRIC_COLUMNS = ("miou", "pixel_acc", "mean_class_acc", "fw_iou", "macro_f1", "mean_dice")
+
+
+PROFILE_COLUMNS = (
+    "params",
+    "params_m",
+    "gmacs",
+    "gmacs_aux",
+    "gflops",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "latency_ms_iqr",
+    "fps_bs1",
+    "achieved_gflops_s",
+    "peak_gflops_s",
+    "efficiency",
+    "busy",
+)
+
+
+ENV_COLUMNS = ("device_name", "device_features", "kernels", "torch", "threads", "train_threads", "cpu_count",
+               "load_avg", "dtype", "train_amp", "train_channels_last", "train_compile")  # fmt: skip
+
+
+def result_row(run_id: str, r: dict[str, Any]) -> dict[str, Any]:
+    """One table row: flattened config, status, metrics (with per-class and per-size IoU),
+    cost and speed with the environment fingerprint."""
+    row: dict[str, Any] = {"run_id": run_id, "status": r.get("status")}
+    from bench.config import flatten
+
+    row.update(flatten(r.get("config", {}), join_lists=True))  # rates (3, 6, 9, 12) -> "3,6,9,12"
+    m = r.get("metrics") or {}
+    for k in METRIC_COLUMNS:
+        row[k] = m.get(k)
+    for name, v in (m.get("iou") or {}).items():
+        row[f"iou.{name}"] = v
+    for bucket, v in (m.get("size_iou") or {}).items():
+        row[f"size_miou.{bucket}"] = v.get("miou")
+    p = r.get("profile") or {}
+    for k in PROFILE_COLUMNS:
+        row[k] = p.get(k)
+    row["env_fingerprint"] = p.get("env_fingerprint")
+    env = r.get("env") or {}
+    for k in ENV_COLUMNS:
+        row[f"env.{k}"] = env.get(k)
+    t = r.get("train") or {}
+    row["train_seconds"] = t.get("train_seconds")
+    row["images_per_s"] = t.get("images_per_s")
+    return row
+
+
+def run_folders(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in ("baselines", TENSORBOARD)
+    )
+
+
+class RunIndex:
+    """Where each run of a results folder lives. A run's folder is `<results>/<run_id>`; folders
+    written under an earlier identity scheme (another name for the same resolved config) are found
+    through their config.yaml, so old results keep counting and are never trained again."""
+
+    def __init__(self, results: str | Path) -> None:
+        self.root = Path(results)
+        self._by_id: dict[str, list[Path]] = {}
+        self._scanned = False
+
+    def _scan(self) -> None:
+        if self._scanned:
+            return
+        self._scanned = True
+        for run in run_folders(self.root):
+            ident = known_identity(run)
+            if ident is not None:
+                self._by_id.setdefault(ident[0], []).append(run)
+
+    def folder(self, run_id: str) -> Path:
+        """The folder holding this run: its own name if that exists, else a legacy folder with the
+        same resolved config (a finished one first), else its own name (not yet created)."""
+        own = self.root / run_id
+        if own.is_dir() and any((own / f).exists() for f in (RESULT, CONFIG, CHECKPOINT, "job.json")):
+            return own
+        self._scan()
+        legacy = [p for p in self._by_id.get(run_id, []) if p != own]
+        if legacy:
+            return sorted(legacy, key=lambda p: (not (p / RESULT).is_file(), p.name))[0]
+        return own
+
+
+def collect(results: str | Path) -> tuple[Any, list[tuple[str, str]]]:
+    """(DataFrame with one row per finished run, [(folder, why skipped)]). Unfinished, partial
+    and corrupt run folders are listed, never fatal. A row's run_id is the identity of its
+    resolved config, whatever the folder is called; two folders holding one experiment give one
+    row (the folder named by the identity first), the other is listed as a duplicate, never
+    counted as another seed."""
+    import pandas as pd
+
+    from bench.errors import UserError
+    from bench.identity import identity_of_dict
+
+    root = Path(results)
+    rows: dict[str, dict[str, Any]] = {}
+    skipped: list[tuple[str, str]] = []
+    candidates = []
+    for run in run_folders(root):
+        try:
+            r = read_result(run)
+        except ValueError as e:
+            skipped.append((str(run), str(e)))
+            continue
+        if r is None:
+            why = "no result.json (unfinished)" if (run / CONFIG).is_file() else "not a run folder"
+            skipped.append((str(run), why))
+            continue
+        if not isinstance(r, dict) or not isinstance(r.get("config"), dict):
+            skipped.append((str(run), "result.json without a config"))
+            continue
+        try:
+            rid, cid, resolved = identity_of_dict(r["config"], source=f"{run / RESULT}: config")
+        except UserError as e:
+            skipped.append((str(run), f"its config no longer resolves ({e})"))
+            continue
+        candidates.append((run.name != rid, run.name, run, rid, cid, resolved, r))
+    for _, _, run, rid, cid, resolved, r in sorted(candidates, key=lambda t: (t[0], t[1])):
+        if rid in rows:
+            skipped.append((str(run), f"duplicate of run {rid} (folder {rows[rid]['folder']}): same resolved config"))
+            continue
+        row = result_row(rid, {**r, "config": json.loads(resolved.model_dump_json())})
+        row["config_id"] = cid
+        row["folder"] = run.name
+        rows[rid] = row
+    return pd.DataFrame(list(rows.values())), skipped
+
+
+def read_manifest(results: str | Path) -> dict[str, Any]:
+    path = Path(results) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
