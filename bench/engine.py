@@ -11,11 +11,10 @@ bench.progress's.
 
 from __future__ import annotations
 
-import itertools
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,12 @@ from bench.checkpoint import (
     unpack,
     write_checkpoint,
 )
+from bench.data.loaders import epoch_batches
 from bench.distributed import SINGLE, World, gather_objects
 from bench.errors import UserError
-from bench.evaluate import autocast, evaluate_model
+from bench.evaluate import evaluate_model
 from bench.progress import ProgressLine, progress_bar
+from bench.step import OptimStep, diverged
 from bench.stopping import StepRequests, StopForRequeue
 
 __all__ = ["FIRST_LOSSES", "StopForRequeue", "TrainSpec", "Trainer"]
@@ -64,6 +65,12 @@ class TrainSpec:
     divergence_factor: float = 1e3  # a loss this many times the first step's loss has diverged
     progress: bool | None = None  # None: a bar only when stderr is a terminal
     progress_every_s: float = 30.0  # without a bar (a Slurm log): a progress line this often
+
+    @classmethod
+    def from_config(cls, t: Any) -> TrainSpec:
+        """From a RunConfig's `train` section."""
+        keys = ("epochs", "iters", "eval_every", "checkpoint_every", "amp", "channels_last", "compile", "grad_clip")
+        return cls(**{k: getattr(t, k) for k in keys}, seed=t.seed)
 
 
 class Trainer:
@@ -99,20 +106,12 @@ class Trainer:
             raise UserError(f"train.amp={spec.amp!r}: allowed are none, bf16, fp16")
         if spec.amp == "fp16" and device.type != "cuda":
             raise UserError("train.amp=fp16 needs CUDA; use train.amp=bf16 on the CPU")
-        self.model = model.to(device)
-        if spec.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
         self.world = world
-        forward: nn.Module = self.model
-        if world.distributed:  # gradients averaged over the ranks; rank 0's weights broadcast at the start
-            from torch.nn.parallel import DistributedDataParallel
-
-            forward = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
-        # the compiled forward shares the model's parameters; checkpoints and evaluation use the model
-        self._forward = torch.compile(forward) if spec.compile else forward
+        self.requests = StepRequests(world)  # what signal handlers ask, done at a step boundary
+        self.stepper = OptimStep(model, optimizer, scheduler, loss_fn, spec=spec, device=device, requests=self.requests)
+        self.model = self.stepper.model
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.loss_fn = loss_fn.to(device)
         self.train_loader = train_loader
         self.val_loader = val_loader
         self.spec = spec
@@ -124,9 +123,8 @@ class Trainer:
         self.log = log
         self.identity = identity  # the run_id a checkpoint is bound to (None: unbound)
         self.on_epoch = on_epoch  # called with each epoch's history entry (e.g. TensorBoard)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=spec.amp == "fp16")
+        self.scaler = self.stepper.scaler
         self.state = TrainState()
-        self.requests = StepRequests(world)  # what signal handlers ask, done at a step boundary
         self.on_stop: Callable[[], None] | None = None  # several ranks: what rank 0 does once all stopped
         self.checkpoint_saved_at: int | None = None  # the iteration the agreed stop checkpointed
         per_epoch = len(train_loader)
@@ -178,34 +176,7 @@ class Trainer:
     # ---------------------------------------------------------------- training
 
     def _step(self, images: torch.Tensor, masks: torch.Tensor) -> float:
-        images = images.to(self.device, non_blocking=True)
-        masks = masks.to(self.device, non_blocking=True)
-        if self.spec.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self.spec.amp):
-            out = self._forward(images)
-        # the loss in fp32 whatever the autocast dtype (bf16 logits would round the log-softmax)
-        if isinstance(out, dict):
-            loss = self.loss_fn(out["out"].float(), masks)
-            if "aux" in out:
-                loss = loss + self.spec.aux_weight * self.loss_fn(out["aux"].float(), masks)
-        else:
-            loss = self.loss_fn(out.float(), masks)
-        if self.world.distributed:  # the global batch's loss, with any rank's stop or checkpoint request
-            mean = self.requests.agree(loss, self.device)
-            if not math.isfinite(mean):  # every rank sees it: none of them steps
-                return mean
-        elif not torch.isfinite(loss):
-            return float("nan")
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.spec.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        return mean if self.world.distributed else float(loss.detach())
+        return self.stepper(images, masks)
 
     def evaluate(self) -> dict[str, Any]:
         return evaluate_model(
@@ -221,16 +192,11 @@ class Trainer:
         )
 
     def _diverged(self, loss: float) -> str | None:
-        """Why the run has diverged at this loss, or None: a non-finite loss, or a finite one that
-        exploded (Adam at lr 1e6 reaches 1e19 without ever being NaN)."""
         st = self.state
-        if not math.isfinite(loss):
-            return "non-finite loss"
-        if st.first_loss is None:
+        if st.first_loss is None and math.isfinite(loss):
             st.first_loss = loss
-        elif loss > self.spec.divergence_factor * max(st.first_loss, 1e-6):
-            return f"loss {loss:.3g} is over {self.spec.divergence_factor:g} x the first step's {st.first_loss:.3g}"
-        return None
+            return None
+        return diverged(loss, st.first_loss, self.spec.divergence_factor)
 
     def _end_epoch(self) -> dict[str, Any] | None:
         """Close the running epoch: history entry (with its evaluation when due), log, checkpoint."""
@@ -284,22 +250,6 @@ class Trainer:
         if not self.world.main:
             seed_everything(rank_seed(self.spec.seed, self.world.rank))
 
-    def _epoch_batches(self) -> Iterator[Any]:
-        """The running epoch's remaining batches: shuffled from (seed, epoch), the batches a
-        checkpoint taken mid-epoch had already trained skipped (without loading where the
-        sampler can skip)."""
-        st = self.state
-        gen = getattr(self.train_loader, "generator", None)
-        if gen is not None:
-            gen.manual_seed(self.spec.seed * 1_000_003 + st.epoch)
-        skip = st.batch_in_epoch
-        sampler = getattr(self.train_loader, "sampler", None)
-        if skip and hasattr(sampler, "skip_next"):
-            sampler.skip_next(skip * (self.train_loader.batch_size or 1))
-            skip = 0
-        batches = iter(self.train_loader)
-        return itertools.islice(batches, skip, None) if skip else batches
-
     def _count_step(self, loss: float, images: int) -> str | None:
         """Advance the counters after a step; why the run diverged at it, or None."""
         st = self.state
@@ -332,7 +282,7 @@ class Trainer:
             t0 = time.perf_counter()
 
         try:
-            for images, masks in self._epoch_batches():
+            for images, masks in epoch_batches(self.train_loader, self.spec.seed, st.epoch, skip=st.batch_in_epoch):
                 self.requests.in_step = True
                 loss = self._step(images, masks)
                 reason = self._count_step(loss, len(images))

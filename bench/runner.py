@@ -184,17 +184,7 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
     o = cfg.optim
     optimizer = make_optimizer(o.name, model.parameters(), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum)
     t = cfg.train
-    spec = TrainSpec(
-        epochs=t.epochs,
-        iters=t.iters,
-        eval_every=t.eval_every,
-        checkpoint_every=t.checkpoint_every,
-        amp=t.amp,
-        channels_last=t.channels_last,
-        compile=t.compile,
-        grad_clip=t.grad_clip,
-        seed=t.seed,
-    )
+    spec = TrainSpec.from_config(t)
     total = t.iters or (t.epochs or 1) * max(len(train_loader), 1)
     scheduler = make_scheduler(o.schedule, optimizer, total_iters=total, power=o.power)
     trainer = Trainer(
@@ -231,16 +221,7 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
         if not world.main:  # rank 0 profiles once, on one device, and writes the result
             return {"status": fit["status"], "run_id": rid, "metrics": fit["metrics"], "rank": world.rank}
 
-    prof_input = tuple(cfg.profile.input) if cfg.profile.input else (3, *cfg.data.size)
-    metrics = ("params", "flops", "latency") if cfg.profile.latency else ("params", "flops")
-    pspec = ProfileSpec(
-        input=prof_input,
-        batch=cfg.profile.batch,
-        device=device.type,
-        threads=cfg.profile.threads,
-        metrics=metrics,
-        min_run_time=0.5,
-    )
+    pspec = ProfileSpec.for_run(cfg, device.type)
     train_threads = torch.get_num_threads() if device.type == "cpu" else None  # as it trained (RunJob sets it)
     profiled = trainer.model
     if world.distributed and cfg.train.sync_bn:  # the network as it is deployed: plain batch norm

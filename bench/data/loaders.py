@@ -6,6 +6,8 @@ an unbroken one would.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -14,7 +16,7 @@ from torch.utils.data import DataLoader, Sampler
 from bench.data.base import SegData, SegDataset
 from bench.data.transforms import eval_transform, train_transform
 
-__all__ = ["ResumableSampler", "build_dataset", "make_loader"]
+__all__ = ["ResumableSampler", "build_dataset", "epoch_batches", "make_loader"]
 
 
 def build_dataset(data: SegData, *, train: bool, data_cfg: Any = None) -> SegDataset:
@@ -96,3 +98,18 @@ def make_loader(
         persistent_workers=num_workers > 0,
         pin_memory=pin_memory,
     )
+
+
+def epoch_batches(loader: DataLoader, seed: int, epoch: int, *, skip: int = 0) -> Iterator[Any]:
+    """One epoch's batches: the shuffle re-seeded from (seed, epoch), the first `skip` batches
+    (trained before a checkpoint taken mid-epoch) left out, without loading them where the
+    sampler can skip (ResumableSampler), else loaded and dropped."""
+    gen = getattr(loader, "generator", None)
+    if gen is not None:
+        gen.manual_seed(seed * 1_000_003 + epoch)
+    sampler = getattr(loader, "sampler", None)
+    if skip and hasattr(sampler, "skip_next"):
+        sampler.skip_next(skip * (loader.batch_size or 1))
+        skip = 0
+    batches = iter(loader)
+    return itertools.islice(batches, skip, None) if skip else batches

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -26,6 +27,20 @@ class ProfileSpec:
     compile: bool = False
     metrics: tuple[str, ...] = METRICS
     min_run_time: float = 1.0
+
+    @classmethod
+    def for_run(cls, cfg: Any, device: str) -> ProfileSpec:
+        """The profile a run records (cfg: its RunConfig): profile.* at the training size unless
+        profile.input says otherwise, on the device it trained on, half a second per timing."""
+        p = cfg.profile
+        return cls(
+            input=tuple(p.input) if p.input else (3, *cfg.data.size),
+            batch=p.batch,
+            device=device,
+            threads=p.threads,
+            metrics=METRICS if p.latency else ("params", "flops"),
+            min_run_time=0.5,
+        )
 
 
 def parse_input(text: str) -> tuple[int, int, int]:
