@@ -110,6 +110,7 @@ class Trainer:
         self.requests = StepRequests(world)  # what signal handlers ask, done at a step boundary
         self.stepper = OptimStep(model, optimizer, scheduler, loss_fn, spec=spec, device=device, requests=self.requests)
         self.model = self.stepper.model
+        self.loss_fn = self.stepper.loss_fn
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.train_loader = train_loader

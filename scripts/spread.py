@@ -18,7 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.config import is_experiment_key  # noqa: E402
-from bench.regress import _label, load_table  # noqa: E402
+from bench.labels import row_label  # noqa: E402
+from bench.regress import load_table  # noqa: E402
 
 
 def main() -> int:
@@ -45,7 +46,7 @@ def main() -> int:
         all_changes += list(change)
         all_sd += [sd_a, sd_b]
         lines.append(
-            f"| {_label(g.iloc[0], varying)} | {len(m)} | {sd_a:.2f} | {sd_b:.2f} | "
+            f"| {row_label(g.iloc[0], varying, empty='all')} | {len(m)} | {sd_a:.2f} | {sd_b:.2f} | "
             f"{', '.join(f'{x:+.2f}' for x in change)} | {np.mean(np.abs(change)):.2f} |"
         )
     print("\n".join(lines))

@@ -116,3 +116,24 @@ def test_every_link_resolves(md: Path) -> None:
         elif ROOT not in target.parents and target != ROOT:
             bad.append(f"{link}: outside the repository")
     assert not bad, bad
+
+
+def test_every_bench_import_in_scripts_and_tests_resolves() -> None:
+    """A module split or a renamed helper must not leave a script importing a name that is gone
+    (scripts are not imported by the default tier, so nothing else would notice): every
+    `from bench... import a, b` in scripts/ and tests/ names a module and attributes that exist."""
+    import ast
+    import importlib
+
+    missing = []
+    for path in sorted([*ROOT.glob("scripts/*.py"), *ROOT.glob("tests/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "bench":
+                mod = importlib.import_module(node.module)
+                for alias in node.names:
+                    if not hasattr(mod, alias.name):
+                        try:
+                            importlib.import_module(f"{node.module}.{alias.name}")
+                        except ImportError:
+                            missing.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.module}.{alias.name}")
+    assert not missing, missing
