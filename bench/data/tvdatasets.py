@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,20 +62,28 @@ def _decode(pairs, size, label_map=None, natives: list | None = None) -> tuple[t
     return torch.stack(images), torch.stack(masks)
 
 
+def _open(
+    dataset: Any, name: str, layout: str, root: str | None, split: str, splits: tuple[str, ...], /, **kw: Any
+) -> Any:
+    """A torchvision dataset opened from `root`, every problem a UserError that shows the layout."""
+    if root is None or not Path(root).is_dir():
+        raise UserError(f"data.root '{root}' does not exist; {layout}")
+    if split not in splits:
+        raise UserError(f"data.split={split!r}: {name} has {', '.join(splits)}")
+    try:
+        return dataset(root, **kw)
+    except RuntimeError as e:
+        raise UserError(f"data.root '{root}': {e}; {layout}") from None
+
+
 def load_cityscapes(
     *, root: str | None, split: str = "train", size: tuple[int, int] = (512, 1024), native_masks: bool = False
 ) -> SegData:
     """Cityscapes fine annotations, 19 train ids; everything else is 255 (ignored)."""
     from torchvision.datasets import Cityscapes
 
-    if root is None or not Path(root).is_dir():
-        raise UserError(f"data.root '{root}' does not exist; {CITYSCAPES_LAYOUT}")
-    if split not in ("train", "val", "test"):
-        raise UserError(f"data.split={split!r}: Cityscapes has train, val, test")
-    try:
-        ds = Cityscapes(root, split=split, mode="fine", target_type="semantic")
-    except RuntimeError as e:
-        raise UserError(f"data.root '{root}': {e}; {CITYSCAPES_LAYOUT}") from None
+    ds = _open(Cityscapes, "Cityscapes", CITYSCAPES_LAYOUT, root, split, ("train", "val", "test"),
+               split=split, mode="fine", target_type="semantic")  # fmt: skip
     if len(ds) == 0:
         raise UserError(f"data.root '{root}': no images for split {split!r}; {CITYSCAPES_LAYOUT}")
     lut = np.full(256, 255, dtype=np.uint8)
@@ -93,14 +102,8 @@ def load_voc(
     """PASCAL VOC 2012 segmentation, 21 classes; 255 (object borders) ignored."""
     from torchvision.datasets import VOCSegmentation
 
-    if root is None or not Path(root).is_dir():
-        raise UserError(f"data.root '{root}' does not exist; {VOC_LAYOUT}")
-    if split not in ("train", "val", "trainval"):
-        raise UserError(f"data.split={split!r}: VOC 2012 segmentation has train, val, trainval")
-    try:
-        ds = VOCSegmentation(root, year="2012", image_set=split, download=False)
-    except RuntimeError as e:
-        raise UserError(f"data.root '{root}': {e}; {VOC_LAYOUT}") from None
+    ds = _open(VOCSegmentation, "VOC 2012 segmentation", VOC_LAYOUT, root, split, ("train", "val", "trainval"),
+               year="2012", image_set=split, download=False)  # fmt: skip
     natives: list | None = [] if native_masks else None
     images, masks = _decode((ds[i] for i in range(len(ds))), size, None, natives)
     return SegData(images, masks, len(VOC_CLASSES), VOC_CLASSES, 255, tuple(natives) if natives else None)
