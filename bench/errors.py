@@ -1,4 +1,5 @@
-"""User-facing errors: one exception type that the CLI turns into exit code 2.
+"""User-facing errors: UserError, which the CLI turns into exit code 2, and KnobError, a builder's
+refusal of one knob that the model zoo re-raises under its config key.
 
 A message names where (file, key), what was given, what is allowed and how to fix it,
 so that a researcher never has to read a traceback to correct a typo.

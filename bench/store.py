@@ -1,7 +1,9 @@
 """Run folders and atomic writes: a file is either complete or absent, never half-written.
 
 A run folder holds config.yaml (the resolved config), checkpoint.pt, train.log and, only
-once the run has finished, result.json.
+once the run has finished, result.json. The folder belongs to the config it holds: a run of
+another config is refused before anything in it changes (`check_folder`), and a lock keeps a
+second process out while it trains.
 """
 
 from __future__ import annotations
