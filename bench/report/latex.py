@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +85,6 @@ def split_columns(widths: dict[str, float], ids: list[str], budget: float = PAGE
     if cur or not parts:
         parts.append(cur)
     return [ids + p for p in parts]
-
-
-@dataclass
-class TexTable:
-    stem: str
-    latex: str
-    width_pt: float
-    parts: int = 1
-    labels: list[str] = field(default_factory=list)
 
 
 def latex_tables(
