@@ -6,7 +6,6 @@ checkpoint holds so that a resumed run draws what an uninterrupted one would.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,9 @@ import torch
 
 from bench.distributed import World
 from bench.errors import UserError
+from bench.training import TrainState
 
 __all__ = [
-    "TrainState",
     "pack",
     "unpack",
     "rank_seed",
@@ -28,22 +27,6 @@ __all__ = [
     "set_rng_state",
     "write_checkpoint",
 ]
-
-
-@dataclass
-class TrainState:
-    """The training loop's position and history, as a checkpoint records them."""
-
-    epoch: int = 0  # completed epochs
-    iteration: int = 0
-    batch_in_epoch: int = 0  # > 0 only in a checkpoint taken mid-epoch
-    train_seconds: float = 0.0
-    images_seen: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    epoch_loss_sum: float = 0.0  # the running epoch's losses, so an epoch split by a preemption
-    epoch_loss_count: int = 0  # reports the mean over all of its steps
-    first_loss: float | None = None  # the first step's loss: the yardstick of an exploding loss
-    first_losses: list[float] = field(default_factory=list)  # the first steps' losses, as recorded
 
 
 def _legacy_safe_globals() -> list[Any]:

@@ -15,7 +15,6 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from bench.checkpoint import (
-    TrainState,
     pack,
     rank_seed,
     read_checkpoint,
@@ -39,38 +37,11 @@ from bench.distributed import SINGLE, World, gather_objects
 from bench.errors import UserError
 from bench.evaluate import evaluate_model
 from bench.progress import ProgressLine, progress_bar
-from bench.step import OptimStep, diverged
+from bench.step import OptimStep
 from bench.stopping import StepRequests, StopForRequeue
+from bench.training import TrainSpec, TrainState
 
-__all__ = ["FIRST_LOSSES", "StopForRequeue", "TrainSpec", "Trainer"]
-
-
-FIRST_LOSSES = 20  # how many of the first steps' losses a result records (the global batch's, any world size)
-
-
-@dataclass
-class TrainSpec:
-    """How long and how to train; the rest arrives as built objects."""
-
-    epochs: int | None = 5
-    iters: int | None = None
-    eval_every: int = 1
-    checkpoint_every: int = 1
-    amp: str = "none"
-    channels_last: bool = False
-    compile: bool = False
-    grad_clip: float | None = None
-    seed: int = 0
-    aux_weight: float = 0.4
-    divergence_factor: float = 1e3  # a loss this many times the first step's loss has diverged
-    progress: bool | None = None  # None: a bar only when stderr is a terminal
-    progress_every_s: float = 30.0  # without a bar (a Slurm log): a progress line this often
-
-    @classmethod
-    def from_config(cls, t: Any) -> TrainSpec:
-        """From a RunConfig's `train` section."""
-        keys = ("epochs", "iters", "eval_every", "checkpoint_every", "amp", "channels_last", "compile", "grad_clip")
-        return cls(**{k: getattr(t, k) for k in keys}, seed=t.seed)
+__all__ = ["StopForRequeue", "TrainSpec", "Trainer"]  # TrainSpec: the argument Trainer takes
 
 
 class Trainer:
@@ -192,25 +163,10 @@ class Trainer:
             world=self.world,
         )
 
-    def _diverged(self, loss: float) -> str | None:
-        st = self.state
-        if st.first_loss is None and math.isfinite(loss):
-            st.first_loss = loss
-            return None
-        return diverged(loss, st.first_loss, self.spec.divergence_factor)
-
     def _end_epoch(self) -> dict[str, Any] | None:
         """Close the running epoch: history entry (with its evaluation when due), log, checkpoint."""
         st = self.state
-        st.epoch += 1
-        st.batch_in_epoch = 0
-        entry: dict[str, Any] = {
-            "epoch": st.epoch,
-            "iteration": st.iteration,
-            "loss": st.epoch_loss_sum / st.epoch_loss_count if st.epoch_loss_count else None,
-            "lr": self.optimizer.param_groups[0]["lr"],
-        }
-        st.epoch_loss_sum, st.epoch_loss_count = 0.0, 0
+        entry = st.close_epoch(self.optimizer.param_groups[0]["lr"])
         done = st.iteration >= self.total_iters
         metrics = None
         if st.epoch % self.spec.eval_every == 0 or done:
@@ -251,20 +207,6 @@ class Trainer:
         if not self.world.main:
             seed_everything(rank_seed(self.spec.seed, self.world.rank))
 
-    def _count_step(self, loss: float, images: int) -> str | None:
-        """Advance the counters after a step; why the run diverged at it, or None."""
-        st = self.state
-        st.iteration += 1
-        st.batch_in_epoch += 1
-        st.images_seen += images * self.world.size  # the global batch
-        reason = self._diverged(loss)
-        if len(st.first_losses) < FIRST_LOSSES:
-            st.first_losses.append(loss)
-        if reason is None:
-            st.epoch_loss_sum += loss
-            st.epoch_loss_count += 1
-        return reason
-
     def _checkpoint_if_requested(self) -> None:
         if self.requests.take_checkpoint():
             self.save_checkpoint()
@@ -286,7 +228,9 @@ class Trainer:
             for images, masks in epoch_batches(self.train_loader, self.spec.seed, st.epoch, skip=st.batch_in_epoch):
                 self.requests.in_step = True
                 loss = self._step(images, masks)
-                reason = self._count_step(loss, len(images))
+                reason = st.count_step(
+                    loss, len(images) * self.world.size, divergence_factor=self.spec.divergence_factor
+                )
                 self.requests.in_step = False
                 if reason is not None:
                     self.log(f"{reason} at iteration {st.iteration} (epoch {st.epoch + 1}): run diverged")

@@ -1,4 +1,4 @@
-"""One optimisation step, and when a run has diverged.
+"""One optimisation step.
 
 The step: the batch onto the device (channels_last where asked), the forward under autocast at
 `train.amp`, the loss in fp32 whatever the autocast dtype (bf16 logits would round the
@@ -19,7 +19,7 @@ from torch import nn
 from bench.evaluate import autocast
 from bench.stopping import StepRequests
 
-__all__ = ["OptimStep", "diverged"]
+__all__ = ["OptimStep"]
 
 
 class OptimStep:
@@ -90,13 +90,3 @@ class OptimStep:
         self.scaler.update()
         self.scheduler.step()
         return reported if reported is not None else float(loss.detach())
-
-
-def diverged(loss: float, first_loss: float | None, factor: float) -> str | None:
-    """Why a run has diverged at this loss, or None: a non-finite loss, or a finite one over
-    `factor` times the first step's (Adam at lr 1e6 reaches 1e19 without ever being NaN)."""
-    if not math.isfinite(loss):
-        return "non-finite loss"
-    if first_loss is not None and loss > factor * max(first_loss, 1e-6):
-        return f"loss {loss:.3g} is over {factor:g} x the first step's {first_loss:.3g}"
-    return None
