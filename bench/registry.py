@@ -54,8 +54,10 @@ class Entry:
 class Registry:
     """Name -> builder. `register` decorates, `build` validates keywords then calls."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, plural: str | None = None, key: str | None = None) -> None:
         self.kind = kind
+        self.plural = plural or f"{kind}s"
+        self.key = key  # the config key that names an entry (model.arch, loss.name, ...)
         self._entries: dict[str, Entry] = {}
 
     def register(
@@ -77,9 +79,11 @@ class Registry:
         try:
             return self._entries[name]
         except KeyError:
+            where = f"{self.key}: " if self.key else ""
+            listing = "; 'aspp-bench models' describes each (paper, knobs)" if self.key else ""
             raise UserError(
-                f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}; "
-                f"registered {self.kind}s: {', '.join(self.names())}"
+                f"{where}unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}; "
+                f"registered {self.plural}: {', '.join(self.names())}{listing}"
             ) from None
 
     def names(self, pattern: str = "*") -> list[str]:
@@ -93,8 +97,9 @@ class Registry:
         for key in kwargs:
             if key not in knobs:
                 hint = self._hint(name, key)
+                where = f"{self.key.rsplit('.', 1)[0]}.{key}: " if self.key else ""
                 raise UserError(
-                    f"{self.kind} '{name}' has no knob '{key}'{did_you_mean(key, knobs)}"
+                    f"{where}{self.kind} '{name}' has no knob '{key}'{did_you_mean(key, knobs)}"
                     f"{hint}; its knobs are: {', '.join(knobs) or '(none)'}"
                 )
         missing = [k for k, d in knobs.items() if d is _EMPTY and k not in kwargs]
@@ -105,7 +110,7 @@ class Registry:
         with_knob = [n for n, e in self._entries.items() if key in e.knobs]
         if not with_knob:
             return ""
-        return f"; {self.kind}s with '{key}': {', '.join(sorted(with_knob))}, or drop '{key}'"
+        return f"; {self.plural} with '{key}': {', '.join(sorted(with_knob))}, or drop '{key}'"
 
     def build(self, name: str, /, **kwargs: Any) -> Any:
         self.check_kwargs(name, kwargs)
@@ -121,10 +126,10 @@ class Registry:
         return len(self._entries)
 
 
-backbones = Registry("backbone")
-contexts = Registry("context")
-architectures = Registry("architecture")
-datasets = Registry("dataset")
-losses = Registry("loss")
-optimizers = Registry("optimizer")
-schedulers = Registry("schedule")
+backbones = Registry("backbone", key="model.backbone")
+contexts = Registry("context", key="model.context")
+architectures = Registry("architecture", key="model.arch")
+datasets = Registry("dataset", key="data.name")
+losses = Registry("loss", plural="losses", key="loss.name")
+optimizers = Registry("optimizer", key="optim.name")
+schedulers = Registry("schedule", key="optim.schedule")

@@ -137,3 +137,22 @@ def test_every_bench_import_in_scripts_and_tests_resolves() -> None:
                         except ImportError:
                             missing.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.module}.{alias.name}")
     assert not missing, missing
+
+
+@pytest.mark.parametrize(
+    ("setting", "key", "plural"),
+    [("model.arch=nope", "model.arch", "architectures"), ("loss.name=cee", "loss.name", "losses"),
+     ("model.context=aspx", "model.context", "contexts"), ("data.name=camvidd", "data.name", "datasets")],
+)  # fmt: skip
+def test_an_unknown_name_names_its_key_and_where_the_names_are_listed(cli, tmp_path, setting, key, plural) -> None:
+    code, _, err = cli("train", "--set", setting, "--out", str(tmp_path / "run"))
+    assert code == 2 and "Traceback" not in err
+    assert f"{key}: unknown" in err and f"registered {plural}:" in err and "'aspp-bench models'" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_knob_the_architecture_lacks_is_named_by_its_config_key(cli, tmp_path) -> None:
+    code, _, err = cli(
+        "train", "--set", "model.arch=deeplabv3", "--set", "model.skip=false", "--out", str(tmp_path / "r")
+    )
+    assert code == 2 and "model.skip: architecture 'deeplabv3' has no knob 'skip'" in err, err
