@@ -236,9 +236,10 @@ class Trainer:
                     self.log(f"{reason} at iteration {st.iteration} (epoch {st.epoch + 1}): run diverged")
                     return reason
                 deferred = self.requests.take_deferred()
-                if deferred is not None:
+                if deferred is not None:  # a handler that checkpoints (and usually exits)
                     lap()
                     deferred()
+                    t0 = time.perf_counter()
                 bar.update(1)
                 elapsed = st.train_seconds + time.perf_counter() - t0
                 if ticker is not None:
