@@ -224,9 +224,16 @@ class Trainer:
             st.train_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
 
+        batches = epoch_batches(self.train_loader, self.spec.seed, st.epoch, skip=st.batch_in_epoch)
         try:
-            for images, masks in epoch_batches(self.train_loader, self.spec.seed, st.epoch, skip=st.batch_in_epoch):
+            while True:
+                # the step starts with loading its batch: augmentation draws from the RNG that a
+                # checkpoint saves, so a signal landing mid-load waits for the step's end too
                 self.requests.in_step = True
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                images, masks = batch
                 loss = self._step(images, masks)
                 reason = st.count_step(
                     loss, len(images) * self.world.size, divergence_factor=self.spec.divergence_factor
@@ -254,12 +261,17 @@ class Trainer:
                 lap()
                 self._checkpoint_if_requested()
                 t0 = time.perf_counter()
-            return None
         finally:
+            self.requests.in_step = False
             st.train_seconds += time.perf_counter() - t0
+        deferred = self.requests.take_deferred()  # a signal during the epoch's last (empty) fetch
+        if deferred is not None:
+            deferred()
+        return None
 
     def fit(self) -> dict[str, Any]:
-        self._begin()
+        with self.requests.held():
+            self._begin()
         st = self.state
         bar = progress_bar(self.spec.progress, main=self.world.main, total=self.total_iters, initial=st.iteration)
         ticker = ProgressLine(self, every_s=self.spec.progress_every_s) if bar.disable and self.world.main else None
@@ -269,11 +281,13 @@ class Trainer:
             # a checkpoint taken after an epoch's last step (a preemption there) still owes that
             # epoch its history entry and evaluation
             if st.batch_in_epoch and (st.batch_in_epoch >= len(self.train_loader) or st.iteration >= self.total_iters):
-                last_metrics = self._end_epoch()
+                with self.requests.held():
+                    last_metrics = self._end_epoch()
             while st.iteration < self.total_iters and why is None:
                 why = self._train_epoch(bar, ticker)
                 if why is None:
-                    last_metrics = self._end_epoch()
+                    with self.requests.held():
+                        last_metrics = self._end_epoch()
         finally:
             bar.close()
         if why is None and last_metrics is None:

@@ -10,9 +10,10 @@ learn of it after the same step, checkpoint together and stop together.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -63,6 +64,20 @@ class StepRequests:
         self.checkpoint_agreed = bool(flags[2] > 0)
         mean = float(flags[0]) / self.world.size
         return mean if math.isfinite(mean) else float("nan")
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold a handler's action for the block (loading a checkpoint, closing an epoch: a
+        checkpoint taken inside would be half of one state); run it, if one came, when the block
+        has ended normally."""
+        self.in_step = True
+        try:
+            yield
+        finally:
+            self.in_step = False
+        fn = self.take_deferred()
+        if fn is not None:
+            fn()
 
     def take_deferred(self) -> Callable[[], None] | None:
         """The action a handler deferred to this boundary, once."""

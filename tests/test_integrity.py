@@ -435,6 +435,47 @@ def test_a_preemption_after_an_epochs_last_step_keeps_its_evaluation(tmp_path) -
     assert resumed["metrics"]["miou"] == straight["metrics"]["miou"]
 
 
+def test_a_preemption_while_a_batch_is_loading_resumes_bit_equal(tmp_path) -> None:
+    """Defect (CI, the Slurm preemption scenario: weights differed): a signal that lands while the
+    next batch is being loaded and augmented ran the handler at once. Its checkpoint held the
+    augmentation RNG half-way through that batch, and the resumed run augmented the batch from
+    there: other flips, other weights. Loading the batch is now part of the step, so the handler
+    waits for the step's end."""
+    from tests.test_engine import _trainer
+
+    (tmp_path / "a").mkdir()
+    straight = _trainer(tmp_path / "a", epochs=2)
+    straight.fit()
+    (tmp_path / "b").mkdir()
+    first = _trainer(tmp_path / "b", epochs=2)
+
+    class Preempted(Exception):
+        pass
+
+    def handler() -> None:  # what submitit's handler does: checkpoint, then leave the process
+        first.save_checkpoint()
+        raise Preempted
+
+    ds = first.train_loader.dataset
+    augment, calls = ds.transform, {"n": 0}
+
+    def transform(image, mask):  # noqa: ANN001
+        out = augment(image, mask)
+        calls["n"] += 1
+        if calls["n"] == 10:  # the second sample of the third batch: the signal lands mid-load
+            first.at_step_boundary(handler)
+        return out
+
+    ds.transform = transform
+    with pytest.raises(Preempted):
+        first.fit()
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["state"]["iteration"] == 3
+    _trainer(tmp_path / "b", epochs=2).fit()
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 # ----------------------------------------------------------------------------- 8. failure details
 
 
