@@ -149,7 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     rg.set_defaults(func=_lazy("tables", "cmd_regress"))
     pl = sub.add_parser("plan", help="how many seeds each comparison needs, from measured results")
     pl.add_argument("results", help="results folder or collected table (.parquet/.csv)")
-    pl.add_argument("--difference", type=float, default=1.0, help="mIoU difference worth detecting, points (1.0)")
+    pl.add_argument("--delta", "--difference", dest="difference", type=float, default=1.0,
+                    help="mIoU difference worth detecting, points (1.0)")  # fmt: skip
     pl.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
     pl.add_argument("--power", type=float, default=0.8, help="probability of detecting it (0.8)")
     pl.add_argument("--baseline", help="the configuration the others are compared with, e.g. 'arch=unet'")

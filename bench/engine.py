@@ -81,7 +81,6 @@ class Trainer:
         self.requests = StepRequests(world)  # what signal handlers ask, done at a step boundary
         self.stepper = OptimStep(model, optimizer, scheduler, loss_fn, spec=spec, device=device, requests=self.requests)
         self.model = self.stepper.model
-        self.loss_fn = self.stepper.loss_fn
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.train_loader = train_loader
@@ -95,7 +94,6 @@ class Trainer:
         self.log = log
         self.identity = identity  # the run_id a checkpoint is bound to (None: unbound)
         self.on_epoch = on_epoch  # called with each epoch's history entry (e.g. TensorBoard)
-        self.scaler = self.stepper.scaler
         self.state = TrainState()
         self.on_stop: Callable[[], None] | None = None  # several ranks: what rank 0 does once all stopped
         self.checkpoint_saved_at: int | None = None  # the iteration the agreed stop checkpointed
@@ -106,6 +104,14 @@ class Trainer:
         self.total_epochs = math.ceil(self.total_iters / per_epoch)
 
     # ---------------------------------------------------------------- checkpoints
+
+    @property
+    def loss_fn(self) -> nn.Module:
+        return self.stepper.loss_fn
+
+    @property
+    def scaler(self) -> torch.amp.GradScaler:
+        return self.stepper.scaler
 
     @property
     def in_step(self) -> bool:
