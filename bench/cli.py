@@ -164,7 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except UserError as e:
-        print(f"aspp-bench: error: {e}", file=sys.stderr)
+        from bench.config import clip
+
+        print(f"aspp-bench: error: {clip(e, 20_000)}", file=sys.stderr)  # bounded, whatever it echoes
         return e.exit_code
     except BrokenPipeError:  # the reader went away (`aspp-bench config --fields | head`): nothing to say
         import os

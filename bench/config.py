@@ -8,10 +8,10 @@ consumed in one place (the builders) with no translation table.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.errors import UserError, did_you_mean
 
@@ -29,12 +29,23 @@ __all__ = [
     "flatten",
     "is_experiment_key",
     "load_run_config",
+    "clip",
+    "load_yaml_text",
     "parse_set",
+    "read_text_file",
+    "read_yaml_mapping",
 ]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Bounds that no real experiment reaches: a value past them is a typo or a hostile file, refused
+# before it costs memory or time (the memory a cell needs is estimated separately, from its model).
+MAX_SIDE = 16384  # pixels of an image side
+MAX_SEED = 2**32 - 1  # numpy's and most papers' seed range; torch's generators are seeded from it
+Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
 
 
 class ModelConfig(_Frozen):
@@ -46,16 +57,16 @@ class ModelConfig(_Frozen):
     context: str | None = None
     rates: tuple[int, ...] | None = None
     rates2: tuple[int, ...] | None = None
-    output_stride: int | None = None
+    output_stride: int | None = Field(None, ge=1, le=1024)
     skip: bool | None = None
-    width: int | None = None
+    width: int | None = Field(None, ge=1, le=4096)
     aux: bool | None = None
     weights: str | None = None
     image_pool: bool | None = None
     upsample: Literal["bilinear", "transpose"] | None = None
-    down_dilation: int | None = None
+    down_dilation: int | None = Field(None, ge=1, le=1024)
     freeze_backbone: bool | None = None
-    num_classes: int | None = Field(None, ge=1)
+    num_classes: int | None = Field(None, ge=1, le=100_000)
 
     def knobs(self) -> dict[str, Any]:
         """The builder keywords this config sets (None fields left to the architecture)."""
@@ -65,21 +76,21 @@ class ModelConfig(_Frozen):
 class AugmentConfig(_Frozen):
     flip: bool = True
     scale: tuple[float, float] | None = None
-    rotate: float = 0.0
+    rotate: float = Field(0.0, ge=0, le=180)
 
 
 class DataConfig(_Frozen):
     name: str = "synthetic"
     root: str | None = None
     split: str = "train"
-    size: tuple[PositiveInt, PositiveInt] = (64, 64)
-    crop: tuple[PositiveInt, PositiveInt] | None = None
+    size: tuple[Side, Side] = (64, 64)
+    crop: tuple[Side, Side] | None = None
     augment: AugmentConfig = AugmentConfig()
     void_as_class: bool | None = None
-    count: int | None = Field(None, ge=1)
-    classes: int | None = Field(None, ge=2)
-    batch_size: int = Field(8, ge=1)
-    num_workers: int = Field(0, ge=0)
+    count: int | None = Field(None, ge=1, le=10_000_000)
+    classes: int | None = Field(None, ge=2, le=100_000)
+    batch_size: int = Field(8, ge=1, le=100_000)
+    num_workers: int = Field(0, ge=0, le=256)
 
 
 class LossConfig(_Frozen):
@@ -98,14 +109,14 @@ class OptimConfig(_Frozen):
 
 
 class TrainConfig(_Frozen):
-    epochs: int | None = Field(5, ge=1)
-    iters: int | None = Field(None, ge=1)
+    epochs: int | None = Field(5, ge=1, le=100_000)
+    iters: int | None = Field(None, ge=1, le=100_000_000)
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False  # NHWC activations and weights (faster convolutions on CPU and GPU)
     compile: bool = False  # torch.compile the training forward
-    seed: int = 0
-    eval_every: int = Field(1, ge=1)
-    checkpoint_every: int = Field(1, ge=1)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    eval_every: int = Field(1, ge=1, le=100_000)
+    checkpoint_every: int = Field(1, ge=1, le=100_000)
     grad_clip: float | None = Field(None, gt=0)
     device: Literal["cpu", "cuda", "auto"] = "auto"
     # batch norm over the global batch when a cell trains on several devices (launch.tasks_per_node,
@@ -114,10 +125,10 @@ class TrainConfig(_Frozen):
 
 
 class ProfileConfig(_Frozen):
-    input: tuple[PositiveInt, PositiveInt, PositiveInt] | None = None  # None: 3 x data.size
-    batch: int = Field(1, ge=1)
+    input: tuple[Annotated[int, Field(ge=1, le=64)], Side, Side] | None = None  # None: 3 x data.size
+    batch: int = Field(1, ge=1, le=4096)
     latency: bool = True
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=1024)
 
 
 class RunConfig(_Frozen):
@@ -154,14 +165,12 @@ def config_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[
 
 
 def parse_set(item: str) -> tuple[str, Any]:
-    """'model.rates=[3,6,9]' -> ('model.rates', [3, 6, 9]); the value is parsed as YAML."""
+    """'model.rates=[3,6,9]' -> ('model.rates', [3, 6, 9]); the value is parsed as YAML (bounded:
+    `load_yaml_text`)."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise UserError(f"--set {item!r}: expected key=value, e.g. --set model.rates=[6,12,18]")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise UserError(f"--set {item!r}: the value is not valid YAML ({e.problem})") from None
+        raise UserError(f"--set {clip(item)!r}: expected key=value, e.g. --set model.rates=[6,12,18]")
+    value = load_yaml_text(raw, f"--set {clip(key.strip())}") if raw.strip() else None
     return key.strip(), value
 
 
@@ -199,18 +208,125 @@ def validate(data: dict[str, Any], *, source: str) -> RunConfig:
         raise UserError(explain(e, source=source, keys=config_keys())) from None
 
 
+# What a config or sweep file may hold: a real one is a few kB with a few hundred nodes. The bounds
+# stop a hostile file (a YAML alias bomb: 1 kB expanding to billions of nodes) before it costs memory.
+MAX_TEXT_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000
+MAX_YAML_DEPTH = 64
+MAX_ECHO = 200  # characters of user input a message repeats
+
+
+def clip(text: Any, limit: int = MAX_ECHO) -> str:
+    """`text` as a message may repeat it: at most `limit` characters, the rest counted."""
+    s = str(text)
+    return s if len(s) <= limit else f"{s[:limit]}... ({len(s) - limit} more characters)"
+
+
+def read_text_file(path: str | Path, what: str, *, limit: int = MAX_TEXT_BYTES) -> str:
+    """The UTF-8 text of a small input file; a folder, a missing file, a file too large, binary or
+    not UTF-8 is a UserError naming the file and the fix."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{p}: is a folder, not a {what} file; give the path of the {what} file itself")
+    if not p.is_file():
+        raise UserError(f"{p}: {what} file not found" + (" (it is not a regular file)" if p.exists() else ""))
+    try:
+        with open(p, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise UserError(f"{p}: the {what} file cannot be read ({e.strerror or e})") from None
+    if len(data) > limit:
+        raise UserError(f"{p}: larger than {limit // 1024} KiB; a {what} file is a few kB: is it the right file?")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
+        kind = "UTF-16 text" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "binary (it holds NUL bytes)"
+        raise UserError(f"{p}: the {what} file is {kind}, not UTF-8 text; save it as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{p}: the {what} file is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); save it as UTF-8"
+        ) from None
+
+
+def _check_yaml_graph(root: yaml.Node, source: str) -> None:
+    """Refuse a composed YAML document whose aliases expand past MAX_YAML_NODES nodes, that nests
+    deeper than MAX_YAML_DEPTH, or that refers to itself; sizes are counted once per shared node."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if done:
+            on_path.discard(key)
+            size[key] = min(1 + sum(size[id(c)] for c in children), MAX_YAML_NODES + 1)
+            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+            if size[key] > MAX_YAML_NODES:
+                raise UserError(
+                    f"{source}: the YAML expands to more than {MAX_YAML_NODES} values (through its aliases, "
+                    "'*name'); a sweep or config needs a few hundred. Refused before expanding it"
+                )
+            if depth[key] > MAX_YAML_DEPTH:
+                raise UserError(f"{source}: the YAML nests deeper than {MAX_YAML_DEPTH} levels; configs nest 3 deep")
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise UserError(f"{source}: the YAML refers to itself (an alias inside its own anchor); remove the loop")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+
+
+def load_yaml_text(text: str, source: str) -> Any:
+    """yaml.safe_load with bounds: the document is composed, its expanded size and depth checked
+    (`_check_yaml_graph`), and only then built into Python objects."""
+    if len(text) > MAX_TEXT_BYTES:
+        raise UserError(f"{source}: {len(text)} characters of YAML; at most {MAX_TEXT_BYTES} are read")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_yaml_graph(node, source)
+        return loader.construct_document(node)
+    except UserError:
+        raise
+    except yaml.YAMLError as e:
+        raise UserError(f"{source}: not valid YAML ({clip(e, 600)})") from None
+    except RecursionError:
+        raise UserError(f"{source}: the YAML nests deeper than {MAX_YAML_DEPTH} levels; configs nest 3 deep") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise UserError(f"{source}: a value cannot be read ({clip(e)})") from None
+    finally:
+        loader.dispose()
+
+
 def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     """A YAML file that must hold a mapping; every problem is a UserError naming the file."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: {what} file not found")
-    try:
-        loaded = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: not valid YAML ({e})") from None
+    loaded = load_yaml_text(read_text_file(p, what), str(p)) or {}
     if not isinstance(loaded, dict):
         raise UserError(f"{p}: expected a mapping at the top of the {what} file, got {type(loaded).__name__}")
+    bad = [k for k in _all_keys(loaded) if not isinstance(k, str)]
+    if bad:
+        raise UserError(f"{p}: key {clip(repr(bad[0]))} is not text; every key of a {what} file is a name")
     return loaded
+
+
+def _all_keys(d: dict[Any, Any]) -> list[Any]:
+    out: list[Any] = []
+    for k, v in d.items():
+        out.append(k)
+        if isinstance(v, dict):
+            out += _all_keys(v)
+    return out
 
 
 def load_run_config(path: str | Path | None = None, sets: list[str] | None = None) -> RunConfig:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bench.config import RunConfig, config_keys
+from bench.config import RunConfig, clip, config_keys
 from bench.errors import did_you_mean
 
 __all__ = ["FIELDS_HINT", "accepted_form", "describe_type", "explain", "field_rows"]
@@ -93,7 +93,7 @@ def accepted_form(key: str, given: Any, detail: str) -> str:
     text alone): the key, what was given, what it takes and the form to write it in."""
     ann = _annotation(key)
     if ann is None:
-        return f"{key}={given!r}: {detail}"
+        return f"{key}={clip(repr(given))}: {detail}"
     what, example = describe_type(ann)
     if isinstance(given, str) and "," in given and "list" in what:  # a comma list meant as a YAML list
         items = [x.strip() for x in given.strip("()[] ").split(",") if x.strip()]
@@ -103,7 +103,7 @@ def accepted_form(key: str, given: Any, detail: str) -> str:
         close = did_you_mean(given, choices)
         example = close.split("'")[1] if "'" in close else example
     form = f"'{key}={example}'" if " " in example or "[" in example else f"{key}={example}"
-    return f"{key}={given!r}: expects {what} ({detail.lower()}); write it as --set {form}"
+    return f"{key}={clip(repr(given))}: expects {what} ({detail.lower()}); write it as --set {form}"
 
 
 # Keys whose allowed values are a registry's names (the registry is the list, not this file).

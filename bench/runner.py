@@ -75,7 +75,7 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, wo
     done = read_result(out)
     if done is not None:
         return done
-    _preflight(cfg)
+    _preflight(cfg, out)
     lock = None
     verdict = "train"
     if world.main:
@@ -105,26 +105,20 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, wo
             lock.release()
 
 
-def _preflight(cfg: RunConfig) -> None:
+def _preflight(cfg: RunConfig, out: Path) -> None:
     """What can be refused before the run folder is touched: the model (built on the meta device:
-    no memory, no weights), the dataset's files, the device and its number format."""
-    import torch
-
+    no memory, no weights), the dataset's files, the device and its number format, the memory the
+    cell needs and the disk its checkpoints need (bench.resources)."""
     from bench.data import data_problem, eval_split
-    from bench.evaluate import resolve_device
-    from bench.models import build_model
-    from bench.models.backbones import weights_check_only
+    from bench.resources import check_disk, check_memory, device_problem
 
-    with torch.device("meta"), weights_check_only():
-        build_model(cfg.model.arch, **cfg.model.knobs())
+    needs = check_memory(cfg, source=f"{out}")
     problem = data_problem(cfg.data, (cfg.data.split, eval_split(cfg.data.split)))
+    problem = problem or device_problem(cfg.train.device, cfg.train.amp)
     if problem:
         raise UserError(problem)
-    device = resolve_device(cfg.train.device)
-    if cfg.train.amp == "fp16" and device.type != "cuda":
-        raise UserError(
-            f"train.amp=fp16 needs CUDA (train.device={cfg.train.device} is {device.type}); use train.amp=bf16"
-        )
+    if read_result(out) is None:
+        check_disk(out, needs)
 
 
 def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: World = SINGLE) -> dict[str, Any]:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bench.config import RunConfig, apply_overrides, config_keys, flatten, read_yaml_mapping, validate
+from bench.config import MAX_SEED, RunConfig, apply_overrides, clip, config_keys, flatten, read_yaml_mapping, validate
 from bench.errors import UserError, did_you_mean
 from bench.identity import resolve, run_id
 from bench.labels import cell_label
@@ -25,27 +26,56 @@ from bench.labels import cell_label
 __all__ = ["Cell", "Expansion", "LaunchConfig", "Sweep", "expand", "expand_sweep", "load_sweep", "run_id"]
 
 
+MAX_NAME = 100
+PLAIN_NAME = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.-]{{0,{MAX_NAME - 1}}}")
+
+
+MAX_TIMEOUT_MIN = 365 * 24 * 60  # a year: Slurm's own limits are far below it
+MAX_MEM_GB = 16384.0  # 16 TiB, above the largest nodes
+SBATCH_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 class LaunchConfig(BaseModel):
     """How cells are launched; not part of any run's identity."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     executor: Literal["inline", "local", "slurm"] = "local"
-    slurm_partition: str | None = None
+    slurm_partition: str | None = Field(None, pattern=r"^[A-Za-z0-9_.,-]{1,200}$")
     # one cell on several devices: nodes x tasks_per_node processes (one per device) train it as one
     # DistributedDataParallel job; tasks_per_node defaults to gpus_per_node, or 1 without GPUs
-    nodes: int = Field(1, ge=1)
-    tasks_per_node: int | None = Field(None, ge=1)
-    gpus_per_node: int = Field(0, ge=0)
-    collective_timeout_s: int = Field(300, ge=10)  # a collective waiting longer fails the cell (a dead rank)
-    cpus_per_task: int = Field(1, ge=1)
-    mem_gb: float | None = Field(None, gt=0)
-    timeout_min: int = Field(60, ge=1)
-    array_parallelism: int = Field(16, ge=1)
+    nodes: int = Field(1, ge=1, le=10_000)
+    tasks_per_node: int | None = Field(None, ge=1, le=1024)
+    gpus_per_node: int = Field(0, ge=0, le=64)
+    collective_timeout_s: int = Field(300, ge=10, le=86_400)  # a collective waiting longer fails the cell
+    cpus_per_task: int = Field(1, ge=1, le=4096)
+    mem_gb: float | None = Field(None, gt=0, le=MAX_MEM_GB)
+    timeout_min: int = Field(60, ge=1, le=MAX_TIMEOUT_MIN)
+    array_parallelism: int = Field(16, ge=1, le=100_000)
     signal_delay_s: int = Field(120, ge=0)
-    max_num_timeout: int = Field(3, ge=0)
-    sbatch: dict[str, str | int] = {}
-    setup: list[str] = []
+    max_num_timeout: int = Field(3, ge=0, le=1000)
+    sbatch: dict[str, str | int] = {}  # extra sbatch options: `_sbatch_options`
+    setup: list[str] = []  # shell lines run before each job: shell by design, shown by --dry-run
+
+    @field_validator("sbatch")
+    @classmethod
+    def _sbatch_options(cls, v: dict[str, str | int]) -> dict[str, str | int]:
+        """Options, not shell: a key is an sbatch option name, a value one line of printable text
+        (a newline would end the #SBATCH line and run the rest as a command on the cluster)."""
+        for key, value in v.items():
+            if not SBATCH_KEY.fullmatch(key):
+                raise ValueError(
+                    f"key {clip(key, 60)!r} is not an sbatch option name (letters, digits, '-' and '_', starting "
+                    "with a letter, as in 'sbatch --help': e.g. comment, qos, constraint, exclusive); "
+                    "shell commands belong in launch.setup"
+                )
+            if isinstance(value, str) and (CONTROL.search(value) or len(value) > 1000):
+                raise ValueError(
+                    f"{key}={clip(repr(value), 60)}: an sbatch value must be one line of printable text (no "
+                    "newline or control character, at most 1000 characters); shell commands belong in launch.setup"
+                )
+        return v
 
     @property
     def tasks(self) -> int:
@@ -97,17 +127,28 @@ class LaunchConfig(BaseModel):
 
 
 class Sweep(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str  # a plain folder name (results/<name>): `_plain_name`
     base: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
     zip: list[dict[str, list[Any]]] = []
     exclude: list[dict[str, Any]] = []
-    seeds: list[int] = [0]
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = [0]
     launch: LaunchConfig = LaunchConfig()
     reference: tuple[str, ...] = ()  # paper tables (bench/references); YAML may give one name or a list
     description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not PLAIN_NAME.fullmatch(v):
+            raise ValueError(
+                f"{clip(v, 60)!r} is not a plain folder name (results go to results/<name>): use 1-{MAX_NAME} letters, "
+                "digits, '_', '-' or '.', starting with a letter, digit or '_' (so never '.', '..' or a hidden "
+                "folder), e.g. name: asppunet_rates"
+            )
+        return v
 
     @field_validator("reference", mode="before")
     @classmethod

@@ -62,7 +62,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("train-unknown-arch", _train("model.arch=deeplab"), ["unknown architecture 'deeplab'", "deeplabv3"]),
     ("train-empty-rates", _train("model.rates=[]"), ["model.rates", "at least one"]),
     ("train-zero-rate", _train("model.rates=[0,6]"), ["rates"]),
-    ("train-size-zero", _train("data.size=[0,32]"), ["data.size.0=0", "greater than 0"]),
+    ("train-size-zero", _train("data.size=[0,32]"), ["data.size.0=0", "greater than or equal to 1"]),
     ("train-size-length", _train("data.size=[32]"), ["data.size"]),
     ("train-classes-zero", _train("model.num_classes=0"), ["model.num_classes=0"]),
     ("train-classes-data", _train("model.num_classes=5"), ["dataset 'synthetic' has 6 classes"]),

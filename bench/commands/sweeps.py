@@ -24,13 +24,25 @@ def _sweep_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return sweep, expansion.cells, results
 
 
+def _where(launch, executor: str) -> dict:  # type: ignore[no-untyped-def]
+    """Where the cells will run, for the pre-flight: this machine (inline, local), or Slurm's nodes,
+    whose devices are not this machine's and whose memory is launch.mem_gb where given."""
+    from bench.resources import GiB, machine_memory
+
+    if executor == "slurm":
+        mem = int(launch.mem_gb * GiB) if launch.mem_gb else None
+        return {"here": False, "memory": mem, "where": f"launch.mem_gb={launch.mem_gb}"}
+    return {"here": True, "memory": machine_memory(), "where": "this machine"}
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bench.launch import RETRYABLE, cell_problems, cell_states, check_cells, data_problem_lines, submit
 
     sweep, cells, results = _sweep_setup(args)
     executor = args.executor or sweep.launch.executor
+    where = _where(sweep.launch, executor)
     if args.dry_run:
-        model_errors, data_errors = cell_problems(cells, source=str(args.sweep))
+        model_errors, data_errors = cell_problems(cells, source=str(args.sweep), **where)
         if model_errors:
             listing = "\n  ".join(model_errors)
             raise UserError(f"{len(model_errors)} cell(s) would fail; nothing was written:\n  {listing}")
@@ -66,7 +78,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             for line in data_problem_lines(data_errors):
                 print(f"  {line}")
         return 0
-    check_cells(cells, source=str(args.sweep))
+    check_cells(cells, source=str(args.sweep), **where)
     submitted, skipped = submit(sweep, cells, results, executor=executor, retry_failed=args.retry_failed)
     counts: dict[str, int] = {}
     for s in skipped:

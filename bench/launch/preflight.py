@@ -4,6 +4,7 @@ on the meta device (no memory, no weights), every distinct dataset checking its 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from bench.errors import UserError
 from bench.labels import cell_label
@@ -12,21 +13,26 @@ from bench.sweep import Cell
 __all__ = ["cell_problems", "check_cells", "data_problem_lines"]
 
 
-def cell_problems(cells: Sequence[Cell], *, source: str) -> tuple[list[str], dict[str, list[Cell]]]:
+def cell_problems(
+    cells: Sequence[Cell], *, source: str, here: bool = True, memory: int | None = None, where: str = "this machine"
+) -> tuple[list[str], dict[str, list[Cell]]]:
     """(model problems, {data problem: the cells it stops}): each distinct model (architecture and
     knobs; seeds and training settings share it) is built once on the meta device (no memory, no
     weights), each distinct dataset checks its own root once (both the split it trains on and the
-    split it is evaluated on)."""
+    split it is evaluated on). Cells that run `here` (inline or local executors) are checked against
+    this machine's devices; every cell's memory estimate against `memory` bytes (None: not checked)."""
     import torch
 
     from bench.data import data_problem, eval_split
     from bench.models import build_model
     from bench.models.backbones import weights_check_only
+    from bench.resources import check_memory, device_problem
 
     model_errors: list[str] = []
     data_errors: dict[str, list[Cell]] = {}
     checked: dict[tuple[str, str | None, str], str | None] = {}
     built: dict[str, str | None] = {}  # model config JSON -> its problem (None: it builds)
+    needs: dict[tuple[str, str, str], str | None] = {}  # (model, data, optimiser) -> its memory problem
     for c in cells:
         label = f"{source}: cell {c.index} ({c.run_id}: {cell_label(c.varying)})"
         m = c.config.model
@@ -40,6 +46,20 @@ def cell_problems(cells: Sequence[Cell], *, source: str) -> tuple[list[str], dic
                 built[mkey] = str(e)
         if built[mkey] is not None:
             model_errors.append(f"{label}: {built[mkey]}")
+            continue
+        t = c.config.train
+        problem = device_problem(t.device, t.amp) if here else None
+        if problem is None and memory is not None:
+            nkey = (mkey, c.config.data.model_dump_json(), c.config.optim.name)
+            if nkey not in needs:
+                needs[nkey] = None
+                try:
+                    check_memory(c.config, source="", available=memory, where=where)
+                except UserError as e:
+                    needs[nkey] = str(e).removeprefix(": ")
+            problem = needs[nkey]
+        if problem:
+            model_errors.append(f"{label}: {problem}")
         d = c.config.data
         key = (d.name, d.root, d.split)
         if key not in checked:
@@ -55,9 +75,10 @@ def data_problem_lines(data_errors: dict[str, list[Cell]]) -> list[str]:
     return [f"cells {', '.join(str(c.index) for c in cs)}: {problem}" for problem, cs in data_errors.items()]
 
 
-def check_cells(cells: Sequence[Cell], *, source: str) -> None:
-    """Build every cell's model on the meta device and check data roots; report all at once."""
-    model_errors, data_errors = cell_problems(cells, source=source)
+def check_cells(cells: Sequence[Cell], *, source: str, **where: Any) -> None:
+    """Build every cell's model on the meta device and check data roots, devices and memory
+    (`cell_problems`); report all at once."""
+    model_errors, data_errors = cell_problems(cells, source=source, **where)
     errors = model_errors + [f"{source}: {line}" for line in data_problem_lines(data_errors)]
     if errors:
         raise UserError(f"{len(errors)} cell(s) would fail; nothing was submitted:\n  " + "\n  ".join(errors))

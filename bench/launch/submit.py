@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,8 @@ from bench.store import CHECKPOINT, ERROR, JOB, RESULT, write_json
 from bench.sweep import Cell, LaunchConfig, Sweep
 
 __all__ = ["sbatch_preview", "submit"]
+
+LOCK = ".submit.lock"
 
 
 def _slurm_parameters(launch: LaunchConfig, name: str) -> dict[str, Any]:
@@ -82,28 +83,69 @@ def submit(
     sweep: Sweep, cells: Sequence[Cell], results: Path, *, executor: str, retry_failed: bool = False
 ) -> tuple[list[Cell], list[CellState]]:
     """Submit the cells that need it; returns (submitted, skipped with their states). A cell
-    whose job may still be queued or running (queued, running, unknown) is never submitted."""
+    whose job may still be queued or running (queued, running, unknown) is never submitted.
+
+    A refused first submission leaves no trace, and its clean-up removes only what this call
+    created, while it still holds the sweep's lock: the paths it made are listed, and folders are
+    removed only when empty (never a recursive delete)."""
+    while True:
+        created = _make_folder(results)
+        with _submission_lock(results) as lock:
+            if lock is None:  # a refused launcher removed the folder while we waited: start again
+                continue
+            before = _tree(results) - {results / LOCK} if created else set()
+            try:
+                return _submit_locked(sweep, cells, results, executor=executor, retry_failed=retry_failed)
+            except UserError:
+                if created:
+                    _remove_new(results, before)
+                raise
+
+
+def _make_folder(results: Path) -> bool:
+    """Create the results folder; True only if this call made it (an atomic mkdir, not a guess)."""
     from bench.store import mkdir
 
-    created = not results.exists()
-    mkdir(results)
+    mkdir(results.parent)
     try:
-        with _submission_lock(results):  # two launchers on one sweep: the second sees the first's jobs
-            return _submit_locked(sweep, cells, results, executor=executor, retry_failed=retry_failed)
-    except UserError:
-        if created:  # a refused first submission leaves no trace (nothing of the sweep was here)
-            shutil.rmtree(results, ignore_errors=True)
-        raise
+        os.mkdir(results)
+    except FileExistsError:
+        if not results.is_dir():
+            raise UserError(f"--results {results}: exists and is not a folder; give a results folder") from None
+        return False
+    return True
+
+
+def _tree(root: Path) -> set[Path]:
+    return set(root.rglob("*"))
+
+
+def _remove_new(results: Path, before: set[Path]) -> None:
+    """Remove what appeared in `results` (which this process created) since `before`, deepest first:
+    files unlinked, folders removed only if empty; then `results` itself if empty."""
+    lock = results / LOCK
+    for p in sorted(_tree(results) - before - {lock}, key=lambda q: len(q.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            if p.is_dir() and not p.is_symlink():
+                p.rmdir()
+            else:
+                p.unlink()
+    if not before and _tree(results) == {lock}:  # nothing but our lock: the folder goes as it came
+        with contextlib.suppress(OSError):
+            lock.unlink()
+            results.rmdir()
 
 
 @contextlib.contextmanager
 def _submission_lock(results: Path) -> Any:
+    """Hold the sweep's lock file; yields None when the file was removed while we waited for it
+    (a refused first launcher cleaning up), so the caller starts again."""
     import fcntl
 
-    fd = os.open(results / ".submit.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(results / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # held only while states are read and jobs recorded
-        yield
+        yield None if os.fstat(fd).st_nlink == 0 else fd
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

@@ -1,0 +1,151 @@
+"""What a run needs before it starts, checked before anything is allocated or submitted: the
+memory a cell needs (estimated from its model built on the meta device and its data shape), the
+disk space its checkpoints need, and whether the device and number format exist on this machine.
+
+The memory estimate is deliberately rough (within a factor of about two): it is there to refuse
+`model.width: 100000` or `data.count: 1000000000` with a figure before the machine runs out of
+memory, not to plan a job's allocation.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+
+__all__ = ["Needs", "check_disk", "check_memory", "device_problem", "estimate", "machine_memory"]
+
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Bytes a cell needs: `state` (weights, gradients, optimiser moments), `activations` (one
+    training batch's outputs, kept for backward, and their gradients), `data` (decoded splits held
+    in memory) and `checkpoint` (one checkpoint file)."""
+
+    params: int
+    state: int
+    activations: int
+    data: int
+    checkpoint: int
+
+    @property
+    def memory(self) -> int:
+        return self.state + self.activations + self.data
+
+    def describe(self) -> str:
+        return (
+            f"about {self.memory / GiB:.1f} GiB ({self.params / 1e6:.1f} M parameters: weights, gradients and "
+            f"optimiser state {self.state / GiB:.2f} GiB; one batch's activations {self.activations / GiB:.2f} GiB; "
+            f"decoded data {self.data / GiB:.2f} GiB)"
+        )
+
+
+def machine_memory() -> int:
+    """Physical memory of this machine in bytes (the cgroup limit where one is lower)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(f).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def _activation_bytes(model: Any, shape: tuple[int, int, int, int]) -> int:
+    """Bytes of every leaf module's output for one batch on the meta device (no memory used),
+    times two (kept for backward, and their gradients)."""
+    import torch
+
+    total = 0
+
+    def hook(_m: Any, _i: Any, out: Any) -> None:
+        nonlocal total
+        for t in out if isinstance(out, tuple | list) else out.values() if isinstance(out, dict) else [out]:
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * 4
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        model.train()
+        model(torch.empty(shape, device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    return 2 * total
+
+
+def estimate(cfg: Any) -> Needs:
+    """The needs of a resolved RunConfig, from its model built on the meta device."""
+    import torch
+
+    from bench.models import build_model
+    from bench.models.backbones import weights_check_only
+
+    with torch.device("meta"), weights_check_only():
+        model = build_model(cfg.model.arch, **cfg.model.knobs())
+    params = sum(p.numel() for p in model.parameters())
+    moments = {"sgd": 1, "adam": 2, "adamw": 2}.get(cfg.optim.name, 2)
+    state = params * 4 * (2 + moments)
+    h, w = cfg.data.crop or cfg.data.size
+    try:
+        with torch.no_grad():
+            act = _activation_bytes(model, (cfg.data.batch_size, 3, h, w))
+    except Exception:  # an op without a meta kernel: fall back to the input's size per layer
+        act = cfg.data.batch_size * 3 * h * w * 4 * 2 * max(1, len(list(model.modules())))
+    data = 0
+    if cfg.data.name == "synthetic":  # rendered into memory: train and validation splits, image + mask
+        sh, sw = cfg.data.size
+        data = 2 * (cfg.data.count or 512) * sh * sw * 4
+    checkpoint = params * 4 * (1 + moments) + (1 << 20)
+    return Needs(params, state, act, data, checkpoint)
+
+
+def check_memory(cfg: Any, *, source: str, available: int | None = None, where: str = "this machine") -> Needs:
+    """Refuse a cell that cannot fit in `available` bytes (default: this machine's memory)."""
+    needs = estimate(cfg)
+    limit = available if available is not None else machine_memory()
+    if needs.memory > limit:
+        raise UserError(
+            f"{source}: this cell needs {needs.describe()}, more than {where}'s {limit / GiB:.1f} GiB; "
+            "reduce model.width, data.batch_size, data.size or data.count (or give launch.mem_gb for a bigger node)"
+        )
+    return needs
+
+
+def check_disk(folder: Path, needs: Needs) -> None:
+    """Refuse to start when the folder's file system cannot hold two checkpoints (the one being
+    written beside the previous one: the write is atomic)."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return
+    want = 2 * needs.checkpoint
+    if free < want:
+        raise UserError(
+            f"{folder}: {free / 2**20:.1f} MiB free on its file system, and a checkpoint of this run takes about "
+            f"{needs.checkpoint / 2**20:.1f} MiB (two are on disk while one is written); free space or use another "
+            "--out folder"
+        )
+
+
+def device_problem(device: str, amp: str) -> str | None:
+    """Why `train.device` / `train.amp` cannot run here, or None."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        return "train.device=cuda: this machine has no CUDA device (torch.cuda.is_available() is False); use cpu"
+    resolved = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    if amp == "fp16" and resolved != "cuda":
+        return f"train.amp=fp16 needs CUDA (train.device={device} is {resolved}); use train.amp=bf16"
+    return None
