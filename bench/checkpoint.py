@@ -109,11 +109,21 @@ def seed_everything(seed: int) -> None:
 
 
 def write_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
-    """torch.save through a temporary file and a rename: a checkpoint is whole or absent."""
-    from bench.store import atomic_path
+    """torch.save through a temporary file and a rename: a checkpoint is whole or absent. A write
+    that fails (torch reports a full disk as RuntimeError, not OSError) is an OSError naming the
+    path and the free space; the previous checkpoint is left whole."""
+    from bench.store import atomic_path, space_report
 
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except RuntimeError as e:
+        import errno
+
+        text = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        code = errno.ENOSPC if "space" in text.lower() or "write" in text.lower() else errno.EIO
+        why = f"writing the checkpoint failed ({text}); {space_report(path.parent)}; the previous checkpoint is intact"
+        raise OSError(code, why + " and the run resumes from it once there is room", str(path)) from None
     return path
 
 

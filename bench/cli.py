@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bench.errors import UserError
 
@@ -19,6 +20,39 @@ def _lazy(module: str, name: str):  # type: ignore[no-untyped-def]
         return int(getattr(importlib.import_module(f"bench.commands.{module}"), name)(args))
 
     return run
+
+
+def _number(lo: float, hi: float, *, open_lo: bool = False, open_hi: bool = False, what: str = ""):  # type: ignore[no-untyped-def]
+    """An argparse type: a finite number in [lo, hi] (or the open interval's side); anything else
+    (text, nan, inf, out of range) is a usage error, exit 2, naming the range."""
+    import math
+
+    left, right = "(" if open_lo else "[", ")" if open_hi else "]"
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        ok = math.isfinite(v) and (v > lo if open_lo else v >= lo) and (v < hi if open_hi else v <= hi)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{text!r}: give a finite number in {left}{lo:g}, {hi:g}{right}{what}")
+        return v
+
+    return parse
+
+
+def _count(lo: int, hi: int):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = lo - 1
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{text!r}: give a whole number from {lo} to {hi}")
+        return v
+
+    return parse
 
 
 def _add_set(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -66,14 +100,21 @@ def _parser() -> argparse.ArgumentParser:
         pr, "config overrides, values parsed as YAML (e.g. --set model.backbone=resnet101 'model.rates=[6,12,18]')"
     )
     pr.add_argument("--input", required=True, help="input shape CxHxW, e.g. 3x520x520")
-    pr.add_argument("--batch", type=int, default=1, help="batch for the throughput figure (latency is at batch 1)")
+    pr.add_argument(
+        "--batch", type=_count(1, 4096), default=1, help="batch for the throughput figure (latency is at batch 1)"
+    )
     pr.add_argument("--device", default="cpu", help="cpu or cuda")
-    pr.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    pr.add_argument("--threads", type=_count(1, 1024), default=None, help="CPU threads (default: torch's)")
     pr.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16")
     pr.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     pr.add_argument("--compile", action="store_true", help="torch.compile the model first")
     pr.add_argument("--metrics", default="params,flops,latency", help="comma-separated subset of params,flops,latency")
-    pr.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timed runs (default 1.0)")
+    pr.add_argument(
+        "--min-run-time",
+        type=_number(0, 600, open_lo=True, what=" seconds"),
+        default=1.0,
+        help="seconds of timed runs (default 1.0)",
+    )
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=_lazy("inspect", "cmd_profile"))
 
@@ -130,9 +171,24 @@ def _parser() -> argparse.ArgumentParser:
     rg = sub.add_parser("regress", help="accuracy/speed regression check; exit 1 on any regression")
     rg.add_argument("baseline", help="results folder or collected table (.parquet/.csv)")
     rg.add_argument("current", help="results folder or collected table (.parquet/.csv)")
-    rg.add_argument("--miou-tol", type=float, default=1.0, help="mIoU drop in points that counts (default 1.0)")
-    rg.add_argument("--speed-tol", type=float, default=0.2, help="allowed latency increase as a fraction (0.2)")
-    rg.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm's correction (0.05)")
+    rg.add_argument(
+        "--miou-tol",
+        type=_number(0, 100, what=" points"),
+        default=1.0,
+        help="mIoU drop in points that counts (default 1.0)",
+    )
+    rg.add_argument(
+        "--speed-tol",
+        type=_number(0, 100, what=" (a fraction)"),
+        default=0.2,
+        help="allowed latency increase as a fraction (0.2)",
+    )
+    rg.add_argument(
+        "--alpha",
+        type=_number(0, 1, open_lo=True, open_hi=True),
+        default=0.05,
+        help="significance level after Holm's correction (0.05)",
+    )
     rg.add_argument(
         "--speed-normalised",
         action="store_true",
@@ -149,10 +205,14 @@ def _parser() -> argparse.ArgumentParser:
     rg.set_defaults(func=_lazy("tables", "cmd_regress"))
     pl = sub.add_parser("plan", help="how many seeds each comparison needs, from measured results")
     pl.add_argument("results", help="results folder or collected table (.parquet/.csv)")
-    pl.add_argument("--delta", "--difference", dest="difference", type=float, default=1.0,
+    pl.add_argument("--delta", "--difference", dest="difference", type=_number(0.01, 100, what=" points"), default=1.0,
                     help="mIoU difference worth detecting, points (1.0)")  # fmt: skip
-    pl.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
-    pl.add_argument("--power", type=float, default=0.8, help="probability of detecting it (0.8)")
+    pl.add_argument(
+        "--alpha", type=_number(0, 1, open_lo=True, open_hi=True), default=0.05, help="significance level (0.05)"
+    )
+    pl.add_argument(
+        "--power", type=_number(0, 1, open_lo=True, open_hi=True), default=0.8, help="probability of detecting it (0.8)"
+    )
     pl.add_argument("--baseline", help="the configuration the others are compared with, e.g. 'arch=unet'")
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=_lazy("tables", "cmd_plan"))
@@ -174,9 +234,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as e:  # the environment (a full disk, a read-only or missing path), not a bug
+        import errno
+
         where = f"{e.filename}: " if e.filename else ""
+        space = ""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT) and e.filename and "free of" not in str(e.strerror):
+            from bench.store import space_report
+
+            space = f"; {space_report(Path(str(e.filename)).parent)}"
         print(
-            f"aspp-bench: error: {where}{e.strerror or e} (the file system refused; nothing half-written was left)",
+            f"aspp-bench: error: {where}{e.strerror or e}{space} (the file system refused; nothing half-written "
+            "was left)",
             file=sys.stderr,
         )
         return 2

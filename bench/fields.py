@@ -60,6 +60,15 @@ def describe_type(ann: Any) -> tuple[str, str]:
     import typing
 
     origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Annotated:  # a bounded number: Field(ge=..., le=...)
+        marks = [c for m in args[1:] for c in getattr(m, "metadata", [m])]  # FieldInfo holds Ge/Le marks
+        base, bounds = args[0], {k: getattr(c, k) for c in marks for k in ("ge", "gt", "le") if hasattr(c, k)}
+        what, example = describe_type(base)
+        if bounds.get("ge") == 1 or bounds.get("gt") == 0:
+            what, example = "positive integer", "64"
+        if "le" in bounds:
+            what += f" (at most {bounds['le']})"
+        return what, example
     if origin in (typing.Union, types.UnionType):
         parts = [describe_type(a) for a in args if a is not type(None)]
         text = " or ".join(p[0] for p in parts) + (" or null (the default)" if type(None) in args else "")
@@ -70,7 +79,9 @@ def describe_type(ann: Any) -> tuple[str, str]:
         inner = [a for a in args if a is not Ellipsis]
         what, example = describe_type(inner[0]) if inner else ("value", "1")
         n = "a list of" if Ellipsis in args else f"a list of {len(args)}"
+        what, _, limit = what.partition(" (")
         noun = {"integer": "integers", "number": "numbers", "positive integer": "positive integers"}.get(what, what)
+        noun += f" ({limit}" if limit else ""
         if Ellipsis in args and what == "integer":
             return f"{n} {noun}", "[6, 12, 18]"
         return f"{n} {noun}", "[" + ", ".join([example] * (2 if Ellipsis in args else len(args))) + "]"

@@ -51,7 +51,37 @@ def load_table(path: str | Path) -> Any:
         raise UserError(f"{p}: no finished runs with a miou column; give a table written by 'aspp-bench collect'")
     if "status" in df.columns:
         df = df[df["status"] == "done"]
-    return _identify(df.reset_index(drop=True), p)
+    return _identify(_checked_numbers(df.reset_index(drop=True), p), p)
+
+
+# Measured columns a table is read for, and the range a real value lies in.
+_RANGES = {"miou": (0.0, 1.0), "latency_ms_p50": (0.0, None), "latency_ms_p90": (0.0, None)}
+
+
+def _checked_numbers(df: Any, source: Path) -> Any:
+    """The table with its measured columns as numbers; a value that is text, NaN, infinite or out
+    of range (an mIoU of -5, or in points where a fraction is kept) is a UserError naming the row."""
+    import math
+
+    import pandas as pd
+
+    df = df.copy()
+    for col, (lo, hi) in _RANGES.items():
+        if col not in df.columns:
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        for i, (v, raw) in enumerate(zip(values, df[col], strict=True)):
+            if col != "miou" and pd.isna(raw):
+                continue  # a run profiled without latency
+            if not (math.isfinite(v) and v >= lo and (hi is None or v <= hi)):
+                allowed = f"a number from {lo:g} to {hi:g}" if hi is not None else f"a number of at least {lo:g}"
+                raise UserError(
+                    f"{source}: row {i}: {col} is {str(raw)[:40]!r}, not {allowed}"
+                    + (" (mIoU is kept as a fraction, as 'aspp-bench collect' writes it)" if col == "miou" else "")
+                    + "; fix or drop that row"
+                )
+        df[col] = values
+    return df
 
 
 def _identify(df: Any, source: Path) -> Any:

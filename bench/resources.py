@@ -98,8 +98,15 @@ def estimate(cfg: Any) -> Needs:
     try:
         with torch.no_grad():
             act = _activation_bytes(model, (cfg.data.batch_size, 3, h, w))
-    except Exception:  # an op without a meta kernel: fall back to the input's size per layer
+    except NotImplementedError:  # an op without a meta kernel: fall back to the input's size per layer
         act = cfg.data.batch_size * 3 * h * w * 4 * 2 * max(1, len(list(model.modules())))
+    except (RuntimeError, ValueError, IndexError) as e:  # the shapes do not fit: the real run fails the same way
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:240]
+        what = "data.crop" if cfg.data.crop else "data.size"
+        raise UserError(
+            f"model.arch={cfg.model.arch} cannot run on a {h}x{w} input ({what}={[h, w]}): {first}; use a larger "
+            f"{what} (the model downsamples it)"
+        ) from None
     data = 0
     if cfg.data.name == "synthetic":  # rendered into memory: train and validation splits, image + mask
         sh, sw = cfg.data.size

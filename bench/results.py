@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.store import CHECKPOINT, CONFIG, MANIFEST, RESULT, TENSORBOARD, known_identity, read_result
+from bench.store import CHECKPOINT, CONFIG, MANIFEST, RESULT, TENSORBOARD, known_identity, read_json_file, read_result
 
 METRIC_COLUMNS = ("miou", "pixel_acc", "mean_class_acc", "fw_iou", "macro_f1", "mean_dice")
 
@@ -147,12 +147,35 @@ def collect(results: str | Path) -> tuple[Any, list[tuple[str, str]]]:
         row["config_id"] = cid
         row["folder"] = run.name
         rows[rid] = row
-    return pd.DataFrame(list(rows.values())), skipped
+    return _one_type_per_column(pd.DataFrame(list(rows.values()))), skipped
+
+
+def _one_type_per_column(df: Any) -> Any:
+    """A column whose values are of several kinds (a result.json edited by hand: a number in one
+    run, text in another) is kept as text, so the table still writes to parquet."""
+    for col in df.columns:
+        if df[col].dtype != object:
+            continue
+        kinds = {type(v) for v in df[col] if v is not None and v == v}  # NaN != NaN
+        if len(kinds) > 1 and not kinds <= {int, float}:
+            df[col] = [None if v is None or v != v else v if isinstance(v, str) else json.dumps(v, default=str)
+                       for v in df[col]]  # fmt: skip
+    return df
 
 
 def read_manifest(results: str | Path) -> dict[str, Any]:
     path = Path(results) / MANIFEST
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        m = read_json_file(path, "sweep manifest")
+    except ValueError:
         return {}
+    if not isinstance(m, dict):
+        return {}  # damaged: a report then labels rows from their configs alone
+    kinds = {"name": str, "reference": list, "varying": list, "cells": dict}
+    out = {k: v for k, v in m.items() if k in kinds and isinstance(v, kinds[k])}
+    for k in ("reference", "varying"):
+        if k in out and not all(isinstance(x, str) for x in out[k]):
+            del out[k]
+    if "cells" in out and not all(isinstance(v, dict) for v in out["cells"].values()):
+        del out["cells"]
+    return out

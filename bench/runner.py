@@ -19,12 +19,14 @@ from bench.errors import UserError
 from bench.store import (
     CHECKPOINT,
     CONFIG,
+    LOCK,
     LOG,
     RESULT,
     RunLock,
     check_folder,
-    mkdir,
+    make_new_folder,
     read_result,
+    remove_new_paths,
     remove_stale_temps,
     write_json,
     write_yaml,
@@ -78,8 +80,9 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, wo
     _preflight(cfg, out)
     lock = None
     verdict = "train"
+    created = False
     if world.main:
-        mkdir(out)
+        created = make_new_folder(out)
         lock = RunLock(out)
         if not lock.acquire():
             lock, verdict = (
@@ -100,9 +103,21 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, wo
         if verdict != "train":
             raise UserError(verdict)
         return _execute(cfg, rid, out, trainer_hook, world)
+    except UserError:
+        if created and not (out / CHECKPOINT).exists() and not (out / RESULT).exists():
+            _close_log(out, world)  # refused before training: the folder goes as it came
+            remove_new_paths(out, set(), last=(LOCK,))
+        raise
     finally:
         if lock is not None:
             lock.release()
+
+
+def _close_log(out: Path, world: World) -> None:
+    log = logging.getLogger(f"aspp-bench.run.{out}.{world.rank}")
+    for h in list(log.handlers):
+        h.close()
+        log.removeHandler(h)
 
 
 def _preflight(cfg: RunConfig, out: Path) -> None:

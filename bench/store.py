@@ -21,7 +21,11 @@ __all__ = [
     "check_folder",
     "folder_identity",
     "known_identity",
+    "make_new_folder",
     "mkdir",
+    "remove_new_paths",
+    "read_json_file",
+    "space_report",
     "read_result",
     "write_json",
     "write_yaml",
@@ -83,6 +87,51 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def space_report(folder: str | Path) -> str:
+    """'12.3 MiB free of 600.0 MiB' for the file system holding `folder` (or its nearest parent)."""
+    import shutil
+
+    p = Path(folder)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        u = shutil.disk_usage(p)
+    except OSError:
+        return "free space unknown"
+    return f"{u.free / 2**20:.1f} MiB free of {u.total / 2**20:.1f} MiB on its file system"
+
+
+def make_new_folder(path: Path) -> bool:
+    """Create `path` (its parents as needed); True only if this call made it (an atomic mkdir, not a
+    guess from exists()), which is what entitles a clean-up to remove it again."""
+    mkdir(path.parent)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not path.is_dir():
+            raise UserError(f"{path}: exists and is not a folder; give a folder path") from None
+        return False
+    return True
+
+
+def remove_new_paths(root: Path, before: set[Path], *, last: tuple[str, ...] = ()) -> None:
+    """Undo what appeared in `root`, a folder this process created, since `before` (its paths then):
+    files unlinked, folders removed only when empty (never a recursive delete), deepest first; the
+    names in `last` (a lock held until now) go at the end, and `root` itself if that empties it."""
+    tail = {root / n for n in last}
+    for p in sorted(set(root.rglob("*")) - before - tail, key=lambda q: len(q.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            if p.is_dir() and not p.is_symlink():
+                p.rmdir()
+            else:
+                p.unlink()
+    if not before and set(root.rglob("*")) <= tail:
+        with contextlib.suppress(OSError):
+            for p in tail:
+                p.unlink(missing_ok=True)
+            root.rmdir()
 
 
 def cache_dir(*parts: str) -> Path:
@@ -183,15 +232,42 @@ def is_locked(run_dir: Path) -> bool:
     return False
 
 
+MAX_STATE_BYTES = 64 << 20  # a result.json is a few hundred kB; a larger one is not the suite's own
+
+
+def read_json_file(path: Path, what: str, *, limit: int = MAX_STATE_BYTES) -> Any:
+    """A JSON state file's content; ValueError (naming the file and what is wrong) when it is too
+    large, not UTF-8 or not JSON. Non-finite numbers (NaN, Infinity) are read as Python floats."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise ValueError(f"{path}: unreadable {what} ({e.strerror or e})") from None
+    if size > limit:
+        raise ValueError(f"{path}: {size / 2**20:.0f} MiB, larger than any {what} (at most {limit >> 20} MiB)")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, OSError) as e:
+        raise ValueError(f"{path}: corrupt {what} ({type(e).__name__})") from None
+
+
 def read_result(run_dir: Path) -> dict[str, Any] | None:
-    """The run's result, or None when it has not finished; raises ValueError if corrupt."""
+    """The run's result, or None when it has not finished; raises ValueError if corrupt: not a
+    JSON mapping, or a finished run whose mIoU is not a number in [0, 1]."""
+    import math
+
     path = Path(run_dir) / RESULT
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: corrupt result file ({e})") from None
+    r = read_json_file(path, "result file")
+    if not isinstance(r, dict):
+        raise ValueError(f"{path}: corrupt result file (a {type(r).__name__}, not a mapping)")
+    if r.get("status", "done") == "done":
+        miou = r.get("metrics", {}).get("miou") if isinstance(r.get("metrics"), dict) else None
+        if isinstance(miou, bool) or not isinstance(miou, int | float) or not math.isfinite(miou) or not 0 <= miou <= 1:
+            given = str(miou)[:40]
+            raise ValueError(f"{path}: corrupt result file (metrics.miou is {given!r}, not a number in [0, 1])")
+    return r
 
 
 def _jsonable(o: Any) -> Any:

@@ -318,6 +318,11 @@ def expand_sweep(sweep: Sweep, *, source: str = "sweep") -> Expansion:
         cells.append(Cell(idx, rid, varying, cfg))
     if errors:
         raise UserError(f"{len(errors)} bad cell(s); nothing was submitted:\n  " + "\n  ".join(errors))
+    if not cells:
+        raise UserError(
+            f"{source}: every one of the grid's {idx + 1} cell(s) is removed by 'exclude' ({len(sweep.exclude)} "
+            "rule(s)); nothing would run. Loosen an exclude rule (a rule removes the cells matching all its keys)"
+        )
     return Expansion(cells, duplicates)
 
 

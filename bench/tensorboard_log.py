@@ -5,7 +5,6 @@ that `tensorboard --logdir <results>` shows a sweep one cell per run, by its fac
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,10 @@ def tensorboard_name(out: Path, rid: str) -> Path:
     """Where a run's TensorBoard events go: inside a sweep's results folder, one run per cell named
     by its factors (`<results>/tensorboard/arch=unet, skip=no, seed=0`), so that
     `tensorboard --logdir <results>` shows the sweep; a lone run writes `<run>/tensorboard`."""
-    from bench.store import MANIFEST, TENSORBOARD
+    from bench.results import read_manifest
+    from bench.store import TENSORBOARD
 
-    try:
-        cells = json.loads((out.parent / MANIFEST).read_text()).get("cells", {})
-    except (OSError, json.JSONDecodeError, AttributeError):
-        cells = {}
+    cells = read_manifest(out.parent).get("cells", {})
     varying = cells.get(rid) if isinstance(cells, dict) else None
     if not varying:
         return out / TENSORBOARD

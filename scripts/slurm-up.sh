@@ -46,6 +46,9 @@ TaskPlugin=task/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+# A job that names no memory takes its CPUs' share, not the whole node (or one job would hold it all
+# and launch.array_parallelism would have no effect)
+DefMemPerCPU=$(( mem / cpus ))
 ReturnToService=2
 SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid

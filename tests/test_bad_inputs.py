@@ -116,7 +116,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sweep-reference", ["sweep", _spec("reference")], ["asppunet_tabel3", "asppunet_table3"]),
     ("sweep-size-zero", ["sweep", _spec("size_zero"), "--dry-run"], ["data.size.0=0"]),
     ("sweep-loss-typo", ["sweep", _spec("loss_typo"), "--dry-run"], ["cell 1", "unknown loss 'cee'"]),
-    ("sweep-bad-name", ["sweep", _spec("bad_name")], ["name="]),
+    ("sweep-bad-name", ["sweep", _spec("bad_name")], ["my sweep", "is not a plain folder name"]),
     ("sweep-bad-stride", ["sweep", _spec("bad_stride"), "--dry-run"], ["output_stride"]),
     ("sweep-camvid-missing", ["sweep", _spec("camvid_missing"), "--results", "{W}/r"], ["/no/such/camvid"]),
     ("sweep-classes", ["sweep", _spec("classes"), "--dry-run"], ["has 6 classes"]),

@@ -100,7 +100,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             "resubmitted, their jobs may still be queued or running; ask again with 'aspp-bench status'"
         )
     if args.wait or executor == "inline":
-        return _wait(cells, results, poll=0 if executor == "inline" else 5)
+        try:
+            return _wait(cells, results, poll=0 if executor == "inline" else 5)
+        except KeyboardInterrupt:  # the cells run detached (their own session): only the watching stops
+            print(
+                f"\nstopped watching; the submitted cells go on running. Follow them with 'aspp-bench status "
+                f"{args.sweep}'",
+                file=sys.stderr,
+            )
+            return 130
     return 0
 
 

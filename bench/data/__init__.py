@@ -33,6 +33,7 @@ __all__ = [
     "SegData",
     "SegDataset",
     "build_dataset",
+    "data_config_problem",
     "data_problem",
     "dataset_facts",
     "eval_split",
@@ -82,8 +83,18 @@ def _voc_check(root: str | None, split: str) -> None:
         raise UserError(f"data.root '{root}': no {listing.relative_to(str(root))} for split {split!r}; {VOC_LAYOUT}")
 
 
+def _synthetic_config_check(data_cfg: Any, split: str) -> None:
+    from bench.data.synthetic import check_synthetic
+
+    check_synthetic(split=split, size=tuple(data_cfg.size), classes=data_cfg.classes or 6)
+
+
 @datasets.register(
-    "synthetic", paper="aspp-bench: procedural shapes, the embedded default", facts=_synthetic_facts, check=None
+    "synthetic",
+    paper="aspp-bench: procedural shapes, the embedded default",
+    facts=_synthetic_facts,
+    check=None,
+    check_config=_synthetic_config_check,
 )
 def synthetic(
     *, split: str = "train", size: Sequence[int] = (64, 64), count: int | None = None, classes: int = 6, seed: int = 0
@@ -231,6 +242,22 @@ def dataset_facts(data_cfg: Any) -> tuple[int, int]:
     return entry.meta["facts"](**kwargs)
 
 
+def data_config_problem(data_cfg: Any, splits: Sequence[str]) -> str | None:
+    """What the dataset refuses in its config alone (a size too small, an unknown split), wherever
+    its files are: a problem of the sweep, not of the machine. None when it accepts it."""
+    try:
+        entry = datasets.get(data_cfg.name)
+    except UserError as e:
+        return str(e)
+    check_config = entry.meta.get("check_config")
+    try:
+        for split in splits if check_config is not None else ():
+            check_config(data_cfg, split)
+    except UserError as e:
+        return str(e)
+    return None
+
+
 def data_problem(data_cfg: Any, splits: Sequence[str]) -> str | None:
     """Why the configured dataset cannot be read (each dataset checks its own root), or None.
     Cheap: listings and folders are looked at, no image is decoded."""
@@ -238,6 +265,9 @@ def data_problem(data_cfg: Any, splits: Sequence[str]) -> str | None:
         entry = datasets.get(data_cfg.name)
     except UserError as e:
         return str(e)
+    problem = data_config_problem(data_cfg, splits)
+    if problem:
+        return problem
     check = entry.meta.get("check")
     if check is None:
         return None

@@ -42,7 +42,8 @@ LAYOUT = (
 def camvid_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
     """The split's (image, label) paths, resolved below root; errors name the path and layout."""
     if not root.is_dir():
-        raise UserError(f"data.root '{root}' does not exist; {LAYOUT}")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise UserError(f"data.root '{root}' {what}; {LAYOUT}")
     listing = root / f"{split}.txt"
     if not listing.is_file():
         have = sorted(p.stem for p in root.glob("*.txt"))

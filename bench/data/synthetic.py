@@ -16,7 +16,7 @@ import torch
 from bench.data.base import SegData
 from bench.errors import UserError
 
-__all__ = ["SHAPES", "make_synthetic", "render_scene"]
+__all__ = ["SHAPES", "check_synthetic", "make_synthetic", "render_scene"]
 
 SHAPES = ("disk", "square", "triangle", "ring", "cross", "bar", "diamond", "ellipse", "frame", "half_disk")
 SPLIT_SEED = {"train": 0, "val": 1, "test": 2}
@@ -96,19 +96,24 @@ def render_scene(rng: np.random.Generator, height: int, width: int, num_classes:
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
-def make_synthetic(
-    *, split: str = "train", size: tuple[int, int] = (64, 64), count: int | None = None, classes: int = 6, seed: int = 0
-) -> SegData:
-    """Render a split: `count` scenes (default 512 train, 128 val/test) of `classes` classes."""
+def check_synthetic(*, split: str, size: tuple[int, int], classes: int) -> None:
+    """What the synthetic dataset refuses, before anything is rendered (the pre-flight calls it)."""
     if split not in SPLIT_SEED:
         raise UserError(f"data.split={split!r}: the synthetic dataset has splits {', '.join(SPLIT_SEED)}")
     if not 2 <= classes <= len(SHAPES) + 1:
         raise UserError(
             f"data.classes={classes}: synthetic scenes have 2..{len(SHAPES) + 1} classes (background + shapes)"
         )
+    if min(size) < 16:
+        raise UserError(f"data.size={list(size)}: synthetic scenes need at least 16x16 pixels, e.g. data.size=[64,64]")
+
+
+def make_synthetic(
+    *, split: str = "train", size: tuple[int, int] = (64, 64), count: int | None = None, classes: int = 6, seed: int = 0
+) -> SegData:
+    """Render a split: `count` scenes (default 512 train, 128 val/test) of `classes` classes."""
+    check_synthetic(split=split, size=size, classes=classes)
     h, w = size
-    if h < 16 or w < 16:
-        raise UserError(f"data.size={list(size)}: synthetic scenes need at least 16x16 pixels")
     n = count if count is not None else (512 if split == "train" else 128)
     images = np.empty((n, h, w, 3), dtype=np.uint8)
     masks = np.empty((n, h, w), dtype=np.uint8)

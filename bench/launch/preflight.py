@@ -23,7 +23,7 @@ def cell_problems(
     this machine's devices; every cell's memory estimate against `memory` bytes (None: not checked)."""
     import torch
 
-    from bench.data import data_problem, eval_split
+    from bench.data import data_config_problem, data_problem, eval_split
     from bench.models import build_model
     from bench.models.backbones import weights_check_only
     from bench.resources import check_memory, device_problem
@@ -48,7 +48,8 @@ def cell_problems(
             model_errors.append(f"{label}: {built[mkey]}")
             continue
         t = c.config.train
-        problem = device_problem(t.device, t.amp) if here else None
+        problem = data_config_problem(c.config.data, (c.config.data.split, eval_split(c.config.data.split)))
+        problem = problem or (device_problem(t.device, t.amp) if here else None)
         if problem is None and memory is not None:
             nkey = (mkey, c.config.data.model_dump_json(), c.config.optim.name)
             if nkey not in needs:

@@ -91,30 +91,72 @@ def _last_error(job: dict[str, Any]) -> str:
     return f"job ended without a result (no log in {folder})" if not logs else "job ended without a result"
 
 
-def _pid_alive(pid: int) -> bool:
+def process_start(pid: int) -> int | None:
+    """The start time of process `pid` (clock ticks since boot, /proc/<pid>/stat field 22), or None
+    when there is no such process: with the pid it names one process, even after pid reuse."""
     try:
-        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except (OSError, ValueError):
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # after the command name, which may hold spaces
+    return int(fields[19]) if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def _chain_alive(job: dict[str, Any]) -> bool:
+    """Whether the local chain that job.json names still runs: its pid is alive and is the same
+    process (the start time recorded at submission), or, for a record without one, a submitit job."""
+    try:
+        pid = int(job["job_id"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, OverflowError):
         return False
-    try:  # a zombie has exited
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    start = process_start(pid)
+    if start is None:  # gone, or a zombie: it has exited
+        return False
+    if "pid_start" in job:
+        return job["pid_start"] == start
+    try:  # recorded before start times were: a reused pid runs something else
+        return b"submitit" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
 
 
 def _result_state(c: Cell, res: Path) -> CellState | None:
+    from bench.store import read_result
+
     if not res.is_file():
         return None
     try:
-        r = json.loads(res.read_text())
-        status = r.get("status", "done")
-        if status == "diverged":
-            return CellState(c, "diverged", r.get("diverged") or "diverged", res.parent)
-        return CellState(c, "done", f"mIoU {100 * r['metrics']['miou']:.2f}", res.parent)
-    except (json.JSONDecodeError, KeyError, TypeError, OSError) as e:
-        return CellState(
-            c, "corrupt", f"{res}: unreadable ({e.__class__.__name__}); --retry-failed reruns it", res.parent
-        )
+        r = read_result(res.parent) or {}
+    except ValueError as e:
+        return CellState(c, "corrupt", f"{e}; --retry-failed reruns it", res.parent)
+    if r.get("status", "done") == "diverged":
+        return CellState(c, "diverged", str(r.get("diverged") or "diverged")[:300], res.parent)
+    return CellState(c, "done", f"mIoU {100 * r['metrics']['miou']:.2f}", res.parent)
+
+
+EXECUTORS = ("inline", "local", "slurm")
+
+
+def read_job(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """(the job a launcher recorded, '') or (None, why it cannot be read): a job.json is written by
+    jobs that get killed and edited by people, so any damage is reported, never a crash."""
+    from bench.store import read_json_file
+
+    try:
+        job = read_json_file(path, "job record", limit=1 << 20)
+    except ValueError as e:
+        return None, str(e)
+    if not isinstance(job, dict):
+        return None, f"{path}: a {type(job).__name__}, not a job record"
+    if job.get("executor") not in EXECUTORS:
+        return None, f"{path}: executor {str(job.get('executor'))[:40]!r} is not one of {', '.join(EXECUTORS)}"
+    jid = job.get("job_id")
+    if isinstance(jid, bool) or not isinstance(jid, str | int) or not str(jid).strip() or len(str(jid)) > 64:
+        return None, f"{path}: job_id {str(jid)[:40]!r} is not a job id"
+    if job["executor"] == "local" and not (str(jid).isdigit() and int(jid) < 2**22):
+        return None, f"{path}: job_id {str(jid)[:40]!r} is not a process id"
+    return {**job, "job_id": str(jid)}, ""
 
 
 def cell_states(cells: Sequence[Cell], results: Path) -> list[CellState]:
@@ -125,13 +167,15 @@ def cell_states(cells: Sequence[Cell], results: Path) -> list[CellState]:
     index = RunIndex(results)
     folders = {c.run_id: index.folder(c.run_id) for c in cells}
     jobs: dict[str, dict[str, Any]] = {}
+    damaged: dict[str, str] = {}
     for c in cells:
         jf = folders[c.run_id] / JOB
         if jf.is_file():
-            try:
-                jobs[c.run_id] = json.loads(jf.read_text())
-            except (json.JSONDecodeError, OSError):
-                pass
+            job, why = read_job(jf)
+            if job is None:
+                damaged[c.run_id] = why
+            else:
+                jobs[c.run_id] = job
     slurm_ids = [j["job_id"] for j in jobs.values() if j.get("executor") == "slurm"]
     slurm_error = ""
     try:
@@ -142,6 +186,14 @@ def cell_states(cells: Sequence[Cell], results: Path) -> list[CellState]:
     for c in cells:
         run = folders[c.run_id]
         st = _result_state(c, run / RESULT)
+        if st is None and c.run_id in damaged and not is_locked(run):
+            st = CellState(
+                c,
+                "unknown",
+                f"state file unreadable: {damaged[c.run_id]}; the cell is treated as unknown (its job may still run), "
+                f"so it is not resubmitted: once no job of it runs, remove {run / JOB} and submit again",
+                run,
+            )
         if st is None:
             st = _one_state(c, run, jobs.get(c.run_id), slurm, slurm_error)
         if st.state == "failed":  # a distributed cell: which rank failed, and why
@@ -169,7 +221,7 @@ def _one_state(c: Cell, run: Path, job: dict[str, Any] | None, slurm: dict[str, 
     if (run / ERROR).is_file():
         return CellState(c, "failed", (run / ERROR).read_text().strip()[:300], run)
     if job["executor"] == "local":
-        if _pid_alive(int(job["job_id"])):  # its chain is alive and has not reached it yet
+        if _chain_alive(job):  # its chain is alive and has not reached it yet
             return CellState(c, "queued", f"local chain pid {job['job_id']}", run)
         return _result_state(c, run / RESULT) or CellState(c, "failed", _local_failure(job, run), run)
     # inline runs finish (or fail) in the launching process
@@ -192,16 +244,19 @@ def rank_report(run: Path) -> str | None:
     that left an error, and ranks that started but neither finished nor reported (killed, or
     a hard crash), the latter named first: they are usually what the others then failed on."""
     infos = {}
+    damage = (OSError, ValueError, KeyError, TypeError, AttributeError)  # a killed or edited file: skipped
     for f in run.glob("rank-*.json"):
-        with contextlib.suppress(OSError, json.JSONDecodeError, KeyError, TypeError):
+        with contextlib.suppress(*damage):
             d = json.loads(f.read_text())
+            d["world_size"] = int(d.get("world_size", 0))
             infos[int(d["rank"])] = d
     if not infos:
         return None
     errors = {}
     for f in run.glob("rank-*.error"):
-        with contextlib.suppress(OSError, json.JSONDecodeError, KeyError, TypeError):
+        with contextlib.suppress(*damage):
             d = json.loads(f.read_text())
+            d["error"] = str(d["error"])
             errors[int(d["rank"])] = d
     size = max(int(d.get("world_size", 0)) for d in infos.values())
     silent = [r for r in sorted(infos) if r not in errors]

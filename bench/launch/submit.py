@@ -13,8 +13,8 @@ from typing import Any
 
 from bench.errors import UserError
 from bench.launch.jobs import RunChain, RunJob
-from bench.launch.states import RETRYABLE, CellState, cell_states
-from bench.store import CHECKPOINT, ERROR, JOB, RESULT, write_json
+from bench.launch.states import RETRYABLE, CellState, cell_states, process_start
+from bench.store import CHECKPOINT, ERROR, JOB, RESULT, make_new_folder, remove_new_paths, write_json
 from bench.sweep import Cell, LaunchConfig, Sweep
 
 __all__ = ["sbatch_preview", "submit"]
@@ -48,11 +48,61 @@ def _slurm_parameters(launch: LaunchConfig, name: str) -> dict[str, Any]:
     return params
 
 
+def _detached_local_executor() -> Any:
+    """submitit's LocalExecutor, whose job controllers run detached from the launcher, as Slurm's
+    jobs are: in a session of their own (Ctrl-C on `sweep --wait` stops the watching, not the cells)
+    and with no hold on the launcher's stdin/stdout/stderr (a reader of the launcher's output
+    through a pipe sees its end when the launcher ends, not when the last cell does)."""
+    import subprocess
+    import sys
+
+    import submitit
+    from submitit.local.local import LocalJob
+
+    class Detached(submitit.LocalExecutor):
+        def _submit_command(self, command: str) -> Any:
+            # submitit.local.local.start_controller, started with start_new_session and its own log
+            ntasks = self.parameters.get("tasks_per_node", 1)
+            n_gpus = self.parameters.get("gpus_per_node", 0)
+            visible = self.parameters.get("visible_gpus", ())
+            gpus = range(n_gpus) if visible == () else visible[:n_gpus]
+            env = {
+                **os.environ,
+                "SUBMITIT_LOCAL_NTASKS": str(ntasks),
+                "SUBMITIT_LOCAL_COMMAND": command,
+                "SUBMITIT_LOCAL_TIMEOUT_S": str(int(60 * self.parameters.get("timeout_min", 2.0))),
+                "SUBMITIT_LOCAL_SIGNAL_DELAY_S": str(int(self.parameters.get("signal_delay_s", 30))),
+                "SUBMITIT_LOCAL_NODEID": "0",
+                "SUBMITIT_LOCAL_JOB_NUM_NODES": "1",
+                "SUBMITIT_STDERR_TO_STDOUT": "1" if self.parameters.get("stderr_to_stdout", False) else "",
+                "SUBMITIT_EXECUTOR": "local",
+                "CUDA_VISIBLE_DEVICES": ",".join(str(k) for k in gpus),
+                "SUBMITIT_LOCAL_WITH_SHELL": "",
+            }
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(self.folder / "local-controllers.log", "ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "submitit.local._local", str(self.folder)],
+                    env=env,
+                    start_new_session=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                )
+            return LocalJob(folder=self.folder, job_id=str(process.pid), process=process, tasks=list(range(ntasks)))
+
+    return Detached
+
+
+def _DetachedLocalExecutor(**kw: Any) -> Any:  # noqa: N802 (a class, made when submitit is imported)
+    return _detached_local_executor()(**kw)
+
+
 def _executor(launch: LaunchConfig, folder: Path, executor: str, name: str = "sweep", *, preview: bool = False) -> Any:
     import submitit
 
     if executor == "local":
-        ex = submitit.LocalExecutor(folder=str(folder))
+        ex = _DetachedLocalExecutor(folder=str(folder))
         ex.update_parameters(timeout_min=launch.timeout_min, name=f"aspp-{name}", tasks_per_node=launch.tasks)
         if launch.gpus_per_node:
             ex.update_parameters(gpus_per_node=launch.gpus_per_node)
@@ -89,51 +139,17 @@ def submit(
     created, while it still holds the sweep's lock: the paths it made are listed, and folders are
     removed only when empty (never a recursive delete)."""
     while True:
-        created = _make_folder(results)
+        created = make_new_folder(results)
         with _submission_lock(results) as lock:
             if lock is None:  # a refused launcher removed the folder while we waited: start again
                 continue
-            before = _tree(results) - {results / LOCK} if created else set()
+            before = set(results.rglob("*")) - {results / LOCK} if created else set()
             try:
                 return _submit_locked(sweep, cells, results, executor=executor, retry_failed=retry_failed)
             except UserError:
                 if created:
-                    _remove_new(results, before)
+                    remove_new_paths(results, before, last=(LOCK,))
                 raise
-
-
-def _make_folder(results: Path) -> bool:
-    """Create the results folder; True only if this call made it (an atomic mkdir, not a guess)."""
-    from bench.store import mkdir
-
-    mkdir(results.parent)
-    try:
-        os.mkdir(results)
-    except FileExistsError:
-        if not results.is_dir():
-            raise UserError(f"--results {results}: exists and is not a folder; give a results folder") from None
-        return False
-    return True
-
-
-def _tree(root: Path) -> set[Path]:
-    return set(root.rglob("*"))
-
-
-def _remove_new(results: Path, before: set[Path]) -> None:
-    """Remove what appeared in `results` (which this process created) since `before`, deepest first:
-    files unlinked, folders removed only if empty; then `results` itself if empty."""
-    lock = results / LOCK
-    for p in sorted(_tree(results) - before - {lock}, key=lambda q: len(q.parts), reverse=True):
-        with contextlib.suppress(OSError):
-            if p.is_dir() and not p.is_symlink():
-                p.rmdir()
-            else:
-                p.unlink()
-    if not before and _tree(results) == {lock}:  # nothing but our lock: the folder goes as it came
-        with contextlib.suppress(OSError):
-            lock.unlink()
-            results.rmdir()
 
 
 @contextlib.contextmanager
@@ -204,10 +220,10 @@ def _submit_locked(
         raise
     for s, job in zip(todo, jobs, strict=True):
         if job is not None:
-            write_json(
-                (s.folder or results / s.cell.run_id) / JOB,
-                {"executor": executor, "job_id": str(job.job_id), "folder": str(folder), "submitted": time.time()},
-            )
+            record = {"executor": executor, "job_id": str(job.job_id), "folder": str(folder), "submitted": time.time()}
+            if executor == "local":  # the pid names this process only with its start time (pids are reused)
+                record["pid_start"] = process_start(int(job.job_id))
+            write_json((s.folder or results / s.cell.run_id) / JOB, record)
     return [s.cell for s in todo], skipped
 
 
