@@ -133,6 +133,11 @@ def check_disk(folder: Path, needs: Needs) -> None:
     probe = folder
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise UserError(
+            f"{folder}: cannot be written ({probe} is on a read-only file system or not writable for this user); "
+            "use another --out folder"
+        )
     try:
         free = shutil.disk_usage(probe).free
     except OSError:

@@ -80,9 +80,9 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, wo
     _preflight(cfg, out)
     lock = None
     verdict = "train"
-    created = False
+    created = None
     if world.main:
-        created = make_new_folder(out)
+        created = make_new_folder(out)  # the topmost folder this run created, if any
         lock = RunLock(out)
         if not lock.acquire():
             lock, verdict = (
@@ -106,7 +106,7 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, wo
     except UserError:
         if created and not (out / CHECKPOINT).exists() and not (out / RESULT).exists():
             _close_log(out, world)  # refused before training: the folder goes as it came
-            remove_new_paths(out, set(), last=(LOCK,))
+            remove_new_paths(created, set(), last=(out / LOCK,))
         raise
     finally:
         if lock is not None:

@@ -103,35 +103,50 @@ def space_report(folder: str | Path) -> str:
     return f"{u.free / 2**20:.1f} MiB free of {u.total / 2**20:.1f} MiB on its file system"
 
 
-def make_new_folder(path: Path) -> bool:
-    """Create `path` (its parents as needed); True only if this call made it (an atomic mkdir, not a
-    guess from exists()), which is what entitles a clean-up to remove it again."""
-    mkdir(path.parent)
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        if not path.is_dir():
-            raise UserError(f"{path}: exists and is not a folder; give a folder path") from None
-        return False
-    return True
+def make_new_folder(path: Path) -> Path | None:
+    """Create `path` and any missing parents; returns the topmost folder this call created (`path`
+    or one of its parents, each made by an atomic mkdir, not guessed from exists()), or None when
+    `path` already existed. Only what it returns may a clean-up remove again."""
+    path = Path(path)
+    missing = [q for q in [path, *path.parents] if not q.exists()]
+    top = None
+    for q in reversed(missing):
+        try:
+            os.mkdir(q)
+        except FileExistsError:
+            continue  # made by another process meanwhile: not ours
+        except NotADirectoryError:
+            mkdir(q)  # raises the UserError naming the regular file in the way
+        if top is None:
+            top = q
+    if not path.is_dir():
+        raise UserError(f"{path}: exists and is not a folder; give a folder path")
+    return top
 
 
-def remove_new_paths(root: Path, before: set[Path], *, last: tuple[str, ...] = ()) -> None:
-    """Undo what appeared in `root`, a folder this process created, since `before` (its paths then):
-    files unlinked, folders removed only when empty (never a recursive delete), deepest first; the
-    names in `last` (a lock held until now) go at the end, and `root` itself if that empties it."""
-    tail = {root / n for n in last}
-    for p in sorted(set(root.rglob("*")) - before - tail, key=lambda q: len(q.parts), reverse=True):
+def remove_new_paths(top: Path | None, before: set[Path] = frozenset(), *, last: tuple[Path, ...] = ()) -> None:  # type: ignore[assignment]
+    """Undo what appeared under `top`, a folder this process created (None: nothing to undo), since
+    `before` (its paths then): files unlinked, folders removed only when empty (never a recursive
+    delete), deepest first; the paths in `last` (a lock held until now) go at the end, and `top`
+    itself when that empties it."""
+    if top is None or not top.is_dir():
+        return
+    tail = set(last)
+    for p in sorted(set(top.rglob("*")) - set(before) - tail, key=lambda q: len(q.parts), reverse=True):
         with contextlib.suppress(OSError):
             if p.is_dir() and not p.is_symlink():
                 p.rmdir()
             else:
                 p.unlink()
-    if not before and set(root.rglob("*")) <= tail:
+    if not before and set(top.rglob("*")) - tail <= {q for t in tail for q in t.parents}:
         with contextlib.suppress(OSError):
             for p in tail:
                 p.unlink(missing_ok=True)
-            root.rmdir()
+        for p in sorted({q for t in tail for q in t.parents if top in q.parents}, key=lambda q: -len(q.parts)):
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
 
 
 def cache_dir(*parts: str) -> Path:

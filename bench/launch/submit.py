@@ -138,17 +138,30 @@ def submit(
     A refused first submission leaves no trace, and its clean-up removes only what this call
     created, while it still holds the sweep's lock: the paths it made are listed, and folders are
     removed only when empty (never a recursive delete)."""
+    from bench.store import MANIFEST, atomic_path
+
     while True:
-        created = make_new_folder(results)
+        top = make_new_folder(results)  # what this call created, and so may remove again
+        lock_new = not (results / LOCK).exists()
         with _submission_lock(results) as lock:
             if lock is None:  # a refused launcher removed the folder while we waited: start again
                 continue
-            before = set(results.rglob("*")) - {results / LOCK} if created else set()
+            made = {results, *(q for q in results.parents if top in q.parents)} if top else set()
+            before = set(top.rglob("*")) - made - {results / LOCK} if top else set()  # a concurrent launcher's
+            manifest = results / MANIFEST
+            old_manifest = manifest.read_bytes() if manifest.is_file() else None
             try:
                 return _submit_locked(sweep, cells, results, executor=executor, retry_failed=retry_failed)
             except UserError:
-                if created:
-                    remove_new_paths(results, before, last=(LOCK,))
+                if results.is_dir():  # a folder that was there before: put back its manifest, drop a new lock
+                    if old_manifest is None:
+                        manifest.unlink(missing_ok=True)
+                    elif manifest.is_file() and manifest.read_bytes() != old_manifest:
+                        with atomic_path(manifest) as tmp:
+                            tmp.write_bytes(old_manifest)
+                    if lock_new:
+                        (results / LOCK).unlink(missing_ok=True)
+                remove_new_paths(top, before, last=(results / LOCK,))
                 raise
 
 
