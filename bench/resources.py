@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.errors import UserError
 
-__all__ = ["Needs", "check_disk", "check_memory", "device_problem", "estimate", "machine_memory"]
+__all__ = ["Needs", "check_disk", "check_inference_memory", "check_memory", "device_problem", "estimate", "machine_memory"]
 
 GiB = 2**30
 
@@ -113,6 +113,34 @@ def estimate(cfg: Any) -> Needs:
         data = 2 * (cfg.data.count or 512) * sh * sw * 4
     checkpoint = params * 4 * (1 + moments) + (1 << 20)
     return Needs(params, state, act, data, checkpoint)
+
+
+def check_inference_memory(model_cfg: Any, shape: tuple[int, int, int, int], *, source: str) -> int:
+    """Refuse profiling a model at an input whose forward pass cannot fit in this machine's
+    memory (weights plus one batch's activations, from the meta device); returns the bytes."""
+    import torch
+
+    from bench.models import build_model
+    from bench.models.backbones import weights_check_only
+
+    with torch.device("meta"), weights_check_only():
+        model = build_model(model_cfg.arch, **model_cfg.knobs())
+    need = 4 * sum(p.numel() for p in model.parameters())
+    try:
+        with torch.no_grad():
+            need += _activation_bytes(model, shape) // 2
+    except NotImplementedError:
+        pass
+    except (RuntimeError, ValueError, IndexError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:240]
+        raise UserError(f"{source}: model.arch={model_cfg.arch} cannot run on this input: {first}") from None
+    limit = machine_memory()
+    if need > limit:
+        raise UserError(
+            f"{source}: a forward pass needs about {need / GiB:.1f} GiB (weights and one batch's activations), more "
+            f"than this machine's {limit / GiB:.1f} GiB; profile a smaller --input or --batch"
+        )
+    return need
 
 
 def check_memory(cfg: Any, *, source: str, available: int | None = None, where: str = "this machine") -> Needs:

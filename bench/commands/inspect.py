@@ -83,6 +83,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from bench.profile import profile_model
 
     cfg = load_run_config(None, [f"model.arch={args.arch}", *args.set])
+    from bench.resources import check_inference_memory
+
+    check_inference_memory(cfg.model, (spec.batch, *spec.input), source=f"--input {args.input} --batch {spec.batch}")
     model = build_model(cfg.model.arch, **cfg.model.knobs())
     record = {"arch": cfg.model.arch, "model": cfg.model.model_dump(), **profile_model(model, spec)}
     if args.json:

@@ -19,8 +19,10 @@ def _sweep_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     for note in expansion.notes():
         print(f"{args.sweep}: note: {note}", file=sys.stderr)
     results = Path(args.results) if args.results else Path("results") / sweep.name
-    if results.exists() and not results.is_dir():
-        raise UserError(f"--results {results}: exists and is not a folder; give a results folder")
+    blocker = next((q for q in [results, *results.parents] if q.exists() and not q.is_dir()), None)
+    if blocker is not None:
+        what = "exists and is not a folder" if blocker == results else f"lies under {blocker}, a regular file"
+        raise UserError(f"--results {results}: {what}; give a results folder")
     return sweep, expansion.cells, results
 
 

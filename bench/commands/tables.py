@@ -42,13 +42,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
 
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip()) if args.format else None
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip()) if args.format is not None else None
+    if formats == ():
+        raise UserError(f"--format {args.format!r}: name at least one of md, tex, png, pdf (comma-separated)")
     notes = None
     if args.notes:
-        try:
-            notes = Path(args.notes).read_text()
-        except OSError as e:
-            raise UserError(f"--notes {args.notes}: cannot read it ({e.strerror}); give a Markdown file") from None
+        from bench.config import read_text_file
+
+        notes = read_text_file(args.notes, "--notes Markdown")
     r = build_report(args.results, args.out, formats=formats, baseline=args.baseline, notes=notes, sweep=args.sweep)
     for path, why in r["skipped"]:
         print(f"skipped {path}: {why}", file=sys.stderr)

@@ -50,8 +50,11 @@ def parse_input(text: str) -> tuple[int, int, int]:
         shape = tuple(int(p) for p in parts)
     except ValueError:
         shape = ()
-    if len(shape) != 3 or any(s < 1 for s in shape):
-        raise UserError(f"--input {text!r}: expected CxHxW with positive integers, e.g. 3x520x520")
+    if len(shape) != 3 or any(s < 1 for s in shape) or shape[0] > 64 or max(shape[1:]) > 16384:
+        raise UserError(
+            f"--input {text[:60]!r}: expected CxHxW with positive integers (C at most 64, H and W at most 16384), "
+            "e.g. 3x520x520"
+        )
     return shape  # type: ignore[return-value]
 
 
