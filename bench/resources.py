@@ -17,7 +17,15 @@ from typing import Any
 
 from bench.errors import UserError
 
-__all__ = ["Needs", "check_disk", "check_inference_memory", "check_memory", "device_problem", "estimate", "machine_memory"]
+__all__ = [
+    "Needs",
+    "check_disk",
+    "check_inference_memory",
+    "check_memory",
+    "device_problem",
+    "estimate",
+    "machine_memory",
+]
 
 GiB = 2**30
 

@@ -300,7 +300,11 @@ CASES += [
     ("sweep-camvid-file-root", ["sweep", _spec("camvid_file_root")], ["/etc/passwd", "is a file, not a folder"]),
     ("sweep-description-list", ["sweep", _spec("description_list"), "--dry-run"], ["description"]),
     ("sweep-reference-list", ["sweep", _spec("reference_list"), "--dry-run"], ["nosuch_table", "allowed"]),
-    ("sweep-results-under-file-dry", ["sweep", _spec("ok"), "--results", "{W}/afile/r", "--dry-run"], ["afile", "regular file"]),
+    (
+        "sweep-results-under-file-dry",
+        ["sweep", _spec("ok"), "--results", "{W}/afile/r", "--dry-run"],
+        ["afile", "regular file"],
+    ),
     # train: values that cannot work, refused before anything is allocated or written
     ("train-seed-huge", _train("train.seed=18446744073709551616"), ["train.seed", "less than or equal"]),
     ("train-seed-negative", _train("train.seed=-3"), ["train.seed=-3"]),

@@ -193,9 +193,11 @@ def test_yaml_that_is_not_a_sane_document_is_refused_naming_the_file(cli, tmp_pa
 
 
 def test_a_set_value_is_bounded_like_a_file(cli, tmp_path) -> None:
-    bomb = '[&a ["x","x","x","x","x","x","x","x","x","x"], ' + ", ".join(
-        f"&b{i} [" + ",".join([f"*{'a' if i == 0 else f'b{i - 1}'}"] * 10) + "]" for i in range(7)
-    ) + "]"
+    bomb = (
+        '[&a ["x","x","x","x","x","x","x","x","x","x"], '
+        + ", ".join(f"&b{i} [" + ",".join([f"*{'a' if i == 0 else f'b{i - 1}'}"] * 10) + "]" for i in range(7))
+        + "]"
+    )
     code, _, err = cli("train", "--out", str(tmp_path / "r"), "--set", f"model.rates={bomb}")
     assert code == 2 and "expands to more than" in err and len(err) < 2000
     assert not (tmp_path / "r").exists()
@@ -545,7 +547,8 @@ def test_ctrl_c_on_the_watcher_leaves_local_cells_running_and_a_pipe_reader_is_n
     import signal
 
     spec = tmp_path / "w.yaml"
-    spec.write_text(textwrap.dedent("""
+    spec.write_text(
+        textwrap.dedent("""
         name: w
         base:
           model: {arch: aspp_unet, width: 2}
@@ -553,7 +556,8 @@ def test_ctrl_c_on_the_watcher_leaves_local_cells_running_and_a_pipe_reader_is_n
           train: {epochs: 200, eval_every: 1000}
           profile: {latency: false}
         launch: {executor: local, cpus_per_task: 1}
-        """))
+        """)
+    )
     results = tmp_path / "results"
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "sweep", str(spec), "--results", str(results),
                              "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
