@@ -289,8 +289,9 @@ def load_yaml_text(text: str, source: str) -> Any:
     (`_check_yaml_graph`), and only then built into Python objects."""
     if len(text) > MAX_TEXT_BYTES:
         raise UserError(f"{source}: {len(text)} characters of YAML; at most {MAX_TEXT_BYTES} are read")
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters here already
         node = loader.get_single_node()
         if node is None:
             return None
@@ -305,7 +306,8 @@ def load_yaml_text(text: str, source: str) -> Any:
     except ValueError as e:  # e.g. an integer of more digits than Python converts
         raise UserError(f"{source}: a value cannot be read ({clip(e)})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:

@@ -42,22 +42,26 @@ def result_row(run_id: str, r: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"run_id": run_id, "status": r.get("status")}
     from bench.config import flatten
 
-    row.update(flatten(r.get("config", {}), join_lists=True))  # rates (3, 6, 9, 12) -> "3,6,9,12"
-    m = r.get("metrics") or {}
+    def part(d: Any, key: str) -> dict[str, Any]:  # a section a hand edit may have made a non-mapping
+        v = d.get(key) if isinstance(d, dict) else None
+        return v if isinstance(v, dict) else {}
+
+    row.update(flatten(part(r, "config"), join_lists=True))  # rates (3, 6, 9, 12) -> "3,6,9,12"
+    m = part(r, "metrics")
     for k in METRIC_COLUMNS:
         row[k] = m.get(k)
-    for name, v in (m.get("iou") or {}).items():
+    for name, v in part(m, "iou").items():
         row[f"iou.{name}"] = v
-    for bucket, v in (m.get("size_iou") or {}).items():
-        row[f"size_miou.{bucket}"] = v.get("miou")
-    p = r.get("profile") or {}
+    for bucket, v in part(m, "size_iou").items():
+        row[f"size_miou.{bucket}"] = v.get("miou") if isinstance(v, dict) else None
+    p = part(r, "profile")
     for k in PROFILE_COLUMNS:
         row[k] = p.get(k)
     row["env_fingerprint"] = p.get("env_fingerprint")
-    env = r.get("env") or {}
+    env = part(r, "env")
     for k in ENV_COLUMNS:
         row[f"env.{k}"] = env.get(k)
-    t = r.get("train") or {}
+    t = part(r, "train")
     row["train_seconds"] = t.get("train_seconds")
     row["images_per_s"] = t.get("images_per_s")
     return row

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = ["Cell", "Expansion", "LaunchConfig", "Sweep", "expand", "expand_sweep
 
 
 MAX_NAME = 100
+MAX_CELLS = 100_000  # a grid past this is a typo or a hostile file: refused before any cell is resolved
 PLAIN_NAME = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.-]{{0,{MAX_NAME - 1}}}")
 
 
@@ -280,6 +282,13 @@ def expand_sweep(sweep: Sweep, *, source: str = "sweep") -> Expansion:
     axes: list[list[dict[str, Any]]] = [[{k: v} for v in vals] for k, vals in sweep.grid.items()]
     axes += [[dict(zip(g, vals, strict=True)) for vals in zip(*g.values(), strict=True)] for g in sweep.zip]
     axes.append([{"train.seed": s} for s in sweep.seeds])
+    total = math.prod(len(a) for a in axes)
+    if total > MAX_CELLS:
+        sizes = " x ".join(str(len(a)) for a in axes)
+        raise UserError(
+            f"{source}: the grid has {total} cells ({sizes}, seeds last), more than the {MAX_CELLS} one sweep may "
+            "hold; split it into several sweeps or vary fewer keys together (zip)"
+        )
     cells: list[Cell] = []
     errors: list[str] = []
     seen: dict[str, int] = {}

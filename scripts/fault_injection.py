@@ -343,8 +343,128 @@ def squeue_failing(work: Path, ex: str, ref: Path, epochs: int) -> Row:
     return compare(sc, ref, 1, outcome, t0, exercised=unknown and refused)
 
 
+def disk_full(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    """The results folder's disk fills while the cell trains: the checkpoint write fails with exit 2
+    (path and free space named, no temporary left, the previous checkpoint whole); once space is
+    freed, --retry-failed resumes from that checkpoint."""
+    t0 = time.time()
+    sc = Scenario(work, "disk-full", ex, epochs)
+    sc.results.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(sc.results)], capture_output=True)
+    if r.returncode:
+        return Row("disk-full", ex, f"SKIPPED: cannot mount a tmpfs ({r.stderr.decode().strip()[:80]})", 1, 0, "-",
+                   False, 0.0)  # fmt: skip
+    filler = sc.results / "filler"
+    try:
+        sc.sweep()
+        sc.wait_for_checkpoint()
+        with open(filler, "wb") as f:  # the disk is full to the last block
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        state = sc.wait(("failed", "done"), timeout=600)
+        log = (sc.run / "train.log").read_text(errors="replace") if (sc.run / "train.log").is_file() else ""
+        errors = " ".join(p.read_text(errors="replace") for p in (sc.results / ".submitit").glob("*.err"))
+        named = "MiB free" in log + errors + str(cell_states([sc.cell], sc.results)[0].detail)
+        temps = list(sc.run.glob(".checkpoint.pt.*.tmp"))
+        whole = bool(torch.load(sc.run / "checkpoint.pt", weights_only=True))
+        filler.unlink()
+        sc.sweep("--retry-failed")
+        sc.wait()
+        resumed = "resumed from" in (sc.run / "train.log").read_text()
+        outcome = (f"disk full at a checkpoint: {state}, {'space named' if named else 'SPACE NOT NAMED'}, "
+                   f"{len(temps)} temporaries, previous checkpoint {'whole' if whole else 'BROKEN'}; freed -> "
+                   f"retried, {'resumed' if resumed else 'NOT resumed'}")  # fmt: skip
+        row = compare(sc, ref, 2, outcome, t0, exercised=state == "failed" and named and not temps and resumed)
+    finally:
+        subprocess.run(["umount", "-l", str(sc.results)], check=False)
+    return row
+
+
+def damaged_job_record(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    """job.json is overwritten with garbage while the cell runs: status reports it (unknown, not a
+    crash), --retry-failed submits nothing, and the running job finishes its result."""
+    t0 = time.time()
+    sc = Scenario(work, "damaged-job-json", ex, epochs)
+    sc.sweep()
+    sc.wait_for_checkpoint()
+    (sc.run / "job.json").write_text('["this is not", "a job record"]')
+    status = sc.cli("status", str(sc.spec), "--results", str(sc.results))
+    retry = sc.sweep("--retry-failed")
+    sc.wait()
+    reported = status.returncode == 0 and "state file unreadable" in status.stdout and "Traceback" not in status.stderr
+    refused = "submitted 0 of 1" in retry.stdout
+    outcome = (f"job.json damaged mid-run: status {'reported it' if reported else 'DID NOT REPORT IT'}; "
+               f"--retry-failed: {'0 submitted' if refused else 'SUBMITTED AGAIN'}")  # fmt: skip
+    return compare(sc, ref, 1, outcome, t0, exercised=reported and refused)
+
+
+def _slurmctld_pid() -> int:
+    return int(Path("/run/slurmctld.pid").read_text().strip())
+
+
+def slurmctld_restarted(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    """slurmctld is stopped while the cell trains and started again: meanwhile the cell is unknown
+    (never resubmitted), afterwards the job it kept running finishes."""
+    t0 = time.time()
+    sc = Scenario(work, "slurmctld-restart", ex, epochs * 2)
+    ref = reference(work, epochs * 2, name="reference-2x")
+    sc.sweep()
+    sc.wait_for_checkpoint()
+    os.kill(_slurmctld_pid(), signal.SIGTERM)
+    deadline = time.time() + 60
+    while time.time() < deadline and subprocess.run(["scontrol", "ping"], capture_output=True).returncode == 0:
+        time.sleep(0.5)
+    during = sc.state()
+    retry = sc.sweep("--retry-failed")
+    subprocess.run(["slurmctld"], check=True)
+    sc.wait(timeout=900)
+    refused = "submitted 0 of 1" in retry.stdout
+    outcome = (f"slurmctld down mid-run: cell {during}, --retry-failed {'0 submitted' if refused else 'SUBMITTED'}; "
+               "restarted")  # fmt: skip
+    return compare(sc, ref, 1, outcome, t0, exercised=during in ("unknown", "running") and refused)
+
+
+def drained_node(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    """The node is drained while the cell is queued: it stays queued (not failed, not resubmitted)
+    and runs once the node is resumed."""
+    t0 = time.time()
+    host = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout.split()[0]
+    sc = Scenario(work, "drained-node", ex, epochs, begin_s=30)
+    subprocess.run(["scontrol", "update", f"nodename={host}", "state=drain", "reason=aspp-fault-injection"], check=True)
+    try:
+        sc.sweep()
+        time.sleep(40)  # past --begin: only the drain holds it now
+        during = sc.state()
+        again = sc.sweep("--retry-failed")
+    finally:
+        subprocess.run(["scontrol", "update", f"nodename={host}", "state=resume"], check=True)
+    sc.wait(timeout=900)
+    refused = "submitted 0 of 1" in again.stdout
+    outcome = f"node drained: cell {during}, resubmit {'0 submitted' if refused else 'SUBMITTED'}; resumed -> ran"
+    return compare(sc, ref, 1, outcome, t0, exercised=during == "queued" and refused)
+
+
+def retry_while_running(work: Path, ex: str, ref: Path, epochs: int) -> Row:
+    """--retry-failed while the cell runs submits nothing (a running cell is not failed)."""
+    t0 = time.time()
+    sc = Scenario(work, "retry-while-running", ex, epochs)
+    sc.sweep()
+    sc.wait_for_checkpoint()
+    during = sc.state()
+    again = sc.sweep("--retry-failed")
+    sc.wait()
+    refused = "submitted 0 of 1" in again.stdout
+    outcome = f"--retry-failed while {during}: {'0 submitted' if refused else 'SUBMITTED AGAIN'}"
+    return compare(sc, ref, 1, outcome, t0, exercised=during == "running" and refused)
+
+
 LOCAL = [sigkill, truncated_result, corrupt_checkpoint, two_launchers, killed_launcher, changed_config]
-SLURM = [preemption, time_limit, sigkill, squeue_failing, two_launchers, truncated_result]
+SLURM = [preemption, time_limit, sigkill, squeue_failing, two_launchers, truncated_result, disk_full,
+         damaged_job_record, slurmctld_restarted, drained_node, retry_while_running]  # fmt: skip
 
 
 def reference(work: Path, epochs: int, name: str = "reference") -> Path:

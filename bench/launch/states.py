@@ -196,6 +196,8 @@ def cell_states(cells: Sequence[Cell], results: Path) -> list[CellState]:
             )
         if st is None:
             st = _one_state(c, run, jobs.get(c.run_id), slurm, slurm_error)
+            if c.run_id in damaged:  # running (its folder is locked): the damage is still said
+                st = CellState(c, st.state, f"{st.detail}; state file unreadable: {damaged[c.run_id]}", run)
         if st.state == "failed":  # a distributed cell: which rank failed, and why
             st = CellState(c, "failed", rank_report(run) or st.detail, run)
         out.append(st)
