@@ -388,7 +388,7 @@ def damaged_job_record(work: Path, ex: str, ref: Path, epochs: int) -> Row:
     """job.json is overwritten with garbage while the cell runs: status reports it (unknown, not a
     crash), --retry-failed submits nothing, and the running job finishes its result."""
     t0 = time.time()
-    sc = Scenario(work, "damaged-job-json", ex, epochs)
+    sc = Scenario(work, "damaged-job-record", ex, epochs)
     sc.sweep()
     sc.wait_for_checkpoint()
     (sc.run / "job.json").write_text('["this is not", "a job record"]')
@@ -410,7 +410,7 @@ def slurmctld_restarted(work: Path, ex: str, ref: Path, epochs: int) -> Row:
     """slurmctld is stopped while the cell trains and started again: meanwhile the cell is unknown
     (never resubmitted), afterwards the job it kept running finishes."""
     t0 = time.time()
-    sc = Scenario(work, "slurmctld-restart", ex, epochs * 2)
+    sc = Scenario(work, "slurmctld-restarted", ex, epochs * 2)
     ref = reference(work, epochs * 2, name="reference-2x")
     sc.sweep()
     sc.wait_for_checkpoint()

@@ -596,7 +596,7 @@ def test_a_results_folder_that_is_a_symlink_and_paths_with_spaces_and_non_ascii_
     link = tmp_path / "linked"
     link.symlink_to(real)
     spec = tmp_path / "a sweep é.yaml"
-    spec.write_text("name: s_é\n" if False else "name: s\n" + TINY_BASE)
+    spec.write_text("name: s\n" + TINY_BASE)
     code, out, err = cli("sweep", str(spec), "--executor", "inline", "--results", str(link / "s"))
     assert code == 0, err
     assert len(list((real / "s").glob("*/result.json"))) == 1
@@ -622,3 +622,23 @@ def test_train_into_a_read_only_folder_is_exit_2_naming_it(cli, tmp_path) -> Non
     finally:
         if os.geteuid() == 0:
             subprocess.run(["umount", "-l", str(ro)], check=False)
+
+
+def test_a_time_limit_above_the_partition_maxtime_is_refused_before_submission(cli, tmp_path, monkeypatch) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sinfo").write_text("#!/bin/sh\necho 'debug* 30:00'\necho 'long 2-00:00:00'\n")
+    (fake / "sinfo").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    spec = tmp_path / "s.yaml"
+    for launch, refused in (
+        ("{executor: slurm, timeout_min: 60}", True),
+        ("{executor: slurm, timeout_min: 30}", False),
+        ("{executor: slurm, timeout_min: 600, slurm_partition: long}", False),
+        ("{executor: slurm, timeout_min: 3000, slurm_partition: long}", True),
+    ):
+        spec.write_text(f"name: s\nlaunch: {launch}\n")
+        code, out, err = cli("sweep", str(spec), "--dry-run")
+        assert (code == 2) == refused, (launch, err)
+        if refused:
+            assert "MaxTime" in err and "launch.timeout_min" in err

@@ -43,6 +43,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep, cells, results = _sweep_setup(args)
     executor = args.executor or sweep.launch.executor
     where = _where(sweep.launch, executor)
+    if executor == "slurm":
+        from bench.launch.submit import time_limit_problem
+
+        problem = time_limit_problem(sweep.launch)
+        if problem:
+            raise UserError(f"{args.sweep}: {problem}; nothing was submitted")
     if args.dry_run:
         model_errors, data_errors = cell_problems(cells, source=str(args.sweep), **where)
         if model_errors:

@@ -17,7 +17,7 @@ from bench.launch.states import RETRYABLE, CellState, cell_states, process_start
 from bench.store import CHECKPOINT, ERROR, JOB, RESULT, make_new_folder, remove_new_paths, write_json
 from bench.sweep import Cell, LaunchConfig, Sweep
 
-__all__ = ["sbatch_preview", "submit"]
+__all__ = ["sbatch_preview", "submit", "time_limit_problem"]
 
 LOCK = ".submit.lock"
 
@@ -298,6 +298,58 @@ def _map(ex: Any, sweep: Sweep, job_fn: RunJob, cfgs: list, outs: list[str], exe
     chains = [list(zip(cfgs[i::k], outs[i::k], strict=True)) for i in range(k)]
     chain_jobs = ex.map_array(RunChain(sweep.launch.cpus_per_task, sweep.launch.collective_timeout_s), chains)
     return [chain_jobs[j % k] for j in range(len(cfgs))]
+
+
+def _minutes(limit: str) -> float | None:
+    """Slurm's time format ('infinite', 'MM', 'MM:SS', 'HH:MM:SS', 'D-HH[:MM[:SS]]') in minutes."""
+    if limit in ("infinite", "UNLIMITED", "n/a", ""):
+        return None
+    days, _, rest = limit.rpartition("-")
+    parts = [int(x) for x in rest.split(":")] if rest else [0]
+    if days:  # D-HH, D-HH:MM, D-HH:MM:SS
+        h, m, sec = (parts + [0, 0, 0])[:3]
+    elif len(parts) == 1:  # MM
+        h, m, sec = 0, parts[0], 0
+    elif len(parts) == 2:  # MM:SS
+        h, m, sec = 0, parts[0], parts[1]
+    else:  # HH:MM:SS
+        h, m, sec = parts[:3]
+    return int(days or 0) * 1440 + h * 60 + m + sec / 60
+
+
+def time_limit_problem(launch: LaunchConfig) -> str | None:
+    """Why Slurm would refuse the cells' time limit (launch.timeout_min above the partition's
+    MaxTime), asked of sinfo; None where it fits or no cluster can be asked (a laptop's dry-run)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("sinfo") is None:
+        return None
+    try:
+        r = subprocess.run(["sinfo", "-h", "-o", "%P %l"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    limits = {}
+    for line in r.stdout.splitlines() if r.returncode == 0 else []:
+        name, _, limit = line.partition(" ")
+        default = name.endswith("*")
+        limits[name.rstrip("*")] = limit.strip()
+        if default:
+            limits[None] = limit.strip()
+    part = launch.slurm_partition
+    if part not in limits:
+        return None  # an unknown partition: sbatch names it at submission
+    try:
+        most = _minutes(limits[part])
+    except ValueError:
+        return None
+    if most is not None and launch.timeout_min > most:
+        return (
+            f"launch.timeout_min={launch.timeout_min} is above the MaxTime of partition "
+            f"{part or 'default'} ({limits[part]} = {most:g} min); Slurm would refuse the jobs. Give at most "
+            f"{int(most)}, or another launch.slurm_partition"
+        )
+    return None
 
 
 def sbatch_preview(launch: LaunchConfig, results: Path, name: str) -> str:
