@@ -67,7 +67,7 @@ def machine_memory() -> int:
     return total
 
 
-def _activation_bytes(model: Any, shape: tuple[int, int, int, int]) -> int:
+def _activation_bytes(model: Any, shape: tuple[int, int, int, int], *, train: bool = True) -> int:
     """Bytes of every leaf module's output for one batch on the meta device (no memory used),
     times two (kept for backward, and their gradients)."""
     import torch
@@ -82,7 +82,7 @@ def _activation_bytes(model: Any, shape: tuple[int, int, int, int]) -> int:
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     try:
-        model.train()
+        model.train(train)
         model(torch.empty(shape, device="meta"))
     finally:
         for h in handles:
@@ -90,15 +90,17 @@ def _activation_bytes(model: Any, shape: tuple[int, int, int, int]) -> int:
     return 2 * total
 
 
-def estimate(cfg: Any) -> Needs:
-    """The needs of a resolved RunConfig, from its model built on the meta device."""
+def estimate(cfg: Any, model: Any = None) -> Needs:
+    """The needs of a resolved RunConfig, from its model built on the meta device (`model`, when
+    the caller has built it already)."""
     import torch
 
     from bench.models import build_model
     from bench.models.backbones import weights_check_only
 
-    with torch.device("meta"), weights_check_only():
-        model = build_model(cfg.model.arch, **cfg.model.knobs())
+    if model is None:
+        with torch.device("meta"), weights_check_only():
+            model = build_model(cfg.model.arch, **cfg.model.knobs())
     params = sum(p.numel() for p in model.parameters())
     moments = {"sgd": 1, "adam": 2, "adamw": 2}.get(cfg.optim.name, 2)
     state = params * 4 * (2 + moments)
@@ -136,7 +138,7 @@ def check_inference_memory(model_cfg: Any, shape: tuple[int, int, int, int], *, 
     need = 4 * sum(p.numel() for p in model.parameters())
     try:
         with torch.no_grad():
-            need += _activation_bytes(model, shape) // 2
+            need += _activation_bytes(model, shape, train=False) // 2
     except NotImplementedError:
         pass
     except (RuntimeError, ValueError, IndexError) as e:
@@ -151,9 +153,11 @@ def check_inference_memory(model_cfg: Any, shape: tuple[int, int, int, int], *, 
     return need
 
 
-def check_memory(cfg: Any, *, source: str, available: int | None = None, where: str = "this machine") -> Needs:
+def check_memory(
+    cfg: Any, *, source: str, available: int | None = None, where: str = "this machine", model: Any = None
+) -> Needs:
     """Refuse a cell that cannot fit in `available` bytes (default: this machine's memory)."""
-    needs = estimate(cfg)
+    needs = estimate(cfg, model)
     limit = available if available is not None else machine_memory()
     if needs.memory > limit:
         raise UserError(

@@ -337,7 +337,7 @@ DAMAGED_JOBS = {
     "string": '"slurm 12"',
     "no-job-id": '{"executor": "local"}',
     "no-executor": '{"job_id": "123"}',
-    "huge-pid": '{"executor": "local", "job_id": "99999999999999999999999"}',
+    "pid-text": '{"executor": "local", "job_id": "12ab"}',
     "bad-executor": '{"executor": "kube", "job_id": "1"}',
     "not-json": '{"executor": "slurm", "job_',
     "binary": "\x00\x01\x02",
@@ -381,6 +381,20 @@ def test_a_damaged_job_record_is_reported_for_its_cell_and_never_resubmitted(cli
     assert code == 0, err
     assert submitted == [cells[1].run_id]  # the damaged cell's job may still run: not resubmitted
     assert (run / "job.json").read_bytes() == before
+
+
+def test_a_pid_beyond_any_process_is_a_chain_that_ended_not_a_crash(tmp_path) -> None:
+    from bench.launch import cell_states
+    from bench.sweep import expand, load_sweep
+
+    spec = tmp_path / "p.yaml"
+    spec.write_text("name: p\n" + TINY_BASE + "launch: {executor: local}\n")
+    cells = expand(load_sweep(spec))
+    run = tmp_path / "results" / cells[0].run_id
+    run.mkdir(parents=True)
+    (run / "job.json").write_text('{"executor": "local", "job_id": "99999999999999999999999"}')
+    (state,) = cell_states(cells, tmp_path / "results")  # os.kill raised OverflowError here before
+    assert state.state == "failed" and "never started" in state.detail
 
 
 def test_a_damaged_manifest_does_not_stop_a_report(cli, tmp_path) -> None:

@@ -179,7 +179,7 @@ def test_profile_cli_text(cli) -> None:
         (["--dtype", "int8"], "allowed are fp32, bf16, fp16"),
         (["--metrics", "params,speed"], "allowed are params, flops, latency"),
         (["--device", "tpu"], "allowed are cpu and cuda"),
-        (["--batch", "0"], "--batch 0"),
+        (["--batch", "0"], "argument --batch: '0'"),
         (["--input", "3x0x64"], "CxHxW"),
     ],
 )

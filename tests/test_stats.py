@@ -195,7 +195,7 @@ def test_plan_on_the_baseline(cli) -> None:
     assert r["seeds_for_difference"] == stats.seeds_needed(2, sd, paired=True)
     assert r["detectable"] == pytest.approx(stats.detectable_difference(3, sd, paired=True))
     code, _, err = cli("plan", str(BASELINE), "--difference", "0")
-    assert code == 2 and "--difference 0" in err
+    assert code == 2 and "--delta/--difference: '0'" in err
 
 
 def test_the_fingerprint_tells_apart_what_changes_the_numbers() -> None:

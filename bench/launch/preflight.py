@@ -33,6 +33,7 @@ def cell_problems(
     checked: dict[tuple[str, str | None, str], str | None] = {}
     built: dict[str, str | None] = {}  # model config JSON -> its problem (None: it builds)
     needs: dict[tuple[str, str, str], str | None] = {}  # (model, data, optimiser) -> its memory problem
+    meta: dict[str, Any] = {}  # model config JSON -> the model built on the meta device
     for c in cells:
         label = f"{source}: cell {c.index} ({c.run_id}: {cell_label(c.varying)})"
         m = c.config.model
@@ -41,7 +42,7 @@ def cell_problems(
             built[mkey] = None
             try:
                 with torch.device("meta"), weights_check_only():
-                    build_model(m.arch, **m.knobs())
+                    meta[mkey] = build_model(m.arch, **m.knobs())
             except UserError as e:
                 built[mkey] = str(e)
         if built[mkey] is not None:
@@ -55,7 +56,7 @@ def cell_problems(
             if nkey not in needs:
                 needs[nkey] = None
                 try:
-                    check_memory(c.config, source="", available=memory, where=where)
+                    check_memory(c.config, source="", available=memory, where=where, model=meta[mkey])
                 except UserError as e:
                     needs[nkey] = str(e).removeprefix(": ")
             problem = needs[nkey]
