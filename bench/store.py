@@ -124,7 +124,13 @@ def make_new_folder(path: Path) -> Path | None:
     return top
 
 
-def remove_new_paths(top: Path | None, before: set[Path] = frozenset(), *, last: tuple[Path, ...] = ()) -> None:  # type: ignore[assignment]
+def remove_new_paths(
+    top: Path | None,
+    before: set[Path] = frozenset(),
+    *,
+    last: tuple[Path, ...] = (),
+    keep_top: bool = False,  # type: ignore[assignment]
+) -> None:
     """Undo what appeared under `top`, a folder this process created (None: nothing to undo), since
     `before` (its paths then): files unlinked, folders removed only when empty (never a recursive
     delete), deepest first; the paths in `last` (a lock held until now) go at the end, and `top`

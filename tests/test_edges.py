@@ -244,6 +244,22 @@ def test_an_sbatch_injection_is_refused_at_submission_and_nothing_runs(tmp_path,
     assert q.stdout.strip() == ""
 
 
+@pytest.mark.slurm
+def test_a_partition_sbatch_refuses_leaves_the_working_directory_as_it_was(tmp_path) -> None:
+    r = subprocess.run(["bash", str(Path(__file__).resolve().parents[1] / "scripts" / "slurm-up.sh")],
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    before = _plant(tmp_path)
+    spec = tmp_path / "nope.yaml"
+    spec.write_text("name: nope\n" + TINY_BASE + "launch: {executor: slurm, slurm_partition: nope}\n")
+    before["nope.yaml"] = hashlib.sha256(spec.read_bytes()).hexdigest()
+    for extra in ([], ["--results", "."], ["--results", "fresh/deeper"]):
+        r = subprocess.run([sys.executable, "-m", "bench.cli", "sweep", str(spec), *extra], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert r.returncode == 2 and "sbatch refused" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert _tree(tmp_path) == before, extra
+
+
 # -- 4. a full disk at checkpoint time ------------------------------------------------------------
 
 

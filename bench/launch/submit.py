@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -150,6 +151,8 @@ def submit(
             before = set(top.rglob("*")) - made - {results / LOCK} if top else set()  # a concurrent launcher's
             manifest = results / MANIFEST
             old_manifest = manifest.read_bytes() if manifest.is_file() else None
+            sub = results / ".submitit"  # submitit's files of a refused submission go too
+            sub_before = set(sub.rglob("*")) if sub.is_dir() else None
             try:
                 return _submit_locked(sweep, cells, results, executor=executor, retry_failed=retry_failed)
             except UserError:
@@ -161,8 +164,27 @@ def submit(
                             tmp.write_bytes(old_manifest)
                     if lock_new:
                         (results / LOCK).unlink(missing_ok=True)
+                    _remove_refused_submission_files(sub, sub_before)
                 remove_new_paths(top, before, last=(results / LOCK,))
                 raise
+
+
+# What submitit writes for a submission before sbatch answers: files named by a fresh uuid. A job's
+# own files are named by its job id (`<id>_<task>_log.err`), so a running job's logs never match.
+_SUBMISSION_FILES = re.compile(r"(\.submission_file_[0-9a-f]{32}\.sh|[0-9a-f]{32}\.pkl)")
+
+
+def _remove_refused_submission_files(sub: Path, before: set[Path] | None) -> None:
+    """Remove the files a refused submission left in the submitit folder, and the folder itself if
+    this submission made it and it is empty; nothing a job wrote is touched."""
+    if not sub.is_dir():
+        return
+    for p in set(sub.iterdir()) - (before or set()):
+        if _SUBMISSION_FILES.fullmatch(p.name):
+            p.unlink(missing_ok=True)
+    if before is None:
+        with contextlib.suppress(OSError):
+            sub.rmdir()
 
 
 @contextlib.contextmanager
