@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.errors import UserError, clip
 
 __all__ = ["main"]
 
@@ -224,8 +224,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except UserError as e:
-        from bench.config import clip
-
         print(f"aspp-bench: error: {clip(e, 20_000)}", file=sys.stderr)  # bounded, whatever it echoes
         return e.exit_code
     except BrokenPipeError:  # the reader went away (`aspp-bench config --fields | head`): nothing to say

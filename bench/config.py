@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bench.errors import UserError, did_you_mean
+from bench.errors import UserError, clip, did_you_mean
 
 __all__ = [
     "DataConfig",
@@ -29,7 +29,6 @@ __all__ = [
     "flatten",
     "is_experiment_key",
     "load_run_config",
-    "clip",
     "load_yaml_text",
     "parse_set",
     "read_text_file",
@@ -213,13 +212,6 @@ def validate(data: dict[str, Any], *, source: str) -> RunConfig:
 MAX_TEXT_BYTES = 1 << 20
 MAX_YAML_NODES = 100_000
 MAX_YAML_DEPTH = 64
-MAX_ECHO = 200  # characters of user input a message repeats
-
-
-def clip(text: Any, limit: int = MAX_ECHO) -> str:
-    """`text` as a message may repeat it: at most `limit` characters, the rest counted."""
-    s = str(text)
-    return s if len(s) <= limit else f"{s[:limit]}... ({len(s) - limit} more characters)"
 
 
 def read_text_file(path: str | Path, what: str, *, limit: int = MAX_TEXT_BYTES) -> str:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["UserError", "did_you_mean"]
+__all__ = ["KnobError", "UserError", "clip", "did_you_mean"]
+
+MAX_ECHO = 200  # characters of user input a message repeats
 
 
 class UserError(ValueError):
@@ -37,3 +40,9 @@ def did_you_mean(given: str, allowed: Iterable[str], *, n: int = 3) -> str:
     if not close:
         return ""
     return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+
+
+def clip(text: Any, limit: int = MAX_ECHO) -> str:
+    """`text` as a message may repeat it: at most `limit` characters, the rest counted."""
+    s = str(text)
+    return s if len(s) <= limit else f"{s[:limit]}... ({len(s) - limit} more characters)"

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bench.config import RunConfig, clip, config_keys
-from bench.errors import did_you_mean
+from bench.config import RunConfig, config_keys
+from bench.errors import clip, did_you_mean
 
 __all__ = ["FIELDS_HINT", "accepted_form", "describe_type", "explain", "field_rows"]
 

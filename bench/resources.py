@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bench.errors import UserError
+from bench.models import build_model
+from bench.models.backbones import weights_check_only
 
 __all__ = [
     "Needs",
@@ -67,11 +71,16 @@ def machine_memory() -> int:
     return total
 
 
-def _activation_bytes(model: Any, shape: tuple[int, int, int, int], *, train: bool = True) -> int:
-    """Bytes of every leaf module's output for one batch on the meta device (no memory used),
-    times two (kept for backward, and their gradients)."""
-    import torch
+def _meta_model(model_cfg: Any) -> Any:
+    """The model of a ModelConfig on the meta device: shapes only, no memory, no weights."""
+    with torch.device("meta"), weights_check_only():
+        return build_model(model_cfg.arch, **model_cfg.knobs())
 
+
+def _activation_bytes(model: Any, shape: tuple[int, int, int, int], *, train: bool, what: str) -> int | None:
+    """Bytes of every leaf module's output for one batch on the meta device, times two when
+    training (kept for backward, and their gradients); None where an op has no meta kernel. A
+    shape the model cannot take is the UserError the real run would meet (`what` names the input)."""
     total = 0
 
     def hook(_m: Any, _i: Any, out: Any) -> None:
@@ -83,40 +92,32 @@ def _activation_bytes(model: Any, shape: tuple[int, int, int, int], *, train: bo
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     try:
         model.train(train)
-        model(torch.empty(shape, device="meta"))
+        with torch.no_grad():
+            model(torch.empty(shape, device="meta"))
+    except NotImplementedError:
+        return None
+    except (RuntimeError, ValueError, IndexError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:240]
+        raise UserError(f"{what}: {first}") from None
     finally:
         for h in handles:
             h.remove()
-    return 2 * total
+    return 2 * total if train else total
 
 
 def estimate(cfg: Any, model: Any = None) -> Needs:
     """The needs of a resolved RunConfig, from its model built on the meta device (`model`, when
     the caller has built it already)."""
-    import torch
-
-    from bench.models import build_model
-    from bench.models.backbones import weights_check_only
-
-    if model is None:
-        with torch.device("meta"), weights_check_only():
-            model = build_model(cfg.model.arch, **cfg.model.knobs())
+    model = model if model is not None else _meta_model(cfg.model)
     params = sum(p.numel() for p in model.parameters())
     moments = {"sgd": 1, "adam": 2, "adamw": 2}.get(cfg.optim.name, 2)
     state = params * 4 * (2 + moments)
     h, w = cfg.data.crop or cfg.data.size
-    try:
-        with torch.no_grad():
-            act = _activation_bytes(model, (cfg.data.batch_size, 3, h, w))
-    except NotImplementedError:  # an op without a meta kernel: fall back to the input's size per layer
+    key = "data.crop" if cfg.data.crop else "data.size"
+    what = f"model.arch={cfg.model.arch} cannot run on a {h}x{w} input ({key}={[h, w]}; use a larger {key})"
+    act = _activation_bytes(model, (cfg.data.batch_size, 3, h, w), train=True, what=what)
+    if act is None:  # an op without a meta kernel: the input's size per layer
         act = cfg.data.batch_size * 3 * h * w * 4 * 2 * max(1, len(list(model.modules())))
-    except (RuntimeError, ValueError, IndexError) as e:  # the shapes do not fit: the real run fails the same way
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:240]
-        what = "data.crop" if cfg.data.crop else "data.size"
-        raise UserError(
-            f"model.arch={cfg.model.arch} cannot run on a {h}x{w} input ({what}={[h, w]}): {first}; use a larger "
-            f"{what} (the model downsamples it)"
-        ) from None
     data = 0
     if cfg.data.name == "synthetic":  # rendered into memory: train and validation splits, image + mask
         sh, sw = cfg.data.size
@@ -128,22 +129,10 @@ def estimate(cfg: Any, model: Any = None) -> Needs:
 def check_inference_memory(model_cfg: Any, shape: tuple[int, int, int, int], *, source: str) -> int:
     """Refuse profiling a model at an input whose forward pass cannot fit in this machine's
     memory (weights plus one batch's activations, from the meta device); returns the bytes."""
-    import torch
-
-    from bench.models import build_model
-    from bench.models.backbones import weights_check_only
-
-    with torch.device("meta"), weights_check_only():
-        model = build_model(model_cfg.arch, **model_cfg.knobs())
+    model = _meta_model(model_cfg)
+    what = f"{source}: model.arch={model_cfg.arch} cannot run on this input"
     need = 4 * sum(p.numel() for p in model.parameters())
-    try:
-        with torch.no_grad():
-            need += _activation_bytes(model, shape, train=False) // 2
-    except NotImplementedError:
-        pass
-    except (RuntimeError, ValueError, IndexError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:240]
-        raise UserError(f"{source}: model.arch={model_cfg.arch} cannot run on this input: {first}") from None
+    need += _activation_bytes(model, shape, train=False, what=what) or 0
     limit = machine_memory()
     if need > limit:
         raise UserError(
@@ -193,8 +182,6 @@ def check_disk(folder: Path, needs: Needs) -> None:
 
 def device_problem(device: str, amp: str) -> str | None:
     """Why `train.device` / `train.amp` cannot run here, or None."""
-    import torch
-
     if device == "cuda" and not torch.cuda.is_available():
         return "train.device=cuda: this machine has no CUDA device (torch.cuda.is_available() is False); use cpu"
     resolved = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"

@@ -16,6 +16,7 @@ from typing import Any
 from bench.config import RunConfig
 from bench.distributed import SINGLE, World
 from bench.errors import UserError
+from bench.resources import check_disk, check_memory, device_problem
 from bench.store import (
     CHECKPOINT,
     CONFIG,
@@ -125,7 +126,6 @@ def _preflight(cfg: RunConfig, out: Path) -> None:
     no memory, no weights), the dataset's files, the device and its number format, the memory the
     cell needs and the disk its checkpoints need (bench.resources)."""
     from bench.data import data_problem, eval_split
-    from bench.resources import check_disk, check_memory, device_problem
 
     needs = check_memory(cfg, source=f"{out}")
     problem = data_problem(cfg.data, (cfg.data.split, eval_split(cfg.data.split)))

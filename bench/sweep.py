@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bench.config import MAX_SEED, RunConfig, apply_overrides, clip, config_keys, flatten, read_yaml_mapping, validate
-from bench.errors import UserError, did_you_mean
+from bench.config import MAX_SEED, RunConfig, apply_overrides, config_keys, flatten, read_yaml_mapping, validate
+from bench.errors import UserError, clip, did_you_mean
 from bench.identity import resolve, run_id
 from bench.labels import cell_label
 

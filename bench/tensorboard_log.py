@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.results import read_manifest
+from bench.store import TENSORBOARD
+
 __all__ = ["tensorboard_logger", "tensorboard_name"]
 
 
@@ -15,9 +18,6 @@ def tensorboard_name(out: Path, rid: str) -> Path:
     """Where a run's TensorBoard events go: inside a sweep's results folder, one run per cell named
     by its factors (`<results>/tensorboard/arch=unet, skip=no, seed=0`), so that
     `tensorboard --logdir <results>` shows the sweep; a lone run writes `<run>/tensorboard`."""
-    from bench.results import read_manifest
-    from bench.store import TENSORBOARD
-
     cells = read_manifest(out.parent).get("cells", {})
     varying = cells.get(rid) if isinstance(cells, dict) else None
     if not varying:

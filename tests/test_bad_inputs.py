@@ -216,6 +216,13 @@ CASES: list[tuple[str, list[str], list[str]]] = [
 ]
 
 
+# A --set value of 7 aliased levels of 10: 10^7 values once expanded.
+SET_BOMB = (
+    "model.rates=[&a [1,1,1,1,1,1,1,1,1,1], "
+    + ", ".join(f"&b{i} [" + ",".join([f"*{'a' if i == 0 else f'b{i - 1}'}"] * 10) + "]" for i in range(6))
+    + "]"
+)
+
 # Hostile and careless input (each was a traceback, a hang, an acceptance or a loss before).
 _S = ["sweep"]
 CASES += [
@@ -332,11 +339,7 @@ CASES += [
     ("train-batch-huge", _train("data.batch_size=1000000"), ["data.batch_size"]),
     (
         "train-set-bomb",
-        _train(
-            "model.rates=[&a [1,1,1,1,1,1,1,1,1,1], "
-            + ", ".join(f"&b{i} [" + ",".join([f"*{'a' if i == 0 else f'b{i - 1}'}"] * 10) + "]" for i in range(6))
-            + "]"
-        ),
+        _train(SET_BOMB),
         ["expands to more than"],
     ),
     ("train-set-deep", _train("model.rates=" + "[" * 200 + "]" * 200), ["nests deeper"]),
@@ -367,11 +370,7 @@ CASES += [
             "unet",
             "--input",
             "3x32x32",
-            *_sets(
-                "model.rates=[&a [1,1,1,1,1,1,1,1,1,1], "
-                + ", ".join(f"&b{i} [" + ",".join([f"*{'a' if i == 0 else f'b{i - 1}'}"] * 10) + "]" for i in range(6))
-                + "]"
-            ),
+            *_sets(SET_BOMB),
         ],
         ["expands to more than"],
     ),

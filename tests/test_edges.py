@@ -28,6 +28,13 @@ base:
 """
 
 
+def _tiny_run(cli, out: Path, *extra: str) -> None:
+    """One finished 1-epoch run (width 4, eight 32x32 scenes) in `out`."""
+    sets = ["model.width=4", "data.count=8", "data.size=[32,32]", "train.epochs=1", "profile.latency=false"]
+    code, _, err = cli("train", "--out", str(out), "--set", *sets, *extra)
+    assert code == 0, err
+
+
 def _tree(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
@@ -416,9 +423,7 @@ def test_a_pid_beyond_any_process_is_a_chain_that_ended_not_a_crash(tmp_path) ->
 def test_a_damaged_manifest_does_not_stop_a_report(cli, tmp_path) -> None:
     results = tmp_path / "results"
     out = results / "run"
-    code, _, err = cli("train", "--out", str(out), "--set", "model.width=4", "data.count=8", "data.size=[32,32]",
-                       "train.epochs=1", "profile.latency=false")  # fmt: skip
-    assert code == 0, err
+    _tiny_run(cli, out)
     for manifest in ("[1, 2]", '{"name": 5, "cells": [1], "varying": "x"}', '"text"', "{not json"):
         (results / "sweep.json").write_text(manifest)
         code, _, err = cli("report", str(results), "--out", str(tmp_path / "rep"), "--format", "md")
@@ -460,9 +465,7 @@ def test_a_result_with_a_non_finite_or_text_miou_is_corrupt_not_a_finished_row(c
     from bench.results import collect
 
     results = tmp_path / "results"
-    code, _, err = cli("train", "--out", str(results / "run"), "--set", "model.width=4", "data.count=8",
-                       "data.size=[32,32]", "train.epochs=1", "profile.latency=false")  # fmt: skip
-    assert code == 0, err
+    _tiny_run(cli, results / "run")
     path = results / "run" / "result.json"
     good = path.read_text()
     for miou in ("NaN", "Infinity", '"high"', "-0.5", "57.3", "null", "true"):
@@ -482,9 +485,7 @@ def test_a_result_with_a_non_finite_or_text_miou_is_corrupt_not_a_finished_row(c
 def test_a_column_of_mixed_types_still_collects_to_parquet(cli, tmp_path) -> None:
     results = tmp_path / "results"
     for i, note in enumerate(("text", 5)):
-        sets = ["model.width=4", "data.count=8", "data.size=[32,32]", "train.epochs=1", "profile.latency=false"]
-        code, _, err = cli("train", "--out", str(results / f"run{i}"), "--set", *sets, f"train.seed={i}")
-        assert code == 0, err
+        _tiny_run(cli, results / f"run{i}", f"train.seed={i}")
         p = results / f"run{i}" / "result.json"
         r = json.loads(p.read_text())
         r["note"] = note

@@ -23,7 +23,7 @@ import torch
 from bench.data.base import SegData, SegDataset
 from bench.data.camvid import load_camvid
 from bench.data.loaders import ResumableSampler, build_dataset, make_loader
-from bench.data.synthetic import make_synthetic
+from bench.data.synthetic import check_synthetic, make_synthetic
 from bench.data.tvdatasets import load_cityscapes, load_voc
 from bench.errors import UserError
 from bench.registry import datasets
@@ -84,8 +84,6 @@ def _voc_check(root: str | None, split: str) -> None:
 
 
 def _synthetic_config_check(data_cfg: Any, split: str) -> None:
-    from bench.data.synthetic import check_synthetic
-
     check_synthetic(split=split, size=tuple(data_cfg.size), classes=data_cfg.classes or 6)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.store import ERROR, JOB, LOG, RESULT, is_locked
+from bench.store import ERROR, JOB, LOG, RESULT, is_locked, read_json_file, read_result
 from bench.sweep import Cell
 
 __all__ = ["FINISHED", "RETRYABLE", "STATES", "CellState", "SchedulerUnavailable", "cell_states", "rank_report"]
@@ -122,8 +122,6 @@ def _chain_alive(job: dict[str, Any]) -> bool:
 
 
 def _result_state(c: Cell, res: Path) -> CellState | None:
-    from bench.store import read_result
-
     if not res.is_file():
         return None
     try:
@@ -141,8 +139,6 @@ EXECUTORS = ("inline", "local", "slurm")
 def read_job(path: Path) -> tuple[dict[str, Any] | None, str]:
     """(the job a launcher recorded, '') or (None, why it cannot be read): a job.json is written by
     jobs that get killed and edited by people, so any damage is reported, never a crash."""
-    from bench.store import read_json_file
-
     try:
         job = read_json_file(path, "job record", limit=1 << 20)
     except ValueError as e:

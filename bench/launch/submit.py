@@ -95,15 +95,11 @@ def _detached_local_executor() -> Any:
     return Detached
 
 
-def _DetachedLocalExecutor(**kw: Any) -> Any:  # noqa: N802 (a class, made when submitit is imported)
-    return _detached_local_executor()(**kw)
-
-
 def _executor(launch: LaunchConfig, folder: Path, executor: str, name: str = "sweep", *, preview: bool = False) -> Any:
     import submitit
 
     if executor == "local":
-        ex = _DetachedLocalExecutor(folder=str(folder))
+        ex = _detached_local_executor()(folder=str(folder))
         ex.update_parameters(timeout_min=launch.timeout_min, name=f"aspp-{name}", tasks_per_node=launch.tasks)
         if launch.gpus_per_node:
             ex.update_parameters(gpus_per_node=launch.gpus_per_node)
