@@ -16,6 +16,7 @@ from bench.distributed import SINGLE, World
 from bench.errors import UserError
 from bench.metrics import SegMetrics
 from bench.store import CONFIG
+from bench.threads import plan_threads
 
 __all__ = ["AMP_DTYPES", "evaluate_checkpoint", "evaluate_model", "main_logits", "resolve_device"]
 
@@ -123,6 +124,9 @@ def evaluate_checkpoint(
         )
     split = load_split(cfg.data, cfg.data.split, native_masks=resolution == "label")
     device = resolve_device(cfg.train.device)
+    threads = plan_threads(None).threads if device.type == "cpu" else None  # every usable CPU (bench.threads)
+    if threads:
+        torch.set_num_threads(threads)
     model = build_model(cfg.model.arch, **cfg.model.knobs())
     try:
         model.load_state_dict(state["model"] if "model" in state else state)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from bench.bf16 import bf16_problem
 from bench.errors import UserError
 from bench.models import build_model
 from bench.models.backbones import weights_check_only
@@ -29,6 +30,7 @@ __all__ = [
     "device_problem",
     "estimate",
     "machine_memory",
+    "step_gflop",
 ]
 
 GiB = 2**30
@@ -180,11 +182,29 @@ def check_disk(folder: Path, needs: Needs) -> None:
         )
 
 
+def step_gflop(cfg: Any) -> float | None:
+    """Forward GFLOPs of one training step (one device's batch), counted by torch's flop counter on
+    the meta device (no memory, no weights); None where the model cannot run on meta."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        model = _meta_model(cfg.model).train()
+        x = torch.empty(cfg.data.batch_size, 3, *cfg.data.size, device="meta")
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+    except (RuntimeError, ValueError, NotImplementedError):
+        return None
+    return counter.get_total_flops() / 1e9
+
+
 def device_problem(device: str, amp: str) -> str | None:
-    """Why `train.device` / `train.amp` cannot run here, or None."""
+    """Why `train.device` / `train.amp` cannot run here (or, for bf16 on a CPU, would run slower
+    than fp32: bench.bf16), or None."""
     if device == "cuda" and not torch.cuda.is_available():
         return "train.device=cuda: this machine has no CUDA device (torch.cuda.is_available() is False); use cpu"
     resolved = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
     if amp == "fp16" and resolved != "cuda":
         return f"train.amp=fp16 needs CUDA (train.device={device} is {resolved}); use train.amp=bf16"
+    if amp == "bf16" and resolved == "cpu":
+        return bf16_problem("train.amp=bf16", "train.amp=none")
     return None

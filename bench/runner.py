@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.bf16 import probe as bf16_probe
 from bench.config import RunConfig
 from bench.distributed import SINGLE, World
 from bench.errors import UserError
-from bench.resources import check_disk, check_memory, device_problem
+from bench.resources import check_disk, check_memory, device_problem, step_gflop
 from bench.store import (
     CHECKPOINT,
     CONFIG,
@@ -32,6 +33,7 @@ from bench.store import (
     write_json,
     write_yaml,
 )
+from bench.threads import plan_threads, wait_policy
 
 __all__ = ["build_data", "execute"]
 
@@ -153,6 +155,11 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
     device = resolve_device(cfg.train.device)
     if device.type == "cuda" and world.distributed:
         device = torch.device("cuda", world.local_rank)  # one device per task
+    threads = None
+    if device.type == "cpu":  # threads from the CPUs this process may use and the step's work (bench.threads)
+        threads = plan_threads(step_gflop(cfg))
+        if threads.threads:
+            torch.set_num_threads(threads.threads)
     train_data, val_data = build_data(cfg)
     facts = (train_data.num_classes, train_data.ignore_index)
     if facts != (
@@ -231,7 +238,7 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
             return {"status": fit["status"], "run_id": rid, "metrics": fit["metrics"], "rank": world.rank}
 
     pspec = ProfileSpec.for_run(cfg, device.type)
-    train_threads = torch.get_num_threads() if device.type == "cpu" else None  # as it trained (RunJob sets it)
+    train_threads = torch.get_num_threads() if device.type == "cpu" else None  # as it trained
     profiled = trainer.model
     if world.distributed and cfg.train.sync_bn:  # the network as it is deployed: plain batch norm
         profiled = build_model(cfg.model.arch, **cfg.model.knobs()).to(device)
@@ -256,6 +263,11 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
         "wall_seconds": time.time() - started,
     }
     # how it trained (the profile's dtype/layout are the latency's, not the training's)
+    if threads is not None:
+        result["env"]["thread_plan"] = threads.reason
+        result["env"]["omp_wait"] = wait_policy()
+    if t.amp == "bf16" and device.type == "cpu":
+        result["env"]["bf16_probe"] = bf16_probe()
     result["env"] = {**result["env"], "train_amp": t.amp, "train_channels_last": t.channels_last,
                      "train_compile": t.compile, "train_nodes": world.nodes,
                      "train_dist_backend": world.backend,

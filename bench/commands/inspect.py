@@ -64,12 +64,13 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from bench.profile import ProfileSpec, check_spec, parse_input
+    from bench.threads import plan_threads
 
     spec = ProfileSpec(
         input=parse_input(args.input),
         batch=args.batch,
         device=args.device,
-        threads=args.threads,
+        threads=args.threads if args.threads is not None else plan_threads(None).threads,
         dtype=args.dtype,
         channels_last=args.channels_last,
         compile=args.compile,
@@ -77,6 +78,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
         min_run_time=args.min_run_time,
     )
     check_spec(spec)  # before building anything
+    if spec.device == "cpu" and spec.dtype == "bf16":
+        from bench.bf16 import bf16_problem
+
+        problem = bf16_problem("--dtype bf16", "--dtype fp32")
+        if problem:
+            raise UserError(problem)
 
     from bench.config import load_run_config
     from bench.models import build_model

@@ -61,8 +61,8 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
     def __call__(self, cfg_json: dict[str, Any], out_dir: str) -> dict[str, Any]:
         import torch
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        if self.threads:  # the CPUs this cell may use (launch.cpus_per_task): bench.threads sizes from it
+            os.environ["ASPP_BENCH_CPUS"] = str(self.threads)
         from bench.config import RunConfig
         from bench.runner import execute
         from bench.stopping import StopForRequeue
