@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,7 @@ __all__ = [
     "SPIN_ROUNDS",
     "ThreadPlan",
     "apply_wait_policy",
+    "cpus_allowed",
     "plan_threads",
     "usable_cpus",
     "wait_policy",
@@ -127,6 +130,24 @@ def usable_cpus() -> tuple[int, str]:
         if n:
             limits.append((n, f"{name}={n}"))
     return min(limits)
+
+
+@contextmanager
+def cpus_allowed(n: int | None) -> Iterator[None]:
+    """`ASPP_BENCH_CPUS=n` while the block runs (a cell's launch.cpus_per_task), as it was after:
+    a cell run inside this process (`--executor inline`, a local chain) leaves no limit behind."""
+    if not n:
+        yield
+        return
+    before = os.environ.get("ASPP_BENCH_CPUS")
+    os.environ["ASPP_BENCH_CPUS"] = str(n)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("ASPP_BENCH_CPUS", None)
+        else:
+            os.environ["ASPP_BENCH_CPUS"] = before
 
 
 @dataclass(frozen=True)

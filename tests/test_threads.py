@@ -78,6 +78,28 @@ def test_threads_come_from_the_cpus_this_process_may_use(machine, monkeypatch: p
     assert threads.usable_cpus()[0] == 4
 
 
+def test_a_cells_cpu_limit_does_not_outlive_the_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ASPP_BENCH_CPUS", raising=False)
+    with threads.cpus_allowed(1):
+        assert os.environ["ASPP_BENCH_CPUS"] == "1"
+    assert "ASPP_BENCH_CPUS" not in os.environ
+    monkeypatch.setenv("ASPP_BENCH_CPUS", "3")
+    with pytest.raises(RuntimeError), threads.cpus_allowed(1):
+        raise RuntimeError("a cell that failed")
+    assert os.environ["ASPP_BENCH_CPUS"] == "3"
+
+
+def test_an_inline_sweep_leaves_no_cpu_limit_in_the_process(cli, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("ASPP_BENCH_CPUS", raising=False)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: inl\nbase:\n  model: {arch: aspp_unet, width: 2}\n  data: {size: [24, 24], count: 4, "
+                    "batch_size: 2}\n  train: {epochs: 1}\n  profile: {latency: false}\n"
+                    "launch: {executor: inline, cpus_per_task: 1}\n")  # fmt: skip
+    code, out, err = cli("sweep", str(spec), "--results", str(tmp_path / "r"), "--wait")
+    assert code == 0, out + err
+    assert "ASPP_BENCH_CPUS" not in os.environ
+
+
 def test_smt_siblings_count_as_one_core(monkeypatch: pytest.MonkeyPatch) -> None:
     real = Path
     topo = {0: ("0", "0"), 1: ("0", "0"), 2: ("0", "1"), 3: ("0", "1")}  # 2 cores x 2 hyperthreads
@@ -116,6 +138,7 @@ def test_a_run_records_its_threads_and_how_they_wait(cli, tmp_path: Path, monkey
     import torch
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("ASPP_BENCH_CPUS", raising=False)
     before = torch.get_num_threads()
     try:
         code, _, err = cli("train", "--out", str(tmp_path / "run"), "--set", *TINY)

@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.errors import UserError
 from bench.store import ERROR, LOG, RANK_ERROR, RANK_INFO, write_json
+from bench.threads import cpus_allowed
 
 __all__ = ["RunChain", "RunJob", "init_from_job"]
 
@@ -61,8 +62,6 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
     def __call__(self, cfg_json: dict[str, Any], out_dir: str) -> dict[str, Any]:
         import torch
 
-        if self.threads:  # the CPUs this cell may use (launch.cpus_per_task): bench.threads sizes from it
-            os.environ["ASPP_BENCH_CPUS"] = str(self.threads)
         from bench.config import RunConfig
         from bench.runner import execute
         from bench.stopping import StopForRequeue
@@ -76,7 +75,8 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
         world = init_from_job(device_type=device_type, timeout_s=self.collective_timeout_s)
         self._out = Path(out_dir)
         try:
-            result = execute(cfg, out_dir, trainer_hook=self._hook, world=world)
+            with cpus_allowed(self.threads):  # launch.cpus_per_task: bench.threads sizes from it
+                result = execute(cfg, out_dir, trainer_hook=self._hook, world=world)
         except StopForRequeue as e:  # rank > 0 of a stopped cell: rank 0 checkpointed and requeues
             print(f"aspp-bench: {e}", flush=True)
             _rank_failed(Path(out_dir), world, e)  # if the requeue fails, status shows this rank's part
