@@ -124,5 +124,6 @@ def bf16_problem(what: str, fix: str) -> str | None:
     return (
         f"{what}: bf16 is slower than fp32 on this CPU{cap}: a bf16 dilated convolution ran forward+backward in "
         f"{found['bf16_ms']:.1f} ms against {found['fp32_ms']:.1f} ms in fp32 ({found['ratio']:.1f}x the time; "
-        f"kernel {found['kernel']}; native bf16: {found['native']}). Use {fix}, or set {FORCE_ENV}=1 to run bf16 anyway"
+        f"kernel {found['kernel']}; CPU bf16 flags: {found['native']}). "
+        f"Use {fix}, or set {FORCE_ENV}=1 to run bf16 anyway"
     )
