@@ -33,7 +33,7 @@ from bench.store import (
     write_json,
     write_yaml,
 )
-from bench.threads import plan_threads, wait_policy
+from bench.threads import plan_threads, torch_threads_kept, wait_policy
 
 __all__ = ["build_data", "execute"]
 
@@ -105,7 +105,8 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, wo
             return read_result(out)  # type: ignore[return-value]
         if verdict != "train":
             raise UserError(verdict)
-        return _execute(cfg, rid, out, trainer_hook, world)
+        with torch_threads_kept():  # the run's own thread count ends with it
+            return _execute(cfg, rid, out, trainer_hook, world)
     except UserError:
         if created and not (out / CHECKPOINT).exists() and not (out / RESULT).exists():
             _close_log(out, world)  # refused before training: the folder goes as it came

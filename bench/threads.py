@@ -40,6 +40,7 @@ __all__ = [
     "ThreadPlan",
     "apply_wait_policy",
     "cpus_allowed",
+    "torch_threads_kept",
     "plan_threads",
     "usable_cpus",
     "wait_policy",
@@ -148,6 +149,20 @@ def cpus_allowed(n: int | None) -> Iterator[None]:
             os.environ.pop("ASPP_BENCH_CPUS", None)
         else:
             os.environ["ASPP_BENCH_CPUS"] = before
+
+
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """torch's thread count as it was before the block: a run that sets its own (plan_threads)
+    leaves a process that called it in-process (the Python API, an inline sweep) as it found it."""
+    import torch  # not at the top: `import bench` runs this module before torch may load
+
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)

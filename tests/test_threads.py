@@ -139,12 +139,10 @@ def test_a_run_records_its_threads_and_how_they_wait(cli, tmp_path: Path, monkey
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("ASPP_BENCH_CPUS", raising=False)
-    before = torch.get_num_threads()
-    try:
-        code, _, err = cli("train", "--out", str(tmp_path / "run"), "--set", *TINY)
-    finally:
-        torch.set_num_threads(before)
+    torch.set_num_threads(2)
+    code, _, err = cli("train", "--out", str(tmp_path / "run"), "--set", *TINY)
     assert code == 0, err
+    assert torch.get_num_threads() == 2  # the run's one thread ended with the run
     env = json.loads((tmp_path / "run" / "result.json").read_text())["env"]
     assert env["train_threads"] == 1  # a step of a few MFLOPs: one thread (bench.threads)
     assert "pays for 1" in env["thread_plan"] or env["thread_plan"].startswith("1 ")
