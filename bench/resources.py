@@ -24,6 +24,7 @@ from bench.models.backbones import weights_check_only
 
 __all__ = [
     "Needs",
+    "bf16_problem",
     "check_disk",
     "check_inference_memory",
     "check_memory",

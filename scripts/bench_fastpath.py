@@ -65,6 +65,10 @@ def loader_of(cfg, train):  # type: ignore[no-untyped-def]
                        shuffle=True, num_workers=cfg.data.num_workers, seed=0)  # fmt: skip
 
 
+def dtype_of(variant: str) -> str:
+    return "bf16" if "bf16" in variant else "fp16" if "fp16" in variant else "fp32"
+
+
 def trainer(variant: str, cfg, train, iters: int, device: str) -> Trainer:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     model = build_model(cfg.model.arch, **cfg.model.knobs())
@@ -73,7 +77,7 @@ def trainer(variant: str, cfg, train, iters: int, device: str) -> Trainer:  # ty
     else:
         opt = make_optimizer("adam", model.parameters(), lr=3e-3, weight_decay=0.0, momentum=None)
     sched = make_scheduler("poly", opt, total_iters=iters, power=0.9)
-    amp = "bf16" if "bf16" in variant else "fp16" if "fp16" in variant else "none"
+    amp = {"fp32": "none"}.get(dtype_of(variant), dtype_of(variant))
     spec = TrainSpec(
         iters=iters,
         epochs=None,
@@ -182,7 +186,7 @@ def main() -> None:
             ips[v].append(run(v, cfg, train, a.iters, a.device))
         print(f"rep {r + 1}: " + ", ".join(f"{v} {ips[v][-1]:.2f}" for v in variants) + " img/s", flush=True)
     peaks = {}
-    for dtype in sorted({"bf16" if "bf16" in v else "fp16" if "fp16" in v else "fp32" for v in variants}):
+    for dtype in sorted({dtype_of(v) for v in variants}):
         spec = ProfileSpec(input=(3, 8, 8), device=a.device, dtype=dtype)
         peaks[dtype] = peak_gflops(spec, environment(spec))
     feed = [loader_alone(cfg, train, a.iters) for _ in range(a.reps)]
@@ -193,7 +197,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for v in variants:
         ratios = [x / b for x, b in zip(ips[v], base, strict=True)]
-        dtype = "bf16" if "bf16" in v else "fp16" if "fp16" in v else "fp32"
+        dtype = dtype_of(v)
         gflops = 3 * fwd * statistics.median(ips[v])
         rows.append({"variant": v, "images_per_s": ips[v], "ratio": ratios, "train_gflops": gflops,
                      "peak_dtype": dtype, "peak_fraction": gflops / peaks[dtype]})  # fmt: skip

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -98,8 +99,7 @@ def markdown(record: dict[str, Any]) -> str:
                   "| variant | images/s median | ratio to fp32 | fraction of its dtype's matmul peak |",
                   "|---|---:|---:|---:|"]  # fmt: skip
         for row in fp["rows"]:
-            ips = sorted(row["images_per_s"])[len(row["images_per_s"]) // 2]
-            ratio = sorted(row["ratio"])[len(row["ratio"]) // 2]
+            ips, ratio = statistics.median(row["images_per_s"]), statistics.median(row["ratio"])
             lines.append(f"| {row['variant']} | {ips:.1f} | {ratio:.2f} | {row['peak_fraction']:.2f} |")
     if record.get("profiles"):
         lines += ["", "Latency, batch 1 (aspp-bench profile, synchronised, warm-up, torch.utils.benchmark blocks):", "",

@@ -7,6 +7,7 @@ import argparse
 import json
 
 from bench.errors import UserError
+from bench.threads import plan_threads
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -64,7 +65,6 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from bench.profile import ProfileSpec, check_spec, parse_input
-    from bench.threads import plan_threads
 
     spec = ProfileSpec(
         input=parse_input(args.input),
@@ -78,19 +78,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
         min_run_time=args.min_run_time,
     )
     check_spec(spec)  # before building anything
-    if spec.device == "cpu" and spec.dtype == "bf16":
-        from bench.bf16 import bf16_problem
+    from bench.resources import bf16_problem, check_inference_memory
 
-        problem = bf16_problem("--dtype bf16", "--dtype fp32")
-        if problem:
-            raise UserError(problem)
+    problem = bf16_problem("--dtype bf16", "--dtype fp32") if spec.device == "cpu" and spec.dtype == "bf16" else None
+    if problem:
+        raise UserError(problem)
 
     from bench.config import load_run_config
     from bench.models import build_model
     from bench.profile import profile_model
 
     cfg = load_run_config(None, [f"model.arch={args.arch}", *args.set])
-    from bench.resources import check_inference_memory
 
     check_inference_memory(cfg.model, (spec.batch, *spec.input), source=f"--input {args.input} --batch {spec.batch}")
     model = build_model(cfg.model.arch, **cfg.model.knobs())
