@@ -56,16 +56,16 @@ class ModelConfig(_Frozen):
     context: str | None = None
     rates: tuple[int, ...] | None = None
     rates2: tuple[int, ...] | None = None
-    output_stride: int | None = Field(None, ge=1, le=1024)
+    output_stride: int | None = Field(None, ge=1, le=1024, examples=[8])
     skip: bool | None = None
     width: int | None = Field(None, ge=1, le=4096)
     aux: bool | None = None
-    weights: str | None = None
+    weights: str | None = Field(None, examples=["DEFAULT"])
     image_pool: bool | None = None
     upsample: Literal["bilinear", "transpose"] | None = None
     down_dilation: int | None = Field(None, ge=1, le=1024)
     freeze_backbone: bool | None = None
-    num_classes: int | None = Field(None, ge=1, le=100_000)
+    num_classes: int | None = Field(None, ge=1, le=100_000, examples=[6])
 
     def knobs(self) -> dict[str, Any]:
         """The builder keywords this config sets (None fields left to the architecture)."""
@@ -74,14 +74,14 @@ class ModelConfig(_Frozen):
 
 class AugmentConfig(_Frozen):
     flip: bool = True
-    scale: tuple[float, float] | None = None
-    rotate: float = Field(0.0, ge=0, le=180)
+    scale: tuple[float, float] | None = Field(None, examples=[(0.5, 2.0)])
+    rotate: float = Field(0.0, ge=0, le=180, examples=[10.0])
 
 
 class DataConfig(_Frozen):
     name: str = "synthetic"
-    root: str | None = None
-    split: str = "train"
+    root: str | None = Field(None, examples=["data/camvid"])
+    split: str = Field("train", examples=["val"])
     size: tuple[Side, Side] = (64, 64)
     crop: tuple[Side, Side] | None = None
     augment: AugmentConfig = AugmentConfig()
@@ -95,16 +95,17 @@ class DataConfig(_Frozen):
 class LossConfig(_Frozen):
     name: str = "ce"
     class_weights: Literal["none", "median_freq", "inverse_freq"] | tuple[float, ...] = "none"
-    ignore_index: int | None = None
+    ignore_index: int | None = Field(None, examples=[255])
 
 
 class OptimConfig(_Frozen):
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    momentum: float | None = Field(None, ge=0)  # None: 0.9 for sgd (resolved); adam/adamw take none
+    # None: 0.9 for sgd (resolved); adam/adamw take none (its example is shown with optim.name=sgd)
+    momentum: float | None = Field(None, ge=0, examples=[0.9], json_schema_extra={"example_with": ["optim.name=sgd"]})
     schedule: Literal["poly", "cosine", "none"] = "poly"
-    power: float | None = Field(None, gt=0)  # None: 0.9 for poly (resolved); other schedules take none
+    power: float | None = Field(None, gt=0, examples=[0.9])  # None: 0.9 for poly (resolved); other schedules take none
 
 
 class TrainConfig(_Frozen):
@@ -116,7 +117,7 @@ class TrainConfig(_Frozen):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     eval_every: int = Field(1, ge=1, le=100_000)
     checkpoint_every: int = Field(1, ge=1, le=100_000)
-    grad_clip: float | None = Field(None, gt=0)
+    grad_clip: float | None = Field(None, gt=0, examples=[1.0])
     device: Literal["cpu", "cuda", "auto"] = "auto"
     # batch norm over the global batch when a cell trains on several devices (launch.tasks_per_node,
     # launch.nodes); with one device it changes nothing. false: each device normalises its own share.
@@ -124,7 +125,8 @@ class TrainConfig(_Frozen):
 
 
 class ProfileConfig(_Frozen):
-    input: tuple[Annotated[int, Field(ge=1, le=64)], Side, Side] | None = None  # None: 3 x data.size
+    # None: 3 x data.size
+    input: tuple[Annotated[int, Field(ge=1, le=64)], Side, Side] | None = Field(None, examples=[(3, 512, 512)])
     batch: int = Field(1, ge=1, le=4096)
     latency: bool = True
     threads: int | None = Field(None, ge=1, le=1024)

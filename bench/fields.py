@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bench.config import RunConfig, config_keys
-from bench.errors import clip, did_you_mean
+from bench.config import RunConfig, config_keys, load_run_config
+from bench.errors import UserError, clip, did_you_mean
 
 __all__ = ["FIELDS_HINT", "accepted_form", "describe_type", "explain", "field_rows"]
 
@@ -39,6 +39,64 @@ def explain(e: ValidationError, *, source: str, keys: list[str], allowed_at: Any
 
 
 FIELDS_HINT = "'aspp-bench config --fields' lists every key with its type, default and allowed values"
+
+
+def _field_info(key: str) -> Any:
+    """The pydantic FieldInfo of a dotted config key (None for no such key)."""
+    model: Any = RunConfig
+    info = None
+    for part in key.split("."):
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        info = fields[part]
+        model = info.annotation
+    return info
+
+
+def _as_set_value(value: Any) -> str:
+    """A Python value as written after --set KEY= (YAML: lists in brackets, true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_as_set_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _set_form(sets: list[str]) -> str:
+    return " ".join(f"'{s}'" if " " in s or "[" in s else s for s in sets)
+
+
+def _accepted(sets: list[str]) -> bool:
+    """Whether these --set overrides resolve to a run config."""
+    from bench.identity import resolve  # identity reads fields' error texts: a module-level import is a circle
+
+    try:
+        resolve(load_run_config(None, sets))
+    except (UserError, ValueError):
+        return False
+    return True
+
+
+def _example_sets(key: str, example: str) -> list[str]:
+    """The --set overrides that show `key=example` accepted: the field's own companions
+    (`example_with`), else, for a knob the default architecture or dataset does not take, the
+    first one that takes it."""
+    import bench.registry as reg
+
+    info = _field_info(key)
+    extra = getattr(info, "json_schema_extra", None) or {}
+    sets = [*extra.get("example_with", []), f"{key}={example}"]
+    if _accepted(sets):
+        return sets
+    section, _, knob = key.partition(".")
+    owners = {"model": ("architectures", "model.arch"), "data": ("datasets", "data.name")}.get(section)
+    if owners is not None:
+        registry = getattr(reg, owners[0])
+        for name in registry.names():
+            if knob in registry.get(name).knobs and _accepted([f"{owners[1]}={name}", *sets]):
+                return [f"{owners[1]}={name}", *sets]
+    return sets
 
 
 def _annotation(key: str) -> Any:
@@ -146,6 +204,9 @@ def field_rows() -> list[dict[str, Any]]:
             example = str(node) if node is not None else names[0]
         elif what.startswith("one of "):
             allowed = what.removeprefix("one of ").split(" or ")[0]
-        form = f"'{key}={example}'" if " " in example or "[" in example else f"{key}={example}"
+        info = _field_info(key)
+        if info is not None and info.examples:
+            example = _as_set_value(info.examples[0])
+        form = _set_form(_example_sets(key, example))
         rows.append({"key": key, "type": what, "default": node, "allowed": allowed, "example": form})
     return rows
