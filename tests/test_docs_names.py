@@ -1,0 +1,73 @@
+"""README.md and docs/: every command-line flag and config key they name exists."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.cli import _parser
+from bench.config import config_keys
+from bench.sweep import LaunchConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FILE_ENDINGS = (".py", ".log", ".txt", ".json", ".yaml", ".yml", ".md", ".csv", ".png", ".pdf", ".tex", ".pt", ".sh")
+KEY = re.compile(
+    r"(?<![\w./-])((?:model|data|loss|optim|train|profile|launch)\.[a-z_][a-z_0-9]*(?:\.[a-z_][a-z_0-9]*)?)"
+    r"(?=[=`\s,;:)\]']|$)"
+)
+
+
+def _options() -> dict[str, set[str]]:
+    subs = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {name: {o for act in sp._actions for o in act.option_strings} for name, sp in subs.choices.items()}
+
+
+def _invocations(text: str) -> list[str]:
+    """`aspp-bench ...` as written in code: inline spans and the lines of fenced blocks."""
+    spans = re.findall(r"`(aspp-bench [^`\n]*)`", text)
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
+    lines = [ln for b in blocks for ln in b.splitlines()
+             if re.search(r"(?:^|\s)aspp-bench\s", ln) and not re.match(r"\s*aspp-bench:", ln)]  # fmt: skip
+    # a line may chain several commands (&&, a pipe, ;)
+    return [seg.strip() for x in spans + lines for seg in re.split(r"\s\|\s|&&|;", x) if "aspp-bench " in seg]
+
+
+def _named_keys(text: str) -> set[str]:
+    return {k for k in KEY.findall(text) if not k.endswith(FILE_ENDINGS)}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_flag_a_page_names_is_in_the_parser(page: Path) -> None:
+    options = _options()
+    wrong = []
+    for call in _invocations(page.read_text()):
+        m = re.match(r"(?:.*\s)?aspp-bench\s+([a-z][a-z-]*)(.*)", call)
+        if m is None:
+            continue
+        command, rest = m.group(1), m.group(2)
+        if command not in options:
+            wrong.append(f"{call!r}: no command {command!r}")
+            continue
+        wrong += [f"{call!r}: {command} has no {flag}" for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", rest)
+                  if flag not in options[command]]  # fmt: skip
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_config_key_a_page_names_is_a_field(page: Path) -> None:
+    known = set(config_keys()) | {f"launch.{k}" for k in LaunchConfig.model_fields}
+    unknown = sorted(_named_keys(page.read_text()) - known)
+    assert not unknown, f"{page.name} names keys that are not in 'aspp-bench config --fields': {unknown}"
+
+
+def test_the_check_finds_a_flag_and_a_key_that_do_not_exist() -> None:
+    """The two checks above can fail: a page naming `plan --diference` and `model.growth`."""
+    page = "Run `aspp-bench plan results/x --diference 1` with `--set model.growth=4`.\n"
+    calls = _invocations(page)
+    assert calls == ["aspp-bench plan results/x --diference 1"]
+    assert "--diference" not in _options()["plan"]
+    assert "model.growth" in _named_keys(page) and "model.growth" not in set(config_keys())
