@@ -58,6 +58,8 @@ def evaluate_model(
     are compared in fp32 whatever the autocast dtype. In a cell of several ranks each scores its
     share of the images and the confusion matrices are summed before any metric is computed."""
     model.eval()
+    if channels_last:  # as the trainer holds it: a checkpoint evaluated alone takes the same kernels
+        model = model.to(memory_format=torch.channels_last)
     metrics = SegMetrics(
         num_classes, ignore_index=ignore_index, class_names=class_names, device=device, size_buckets=size_buckets
     )
@@ -148,6 +150,7 @@ def evaluate_checkpoint(
             class_names=split.class_names,
             device=device,
             amp=cfg.train.amp,
+            channels_last=cfg.train.channels_last,
         )
         scored_at = f"data.size {list(cfg.data.size)}" + (
             " (the dataset is generated at that size: it is the label size)" if resolution == "label" else ""
@@ -197,13 +200,16 @@ def _evaluate_at_label_size(model: Any, split: Any, cfg: Any, device: Any) -> di
         split.num_classes, ignore_index=cfg.loss.ignore_index, class_names=split.class_names, device=device
     )
     model.eval()
-    amp = cfg.train.amp
+    amp, cl = cfg.train.amp, cfg.train.channels_last
+    if cl:  # the memory format it trained and was scored in (see evaluate_model)
+        model = model.to(memory_format=torch.channels_last)
+    fmt = torch.channels_last if cl else torch.contiguous_format
     with torch.inference_mode():
         for i in range(len(ds)):
             image, _ = ds[i]
             native = split.native_masks[i]
             with autocast(device, amp):
-                logits = main_logits(model(image.unsqueeze(0).to(device)))
+                logits = main_logits(model(image.unsqueeze(0).to(device).contiguous(memory_format=fmt)))
             logits = F.interpolate(logits.float(), size=tuple(native.shape), mode="bilinear", align_corners=False)
             metrics.update(logits.argmax(1), native.unsqueeze(0).long())
     return metrics.compute()
