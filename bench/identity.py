@@ -55,10 +55,28 @@ def _registries():  # type: ignore[no-untyped-def]
     return architectures, contexts, datasets, losses
 
 
+def _optim_registries():  # type: ignore[no-untyped-def]
+    import bench.optim  # noqa: F401  (registers the optimisers and schedules)
+    from bench.registry import optimizers, schedulers
+
+    return optimizers, schedulers
+
+
+def _applied(knobs: dict[str, Any], key: str, given: Any) -> Any:
+    """A keyword's value as a builder takes it: its own default where none is given, and None
+    where the builder declares it with no default of its own (it does not apply: adam's momentum,
+    cosine's power)."""
+    default = knobs.get(key, None)
+    if default is None or default is _EMPTY:
+        return None
+    return default if given is None else given
+
+
 def resolve(cfg: RunConfig) -> RunConfig:
     """The canonical form of `cfg` (see the module docstring). Raises UserError for a knob the
     architecture, context, dataset or loss does not take, or a class count the data contradicts."""
     architectures, contexts, datasets, losses = _registries()
+    optimizers, schedulers = _optim_registries()
     from bench.data import dataset_facts
 
     # data: the dataset's own defaults for the keys it takes; keys it does not take stay unset
@@ -141,8 +159,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
     o = cfg.optim
     optim = o.model_copy(
         update={
-            "momentum": (0.9 if o.momentum is None else o.momentum) if o.name == "sgd" else None,
-            "power": (0.9 if o.power is None else o.power) if o.schedule == "poly" else None,
+            "momentum": _applied(optimizers.get(o.name).knobs, "momentum", o.momentum),
+            "power": _applied(schedulers.get(o.schedule).knobs, "power", o.power),
         }
     )
     train = cfg.train

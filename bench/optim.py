@@ -1,6 +1,10 @@
 """Optimisers and learning-rate schedules by name (registries `optimizers`, `schedulers`), as
 models, losses and datasets are: `optim.name` and `optim.schedule` pick a builder; each takes the
-common keywords and uses those that apply to it."""
+common keywords and uses those that apply to it. A builder's signature is the one place its
+defaults live: a keyword it declares with a default applies and takes that default where the
+config gives none (sgd's momentum, poly's power; identity.resolve records it from there), one it
+declares with None does not apply (adam's momentum, cosine's power) and is dropped from a run's
+identity."""
 
 from __future__ import annotations
 
@@ -27,14 +31,14 @@ def adamw(params: Any, *, lr: float, weight_decay: float = 0.0, momentum: float 
 
 
 @optimizers.register("sgd")
-def sgd(params: Any, *, lr: float, weight_decay: float = 0.0, momentum: float | None = 0.9) -> torch.optim.Optimizer:
+def sgd(params: Any, *, lr: float, weight_decay: float = 0.0, momentum: float = 0.9) -> torch.optim.Optimizer:
     """torch.optim.SGD with momentum (0.9 unless optim.momentum says otherwise), as the papers train."""
-    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=0.9 if momentum is None else momentum)
+    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
 
 
 @schedulers.register("poly", paper="Chen et al., DeepLab (the 'poly' policy), arXiv:1606.00915")
 def poly(
-    optimizer: torch.optim.Optimizer, *, total_iters: int, power: float | None = 0.9
+    optimizer: torch.optim.Optimizer, *, total_iters: int, power: float = 0.9
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """lr x (1 - t/T)^power, stepped per iteration.
 
@@ -42,8 +46,7 @@ def poly(
     updates the rate multiplicatively step by step, which differs from the closed form in the last
     bits, and every committed result was trained with the closed form (training from scratch turns
     the last bit into points of mIoU)."""
-    p = 0.9 if power is None else power
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: max(0.0, 1 - t / total_iters) ** p)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: max(0.0, 1 - t / total_iters) ** power)
 
 
 @schedulers.register("cosine")
@@ -67,7 +70,8 @@ def make_optimizer(name: str, params: Any, *, lr: float, weight_decay: float, mo
         entry = optimizers.get(name)
     except UserError as e:
         raise UserError(f"optim.name={name!r}: {e}") from None
-    return entry.builder(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
+    given = {} if momentum is None else {"momentum": momentum}  # None: the builder's own default
+    return entry.builder(params, lr=lr, weight_decay=weight_decay, **given)
 
 
 def make_scheduler(name: str, optimizer: torch.optim.Optimizer, *, total_iters: int, power: float | None):
@@ -76,4 +80,5 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, *, total_iters: 
         entry = schedulers.get(name)
     except UserError as e:
         raise UserError(f"optim.schedule={name!r}: {e}") from None
-    return entry.builder(optimizer, total_iters=total_iters, power=power)
+    given = {} if power is None else {"power": power}  # None: the builder's own default
+    return entry.builder(optimizer, total_iters=total_iters, **given)
