@@ -14,6 +14,7 @@ import torch
 
 from bench.distributed import World
 from bench.errors import UserError
+from bench.files import atomic_path, space_report
 from bench.training import TrainState
 
 __all__ = [
@@ -112,8 +113,6 @@ def write_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
     """torch.save through a temporary file and a rename: a checkpoint is whole or absent. A write
     that fails (torch reports a full disk as RuntimeError, not OSError) is an OSError naming the
     path and the free space; the previous checkpoint is left whole."""
-    from bench.store import atomic_path, space_report
-
     try:
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)

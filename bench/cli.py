@@ -8,7 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench import __version__
 from bench.errors import UserError, clip
+from bench.files import space_report
 
 __all__ = ["main"]
 
@@ -66,8 +68,6 @@ def _version() -> str:
     try:
         return version("aspp-bench")
     except PackageNotFoundError:  # run from a checkout without installing
-        from bench import __version__
-
         return __version__
 
 
@@ -237,8 +237,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         space = ""
         if e.errno in (errno.ENOSPC, errno.EDQUOT) and e.filename and "free of" not in str(e.strerror):
-            from bench.store import space_report
-
             space = f"; {space_report(Path(str(e.filename)).parent)}"
         print(
             f"aspp-bench: error: {where}{e.strerror or e}{space} (the file system refused; nothing half-written "

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.errors import UserError, clip, did_you_mean
+from bench.explain import explain
 
 __all__ = [
     "DataConfig",
@@ -204,9 +205,7 @@ def validate(data: dict[str, Any], *, source: str) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        from bench.fields import explain
-
-        raise UserError(explain(e, source=source, keys=config_keys())) from None
+        raise UserError(explain(e, model=RunConfig, source=source, keys=config_keys())) from None
 
 
 # What a config or sweep file may hold: a real one is a few kB with a few hundred nodes. The bounds

@@ -280,7 +280,17 @@ class Trainer:
             self._begin()
         st = self.state
         bar = progress_bar(self.spec.progress, main=self.world.main, total=self.total_iters, initial=st.iteration)
-        ticker = ProgressLine(self, every_s=self.spec.progress_every_s) if bar.disable and self.world.main else None
+        ticker = (
+            ProgressLine(
+                st,
+                total_iters=self.total_iters,
+                total_epochs=self.total_epochs,
+                log=self.log,
+                every_s=self.spec.progress_every_s,
+            )  # fmt: skip
+            if bar.disable and self.world.main
+            else None
+        )
         last_metrics: dict[str, Any] | None = None
         why = None
         try:

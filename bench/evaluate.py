@@ -11,11 +11,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from bench.checkpoint import read_checkpoint
 from bench.config import apply_overrides, parse_set, read_yaml_mapping, validate
+from bench.data import build_dataset, dataset_facts, eval_split, load_split, make_loader
 from bench.distributed import SINGLE, World
 from bench.errors import UserError
+from bench.identity import run_id
 from bench.metrics import SegMetrics
-from bench.store import CONFIG
+from bench.models import build_model
+from bench.store import CONFIG, RESULT
 from bench.threads import plan_threads
 
 __all__ = ["AMP_DTYPES", "evaluate_checkpoint", "evaluate_model", "main_logits", "resolve_device"]
@@ -85,11 +89,6 @@ def evaluate_checkpoint(
     validated on (val, or test for a run trained on val). `resolution`: `data` scores at
     `data.size` (as the run validated), `label` upsamples the logits to each annotation's own
     size and scores there (as the papers report)."""
-    from bench.checkpoint import read_checkpoint
-    from bench.data import build_dataset, dataset_facts, eval_split, load_split, make_loader
-    from bench.identity import run_id
-    from bench.models import build_model
-
     if resolution not in RESOLUTIONS:
         raise UserError(f"--resolution {resolution!r}: allowed are {', '.join(RESOLUTIONS)}")
     ckpt = Path(checkpoint)
@@ -172,8 +171,6 @@ def _data_root(root: str, run_dir: Path) -> str:
     current folder if it exists there, else from the absolute path the run recorded."""
     import json
 
-    from bench.store import RESULT
-
     if Path(root).is_absolute() or Path(root).exists():
         return root
     try:
@@ -192,8 +189,6 @@ def _data_root(root: str, run_dir: Path) -> str:
 def _evaluate_at_label_size(model: Any, split: Any, cfg: Any, device: Any) -> dict[str, Any]:
     """Per image: logits at data.size, upsampled to the annotation's size, scored there."""
     import torch.nn.functional as F
-
-    from bench.data import build_dataset
 
     ds = build_dataset(split, train=False)
     metrics = SegMetrics(

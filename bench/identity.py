@@ -22,8 +22,14 @@ import json
 import math
 from typing import Any
 
-from bench.config import RunConfig, flatten, validate
+import bench.losses  # noqa: F401  (registers the losses)
+import bench.models  # noqa: F401  (registers the zoo)
+import bench.optim  # noqa: F401  (registers the optimisers and schedules)
+from bench.config import RunConfig, config_keys, flatten, validate
+from bench.data import dataset_facts
 from bench.errors import UserError
+from bench.models.blocks import check_rates
+from bench.registry import architectures, contexts, datasets, losses, optimizers, schedulers
 
 __all__ = [
     "NOT_IDENTITY",
@@ -47,17 +53,11 @@ _EMPTY = inspect.Parameter.empty
 
 
 def _registries():  # type: ignore[no-untyped-def]
-    import bench.data  # noqa: F401  (registers datasets)
-    import bench.losses  # noqa: F401  (registers losses)
-    import bench.models  # noqa: F401  (registers the zoo)
-    from bench.registry import architectures, contexts, datasets, losses
 
     return architectures, contexts, datasets, losses
 
 
 def _optim_registries():  # type: ignore[no-untyped-def]
-    import bench.optim  # noqa: F401  (registers the optimisers and schedules)
-    from bench.registry import optimizers, schedulers
 
     return optimizers, schedulers
 
@@ -77,7 +77,6 @@ def resolve(cfg: RunConfig) -> RunConfig:
     architecture, context, dataset or loss does not take, or a class count the data contradicts."""
     architectures, contexts, datasets, losses = _registries()
     optimizers, schedulers = _optim_registries()
-    from bench.data import dataset_facts
 
     # data: the dataset's own defaults for the keys it takes; keys it does not take stay unset
     dentry = datasets.get(cfg.data.name)
@@ -118,8 +117,6 @@ def resolve(cfg: RunConfig) -> RunConfig:
     if model.context is not None:
         centry = contexts.get(model.context)
         if not centry.meta.get("uses_rates", True):  # ppm, none: rates validated, never used
-            from bench.models.blocks import check_rates
-
             check_rates(model.rates or (1,))
             upd: dict[str, Any] = {"rates": None}
             if model.rates2 is not None:
@@ -228,8 +225,6 @@ def _missing(v: Any) -> bool:
 
 def config_from_row(row: Any) -> dict[str, Any]:
     """A nested config mapping from a collected table row (dotted columns, lists as '3,6,9,12')."""
-    from bench.config import config_keys
-
     out: dict[str, Any] = {}
     for key in config_keys():
         if key not in row or _missing(row[key]):

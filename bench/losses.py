@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.data import split_key
 from bench.errors import UserError
+from bench.files import atomic_write_text, cache_dir
 from bench.registry import losses
 
 __all__ = ["build_loss", "class_frequencies", "class_weights", "run_loss"]
@@ -207,7 +209,6 @@ def class_weights(
     cache = None
     if cache_key is not None:
         digest = hashlib.sha1(f"{cache_key}|{scheme}|{num_classes}|{ignore_index}".encode()).hexdigest()[:16]
-        from bench.store import cache_dir
 
         cache = cache_dir("class_weights") / f"{digest}.json"
         if cache.is_file():
@@ -224,8 +225,6 @@ def class_weights(
         w = w / w[share > 0].mean()
     w = w.float()
     if cache is not None:
-        from bench.store import atomic_write_text
-
         atomic_write_text(cache, json.dumps({"key": cache_key, "scheme": scheme, "weights": w.tolist()}))
     return w
 
@@ -248,8 +247,6 @@ def run_loss(loss_cfg: Any, data: Any, data_cfg: Any) -> nn.Module:
     """The loss a run trains with: `loss.name` with the class weights `loss.class_weights` asks
     for, computed on the decoded training split `data` and cached per split. weighted_ce without
     class weights uses median-frequency balancing, the scheme of the papers that define it."""
-    from bench.data import split_key
-
     scheme = loss_cfg.class_weights
     if loss_cfg.name == "weighted_ce" and scheme == "none":
         scheme = "median_freq"

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.distributed import all_sum
+
 __all__ = ["SIZE_BUCKETS", "SegMetrics", "metrics_from_confusion"]
 
 # Object size as a share of the image (COCO's 32^2 and 96^2 px at 640x480, as fractions).
@@ -87,7 +89,6 @@ class SegMetrics:
         that compute() sees the whole split; a single process is left as it is."""
         if not world.distributed:
             return
-        from bench.distributed import all_sum
 
         all_sum(self.cm, world)
         buckets = torch.from_numpy(self.bucket_counts).to(self.cm.device)

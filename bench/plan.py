@@ -12,7 +12,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench import stats
 from bench.config import is_experiment_key
+from bench.errors import UserError
+from bench.labels import row_label
+from bench.regress import seed_miou
 
 __all__ = ["plan"]
 
@@ -22,11 +26,6 @@ def plan(
 ) -> tuple[str, list[dict[str, Any]]]:
     """(Markdown table, records) over the configurations of a loaded table (bench.regress.load_table)."""
     import numpy as np
-
-    from bench import stats
-    from bench.errors import UserError
-    from bench.labels import row_label
-    from bench.regress import seed_miou
 
     if difference <= 0:
         raise UserError(f"--difference {difference}: give the smallest difference worth detecting, in mIoU points")

@@ -14,9 +14,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench.config import is_experiment_key
-from bench.errors import UserError
+from bench import stats
+from bench.config import RunConfig as _RC
+from bench.config import config_keys, flatten, is_experiment_key
+from bench.errors import UserError, did_you_mean
+from bench.identity import NOT_IDENTITY, config_from_row, config_id, identity_of_dict
 from bench.labels import row_label
+from bench.results import collect
 
 __all__ = ["load_table", "regress", "seed_miou"]
 
@@ -25,8 +29,6 @@ def load_table(path: str | Path) -> Any:
     """A results folder (collected on the fly) or a collected table (.parquet / .csv), with each
     row's identity (`_identity`, `_config`) computed from its config columns."""
     import pandas as pd
-
-    from bench.results import collect
 
     p = Path(path)
     try:
@@ -86,8 +88,6 @@ def _checked_numbers(df: Any, source: Path) -> Any:
 
 def _identify(df: Any, source: Path) -> Any:
     """Add `_identity` (run identity) and `_config` (the same without the seed) to every row."""
-    from bench.identity import config_from_row, identity_of_dict
-
     if not any(is_experiment_key(c) for c in df.columns):
         raise UserError(
             f"{source}: no config columns (model.*, data.*, ...): rows are matched by the configuration they "
@@ -174,8 +174,6 @@ def regress(
     `alpha`. A drop beyond the tolerance that is not significant is INCONCLUSIVE (listed with the
     seeds that would resolve it at the measured spread; it does not fail). With one seed on a side
     no test is possible and the plain threshold decides, marked as such."""
-    from bench import stats
-
     if miou_tol < 0 or speed_tol < 0:
         raise UserError(f"--miou-tol ({miou_tol}) and --speed-tol ({speed_tol}) must be non-negative")
     if not 0 < alpha < 1:
@@ -184,11 +182,6 @@ def regress(
         if "_identity" not in t.columns:
             raise UserError("regress takes tables from load_table (rows with their identity)")
     if ignore:
-        from bench.config import RunConfig as _RC
-        from bench.config import config_keys
-        from bench.errors import did_you_mean
-        from bench.identity import config_id
-
         keys = config_keys(_RC)
         for k in ignore:
             if k not in keys:
@@ -283,9 +276,6 @@ def _markdown(records: list[dict[str, Any]], alpha: float) -> str:
 def _difference(baseline: Any, current: Any) -> str:
     """Which keys of the resolved configs take other values in one table than in the other."""
     import json
-
-    from bench.config import flatten
-    from bench.identity import NOT_IDENTITY
 
     def values(t: Any) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}

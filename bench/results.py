@@ -10,7 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.store import CHECKPOINT, CONFIG, MANIFEST, RESULT, TENSORBOARD, known_identity, read_json_file, read_result
+from bench.config import flatten
+from bench.errors import UserError
+from bench.files import read_json_file
+from bench.identity import identity_of_dict
+from bench.store import CHECKPOINT, CONFIG, MANIFEST, RESULT, TENSORBOARD, known_identity, read_result
 
 METRIC_COLUMNS = ("miou", "pixel_acc", "mean_class_acc", "fw_iou", "macro_f1", "mean_dice")
 
@@ -40,7 +44,6 @@ def result_row(run_id: str, r: dict[str, Any]) -> dict[str, Any]:
     """One table row: flattened config, status, metrics (with per-class and per-size IoU),
     cost and speed with the environment fingerprint."""
     row: dict[str, Any] = {"run_id": run_id, "status": r.get("status")}
-    from bench.config import flatten
 
     def part(d: Any, key: str) -> dict[str, Any]:  # a section a hand edit may have made a non-mapping
         v = d.get(key) if isinstance(d, dict) else None
@@ -116,9 +119,6 @@ def collect(results: str | Path) -> tuple[Any, list[tuple[str, str]]]:
     row (the folder named by the identity first), the other is listed as a duplicate, never
     counted as another seed."""
     import pandas as pd
-
-    from bench.errors import UserError
-    from bench.identity import identity_of_dict
 
     root = Path(results)
     rows: dict[str, dict[str, Any]] = {}

@@ -14,25 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from bench.bf16 import probe as bf16_probe
+from bench.checkpoint import seed_everything
 from bench.config import RunConfig
-from bench.distributed import SINGLE, World
+from bench.data import build_dataset, data_problem, eval_split, load_split, make_loader
+from bench.distributed import SINGLE, World, gather_objects, sync_batchnorm
+from bench.engine import Trainer, TrainSpec
 from bench.errors import UserError
+from bench.evaluate import resolve_device
+from bench.files import make_new_folder, remove_new_paths, write_json, write_yaml
+from bench.identity import resolve
+from bench.losses import run_loss
+from bench.models import build_model
+from bench.optim import make_optimizer, make_scheduler
+from bench.profile import ProfileSpec, environment, profile_model
 from bench.resources import check_disk, check_memory, device_problem, step_gflop
-from bench.store import (
-    CHECKPOINT,
-    CONFIG,
-    LOCK,
-    LOG,
-    RESULT,
-    RunLock,
-    check_folder,
-    make_new_folder,
-    read_result,
-    remove_new_paths,
-    remove_stale_temps,
-    write_json,
-    write_yaml,
-)
+from bench.store import CHECKPOINT, CONFIG, LOCK, LOG, RESULT, RunLock, check_folder, read_result, remove_stale_temps
+from bench.tensorboard_log import tensorboard_logger
 from bench.threads import plan_threads, torch_threads_kept, wait_policy
 
 __all__ = ["build_data", "execute"]
@@ -59,8 +56,6 @@ def _logger(out_dir: Path, world: World = SINGLE) -> logging.Logger:
 
 def build_data(cfg: RunConfig):  # type: ignore[no-untyped-def]
     """Both splits decoded (validating the dataset before any model is built)."""
-    from bench.data import eval_split, load_split
-
     train = load_split(cfg.data, cfg.data.split)
     val = load_split(cfg.data, eval_split(cfg.data.split))
     return train, val
@@ -72,8 +67,6 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, wo
     before anything in it changes. The folder is locked for the whole run: a second process on
     it stops with an error. In a distributed cell every rank calls this; rank 0 alone locks and
     writes the folder, and tells the others whether to train."""
-    from bench.identity import resolve
-
     out = Path(out_dir)
     cfg = resolve(cfg)
     rid = check_folder(cfg, out)
@@ -97,8 +90,6 @@ def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, wo
         else:
             remove_stale_temps(out, (CHECKPOINT, RESULT, CONFIG))  # a killed writer's leftovers
     if world.distributed:  # the others follow rank 0's verdict
-        from bench.distributed import gather_objects
-
         verdict = gather_objects(verdict, world)[0]
     try:
         if verdict == "done":
@@ -128,8 +119,6 @@ def _preflight(cfg: RunConfig, out: Path) -> None:
     """What can be refused before the run folder is touched: the model (built on the meta device:
     no memory, no weights), the dataset's files, the device and its number format, the memory the
     cell needs and the disk its checkpoints need (bench.resources)."""
-    from bench.data import data_problem, eval_split
-
     needs = check_memory(cfg, source=f"{out}")
     problem = data_problem(cfg.data, (cfg.data.split, eval_split(cfg.data.split)))
     problem = problem or device_problem(cfg.train.device, cfg.train.amp)
@@ -141,16 +130,6 @@ def _preflight(cfg: RunConfig, out: Path) -> None:
 
 def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: World = SINGLE) -> dict[str, Any]:
     import torch
-
-    from bench.checkpoint import seed_everything
-    from bench.data import build_dataset, make_loader
-    from bench.engine import Trainer, TrainSpec
-    from bench.evaluate import resolve_device
-    from bench.losses import run_loss
-    from bench.models import build_model
-    from bench.optim import make_optimizer, make_scheduler
-    from bench.profile import ProfileSpec, environment, profile_model
-    from bench.tensorboard_log import tensorboard_logger
 
     log = _logger(out, world)
     device = resolve_device(cfg.train.device)
@@ -177,8 +156,6 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
     seed_everything(cfg.train.seed)  # the initial weights are the seed's, whatever ran before in this process
     model = build_model(cfg.model.arch, **cfg.model.knobs())
     if world.distributed and cfg.train.sync_bn:  # batch statistics of the global batch, as one process has
-        from bench.distributed import sync_batchnorm
-
         model = sync_batchnorm(model, device.type)
     loss_fn = run_loss(cfg.loss, train_data, cfg.data)
     bs = cfg.data.batch_size

@@ -1,46 +1,46 @@
-"""Run folders and atomic writes: a file is either complete or absent, never half-written.
+"""Run folders: what a run folder holds and which experiment it belongs to.
 
 A run folder holds config.yaml (the resolved config), checkpoint.pt, train.log and, only
 once the run has finished, result.json. The folder belongs to the config it holds: a run of
 another config is refused before anything in it changes (`check_folder`), and a lock keeps a
-second process out while it trains.
+second process out while it trains. Writing a file whole is bench.files' job.
 """
 
 from __future__ import annotations
 
-__all__ = [
-    "CHECKPOINT",
-    "CONFIG",
-    "LOG",
-    "MANIFEST",
-    "RESULT",
-    "RunLock",
-    "atomic_path",
-    "atomic_write_text",
-    "cache_dir",
-    "check_folder",
-    "folder_identity",
-    "known_identity",
-    "make_new_folder",
-    "mkdir",
-    "remove_new_paths",
-    "read_json_file",
-    "space_report",
-    "read_result",
-    "write_json",
-    "write_yaml",
-]
-import contextlib
+import fcntl
 import json
+import math
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bench.errors import UserError
+from bench.files import read_json_file
+from bench.identity import config_diff, identity_of_dict, run_id
+
+__all__ = [
+    "CHECKPOINT",
+    "CONFIG",
+    "ERROR",
+    "JOB",
+    "LOG",
+    "MANIFEST",
+    "RANK_ERROR",
+    "RANK_INFO",
+    "RESULT",
+    "TENSORBOARD",
+    "RunLock",
+    "check_folder",
+    "folder_identity",
+    "is_locked",
+    "known_identity",
+    "read_result",
+    "remove_stale_temps",
+]
+
 
 RESULT = "result.json"
 
@@ -66,128 +66,6 @@ RANK_INFO = "rank-{rank}.json"  # a distributed cell's ranks: who started where 
 RANK_ERROR = "rank-{rank}.error"  # ... and why one of them failed
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """The one atomic-write helper: yields a temporary path beside `path` for any writer
-    (text, torch.save, to_parquet, savefig), then renames it over `path`. On any failure (a full
-    disk, a signal, an exception in the writer) the temporary file is removed and `path` is left
-    as it was: a file is whole or absent, never half-written."""
-    path = Path(path)
-    mkdir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # as open() would create it (mkstemp makes 0600), readable by the group
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def space_report(folder: str | Path) -> str:
-    """'12.3 MiB free of 600.0 MiB' for the file system holding `folder` (or its nearest parent)."""
-    import shutil
-
-    p = Path(folder)
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    try:
-        u = shutil.disk_usage(p)
-    except OSError:
-        return "free space unknown"
-    return f"{u.free / 2**20:.1f} MiB free of {u.total / 2**20:.1f} MiB on its file system"
-
-
-def make_new_folder(path: Path) -> Path | None:
-    """Create `path` and any missing parents; returns the topmost folder this call created (`path`
-    or one of its parents, each made by an atomic mkdir, not guessed from exists()), or None when
-    `path` already existed. Only what it returns may a clean-up remove again."""
-    path = Path(path)
-    missing = [q for q in [path, *path.parents] if not q.exists()]
-    top = None
-    for q in reversed(missing):
-        try:
-            os.mkdir(q)
-        except FileExistsError:
-            continue  # made by another process meanwhile: not ours
-        except NotADirectoryError:
-            mkdir(q)  # raises the UserError naming the regular file in the way
-        if top is None:
-            top = q
-    if not path.is_dir():
-        raise UserError(f"{path}: exists and is not a folder; give a folder path")
-    return top
-
-
-def remove_new_paths(
-    top: Path | None,
-    before: set[Path] = frozenset(),
-    *,
-    last: tuple[Path, ...] = (),
-    keep_top: bool = False,  # type: ignore[assignment]
-) -> None:
-    """Undo what appeared under `top`, a folder this process created (None: nothing to undo), since
-    `before` (its paths then): files unlinked, folders removed only when empty (never a recursive
-    delete), deepest first; the paths in `last` (a lock held until now) go at the end, and `top`
-    itself when that empties it."""
-    if top is None or not top.is_dir():
-        return
-    tail = set(last)
-    for p in sorted(set(top.rglob("*")) - set(before) - tail, key=lambda q: len(q.parts), reverse=True):
-        with contextlib.suppress(OSError):
-            if p.is_dir() and not p.is_symlink():
-                p.rmdir()
-            else:
-                p.unlink()
-    if not before and set(top.rglob("*")) - tail <= {q for t in tail for q in t.parents}:
-        with contextlib.suppress(OSError):
-            for p in tail:
-                p.unlink(missing_ok=True)
-        for p in sorted({q for t in tail for q in t.parents if top in q.parents}, key=lambda q: -len(q.parts)):
-            with contextlib.suppress(OSError):
-                p.rmdir()
-        with contextlib.suppress(OSError):
-            top.rmdir()
-
-
-def cache_dir(*parts: str) -> Path:
-    """The suite's cache folder, $XDG_CACHE_HOME/aspp-bench/<parts> (~/.cache by default): derived
-    data only (decoded datasets, class weights), safe to delete at any time."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base.joinpath("aspp-bench", *parts)
-
-
-def mkdir(path: str | Path) -> Path:
-    """mkdir -p with a UserError (not a traceback) when a parent is a regular file."""
-    from bench.errors import UserError
-
-    p = Path(path)
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        blocker = next((q for q in [p, *p.parents] if q.exists() and not q.is_dir()), p)
-        raise UserError(f"{p}: cannot create this folder, {blocker} is a regular file; choose another path") from None
-    return p
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=_jsonable, allow_nan=True) + "\n")
-
-
-def write_yaml(path: Path, data: Any) -> None:
-    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
-
-
 LOCK = ".lock"
 
 
@@ -203,8 +81,6 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -218,8 +94,6 @@ class RunLock:
         return True
 
     def release(self) -> None:
-        import fcntl
-
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
@@ -238,8 +112,6 @@ def remove_stale_temps(run_dir: Path, names: tuple[str, ...]) -> list[Path]:
 
 def is_locked(run_dir: Path) -> bool:
     """True while some process trains in the folder (its flock is held)."""
-    import fcntl
-
     path = Path(run_dir) / LOCK
     if not path.is_file():
         return False
@@ -253,30 +125,9 @@ def is_locked(run_dir: Path) -> bool:
     return False
 
 
-MAX_STATE_BYTES = 64 << 20  # a result.json is a few hundred kB; a larger one is not the suite's own
-
-
-def read_json_file(path: Path, what: str, *, limit: int = MAX_STATE_BYTES) -> Any:
-    """A JSON state file's content; ValueError (naming the file and what is wrong) when it is too
-    large, not UTF-8 or not JSON. Non-finite numbers (NaN, Infinity) are read as Python floats."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise ValueError(f"{path}: unreadable {what} ({e.strerror or e})") from None
-    if size > limit:
-        raise ValueError(f"{path}: {size / 2**20:.0f} MiB, larger than any {what} (at most {limit >> 20} MiB)")
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, OSError) as e:
-        raise ValueError(f"{path}: corrupt {what} ({type(e).__name__})") from None
-
-
 def read_result(run_dir: Path) -> dict[str, Any] | None:
     """The run's result, or None when it has not finished; raises ValueError if corrupt: not a
     JSON mapping, or a finished run whose mIoU is not a number in [0, 1]."""
-    import math
-
     path = Path(run_dir) / RESULT
     if not path.is_file():
         return None
@@ -289,14 +140,6 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
             given = str(miou)[:40]
             raise ValueError(f"{path}: corrupt result file (metrics.miou is {given!r}, not a number in [0, 1])")
     return r
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, tuple | set):
-        return list(o)
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    return str(o)
 
 
 MANIFEST = "sweep.json"
@@ -320,8 +163,6 @@ def _bound_config(run: Path) -> tuple[Path, Any]:
 def folder_identity(run: Path) -> tuple[str, str, Any] | None:
     """(run_id, config_id, resolved config) the folder is bound to; None for a folder that holds
     no run. A folder with a checkpoint or result but no config it can resolve is a UserError."""
-    from bench.identity import identity_of_dict
-
     source, data = _bound_config(run)
     if data is None:
         if (run / CHECKPOINT).is_file():
@@ -348,8 +189,6 @@ def known_identity(run: Path) -> tuple[str, str, Any] | None:
 def check_folder(cfg: Any, out: Path) -> str:
     """The run_id of `cfg` (a RunConfig, resolved); UserError naming every differing key when the
     folder already holds another experiment. Reads only: nothing in the folder changes."""
-    from bench.identity import config_diff, run_id
-
     rid = run_id(cfg, resolved=True)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; give --out a folder path")

@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench.config import MAX_SEED, RunConfig, apply_overrides, config_keys, flatten, read_yaml_mapping, validate
 from bench.errors import UserError, clip, did_you_mean
+from bench.explain import explain
 from bench.identity import resolve, run_id
 from bench.labels import cell_label
+from bench.references import names as reference_names
 
 __all__ = ["Cell", "Expansion", "LaunchConfig", "Sweep", "expand", "expand_sweep", "load_sweep", "run_id"]
 
@@ -198,13 +200,11 @@ def load_sweep(path: str | Path) -> Sweep:
     try:
         sweep = Sweep.model_validate(data)
     except ValidationError as e:
-        from bench.fields import explain
 
         def allowed(key: str) -> list[str]:
             return list(Sweep.model_fields) if "." not in key else list(LaunchConfig.model_fields)
 
-        raise UserError(explain(e, source=str(p), keys=[], allowed_at=allowed, noun="sweep")) from None
-    from bench.references import names as reference_names
+        raise UserError(explain(e, model=Sweep, source=str(p), keys=[], allowed_at=allowed, noun="sweep")) from None
 
     known = reference_names()
     for ref in sweep.reference:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.labels import row_label
 from bench.results import read_manifest
 from bench.store import TENSORBOARD
 
@@ -22,7 +23,6 @@ def tensorboard_name(out: Path, rid: str) -> Path:
     varying = cells.get(rid) if isinstance(cells, dict) else None
     if not varying:
         return out / TENSORBOARD
-    from bench.labels import row_label
 
     label = row_label(varying, list(varying)).replace("/", "_")
     return out.parent / TENSORBOARD / label[:200]

@@ -319,7 +319,7 @@ def test_each_dataset_checks_its_own_root_and_both_splits(cli, tmp_path) -> None
 
 def test_atomic_writes_leave_nothing_on_a_full_disk(tmp_path, monkeypatch) -> None:
     """Defect: engine.save_checkpoint left its temp file behind when the write failed."""
-    from bench.store import write_json
+    from bench.files import write_json
     from tests.test_engine import _trainer
 
     target = tmp_path / "x.json"
@@ -342,12 +342,12 @@ def test_atomic_writes_leave_nothing_on_a_full_disk(tmp_path, monkeypatch) -> No
 
 
 def test_a_full_disk_is_an_error_message_not_a_traceback(cli, tmp_path, monkeypatch) -> None:
-    import bench.store
+    import bench.files
 
     def full(path):  # noqa: ANN001
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(bench.store, "atomic_write_text", lambda path, text: full(path))
+    monkeypatch.setattr(bench.files, "atomic_write_text", lambda path, text: full(path))
     code, _, err = _train(cli, tmp_path / "run")
     assert code == 2 and "No space left on device" in err and "Traceback" not in err
     assert not list((tmp_path / "run").glob(".*.tmp"))
@@ -612,7 +612,7 @@ def test_a_checkpoint_of_an_earlier_version_still_resumes(tmp_path) -> None:
 
 def test_atomic_writes_keep_the_usual_file_mode(tmp_path) -> None:
     """mkstemp creates 0600 files: results on a shared cluster must stay readable as open() makes them."""
-    from bench.store import write_json
+    from bench.files import write_json
 
     write_json(tmp_path / "a.json", {})
     (tmp_path / "b.json").write_text("{}")
@@ -662,14 +662,14 @@ def test_evaluate_at_the_labels_own_resolution(cli, tmp_path) -> None:
 
 
 def test_a_protocol_mismatch_is_refused_before_decoding(cli, tmp_path, monkeypatch) -> None:
-    import bench.data
+    import bench.evaluate
 
     out = _camvid_run(cli, tmp_path)
 
     def no_decoding(*a, **k):  # noqa: ANN002, ANN003
         raise AssertionError("the split was decoded before the protocol was checked")
 
-    monkeypatch.setattr(bench.data, "load_split", no_decoding)
+    monkeypatch.setattr(bench.evaluate, "load_split", no_decoding)  # the name evaluate calls
     code, _, err = cli("evaluate", str(out / "checkpoint.pt"), "--set", "data.void_as_class=true")
     assert code == 2 and "has 12 classes, the model was trained for 11" in err
 

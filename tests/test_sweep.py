@@ -162,7 +162,7 @@ def test_dry_run_builds_every_model_and_names_the_bad_cells(cli, tmp_path) -> No
 
 def test_dry_run_builds_each_distinct_model_once(cli, tmp_path, monkeypatch) -> None:
     """Defect: every cell built its model again, seeds included (1000 cells: 33 s of CPU)."""
-    import bench.models
+    import bench.launch.preflight as preflight
 
     spec = _write(
         tmp_path,
@@ -176,8 +176,8 @@ def test_dry_run_builds_each_distinct_model_once(cli, tmp_path, monkeypatch) -> 
     """,
     )
     calls = []
-    real = bench.models.build_model
-    monkeypatch.setattr(bench.models, "build_model", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = preflight.build_model  # the dry run's preflight builds each network
+    monkeypatch.setattr(preflight, "build_model", lambda *a, **k: calls.append(a) or real(*a, **k))
     code, out, err = cli("sweep", str(spec), "--dry-run", "--results", str(tmp_path / "r"))
     assert code == 0, err
     assert "20 cell" in out and len(calls) == 2  # 20 cells, 2 distinct networks

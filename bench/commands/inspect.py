@@ -6,13 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 
+from bench.config import load_run_config
 from bench.errors import UserError
+from bench.fields import field_rows, registry_listing
+from bench.identity import NOT_IDENTITY, resolve, run_id
+from bench.models import build_model
+from bench.profile import ProfileSpec, check_spec, parse_input, profile_model
+from bench.resources import bf16_problem, check_inference_memory
 from bench.threads import plan_threads
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from bench.models import registry_listing
-
     rows = registry_listing(args.pattern)
     if not rows:
         raise UserError(f"no registered name matches '{args.pattern}'; 'aspp-bench models' lists them all")
@@ -37,9 +41,6 @@ def cmd_config(args: argparse.Namespace) -> int:
     """The resolved RunConfig as YAML (what run_id hashes), or every key with --fields."""
     import yaml
 
-    from bench.config import load_run_config
-    from bench.fields import field_rows
-
     if args.fields:
         rows = field_rows()
         if args.json:
@@ -51,7 +52,6 @@ def cmd_config(args: argparse.Namespace) -> int:
             allowed = f"; allowed: {r['allowed']}" if r["allowed"] else ""
             print(f"{r['key']:<{width}}  {r['type']}; default {default}{allowed}; e.g. --set {r['example']}")
         return 0
-    from bench.identity import NOT_IDENTITY, resolve, run_id
 
     cfg = resolve(load_run_config(args.config, args.set))
     data = json.loads(cfg.model_dump_json())
@@ -64,8 +64,6 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from bench.profile import ProfileSpec, check_spec, parse_input
-
     spec = ProfileSpec(
         input=parse_input(args.input),
         batch=args.batch,
@@ -78,15 +76,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
         min_run_time=args.min_run_time,
     )
     check_spec(spec)  # before building anything
-    from bench.resources import bf16_problem, check_inference_memory
 
     problem = bf16_problem("--dtype bf16", "--dtype fp32") if spec.device == "cpu" and spec.dtype == "bf16" else None
     if problem:
         raise UserError(problem)
-
-    from bench.config import load_run_config
-    from bench.models import build_model
-    from bench.profile import profile_model
 
     cfg = load_run_config(None, [f"model.arch={args.arch}", *args.set])
 

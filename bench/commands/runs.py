@@ -6,13 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
+from bench.config import load_run_config
+from bench.evaluate import evaluate_checkpoint
+from bench.identity import resolve
+from bench.runner import execute
+from bench.store import RESULT, check_folder
+
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from bench.config import load_run_config
-    from bench.identity import resolve
-    from bench.runner import execute
-    from bench.store import RESULT, check_folder
-
     cfg = resolve(load_run_config(args.config, args.set))
     out = Path(args.out)
     rid = check_folder(cfg, out)  # a folder holding another experiment: exit 2, nothing changed
@@ -31,8 +32,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from bench.evaluate import evaluate_checkpoint
-
     result = evaluate_checkpoint(args.checkpoint, args.set, resolution=args.resolution)
     if args.json:
         print(json.dumps(result, indent=2, default=str))

@@ -9,10 +9,22 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.labels import cell_label
+from bench.launch import (
+    FINISHED,
+    RETRYABLE,
+    cell_problems,
+    cell_states,
+    check_cells,
+    data_problem_lines,
+    sbatch_preview,
+    submit,
+)
+from bench.launch.submit import time_limit_problem
+from bench.resources import GiB, machine_memory
+from bench.sweep import expand_sweep, load_sweep
 
 
 def _sweep_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from bench.sweep import expand_sweep, load_sweep
 
     sweep = load_sweep(args.sweep)
     expansion = expand_sweep(sweep, source=str(args.sweep))
@@ -29,8 +41,6 @@ def _sweep_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _where(launch, executor: str) -> dict:  # type: ignore[no-untyped-def]
     """Where the cells will run, for the pre-flight: this machine (inline, local), or Slurm's nodes,
     whose devices are not this machine's and whose memory is launch.mem_gb where given."""
-    from bench.resources import GiB, machine_memory
-
     if executor == "slurm":
         mem = int(launch.mem_gb * GiB) if launch.mem_gb else None
         return {"here": False, "memory": mem, "where": f"launch.mem_gb={launch.mem_gb}"}
@@ -38,14 +48,10 @@ def _where(launch, executor: str) -> dict:  # type: ignore[no-untyped-def]
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from bench.launch import RETRYABLE, cell_problems, cell_states, check_cells, data_problem_lines, submit
-
     sweep, cells, results = _sweep_setup(args)
     executor = args.executor or sweep.launch.executor
     where = _where(sweep.launch, executor)
     if executor == "slurm":
-        from bench.launch.submit import time_limit_problem
-
         problem = time_limit_problem(sweep.launch)
         if problem:
             raise UserError(f"{args.sweep}: {problem}; nothing was submitted")
@@ -73,8 +79,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 f"{launch.tasks} task(s), one per device); data.batch_size is the global batch"
             )
         if executor == "slurm" or launch.setup or launch.sbatch:
-            from bench.launch import sbatch_preview
-
             print(
                 "the sbatch script of each Slurm job array (made by submitit, not submitted; every #SBATCH "
                 "option and setup line runs on the cluster):"
@@ -125,8 +129,6 @@ def _wait(cells, results: Path, poll: float) -> int:  # type: ignore[no-untyped-
 
     from tqdm import tqdm
 
-    from bench.launch import FINISHED, cell_states
-
     bar = tqdm(total=len(cells), unit="cell", disable=not sys.stderr.isatty())
     while True:
         states = cell_states(cells, results)
@@ -144,8 +146,6 @@ def _wait(cells, results: Path, poll: float) -> int:  # type: ignore[no-untyped-
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from bench.launch import cell_states
-
     sweep, cells, results = _sweep_setup(args)
     if args.results and not results.is_dir():
         raise UserError(

@@ -7,12 +7,16 @@ import json
 import sys
 from pathlib import Path
 
+from bench.config import read_text_file
 from bench.errors import UserError
+from bench.files import atomic_path
+from bench.plan import plan
+from bench.regress import load_table, regress
+from bench.report import build_report
+from bench.results import collect
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from bench.results import collect
-
     res = Path(args.results)
     if not res.is_dir():
         raise UserError(f"{res}: results folder not found")
@@ -24,7 +28,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out}: use a .parquet or .csv file name")
     if df.empty:
         raise UserError(f"{res}: no finished runs to collect ({len(skipped)} folder(s) skipped, listed above)")
-    from bench.store import atomic_path
 
     with atomic_path(out) as tmp:
         df.to_parquet(tmp, index=False) if out.suffix == ".parquet" else df.to_csv(tmp, index=False)
@@ -40,15 +43,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import build_report
-
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip()) if args.format is not None else None
     if formats == ():
         raise UserError(f"--format {args.format!r}: name at least one of md, tex, png, pdf (comma-separated)")
     notes = None
     if args.notes:
-        from bench.config import read_text_file
-
         notes = read_text_file(args.notes, "--notes Markdown")
     r = build_report(args.results, args.out, formats=formats, baseline=args.baseline, notes=notes, sweep=args.sweep)
     for path, why in r["skipped"]:
@@ -60,8 +59,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
-    from bench.regress import load_table, regress
-
     passed, table, records = regress(
         load_table(args.baseline),
         load_table(args.current),
@@ -90,9 +87,6 @@ def cmd_regress(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from bench.plan import plan
-    from bench.regress import load_table
-
     table, records = plan(
         load_table(args.results), difference=args.difference, alpha=args.alpha, power=args.power, baseline=args.baseline
     )

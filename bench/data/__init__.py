@@ -21,11 +21,12 @@ from typing import Any
 import torch
 
 from bench.data.base import SegData, SegDataset
-from bench.data.camvid import load_camvid
+from bench.data.camvid import CAMVID_CLASSES, LAYOUT, VOID, camvid_pairs, load_camvid
 from bench.data.loaders import ResumableSampler, build_dataset, make_loader
 from bench.data.synthetic import check_synthetic, make_synthetic
-from bench.data.tvdatasets import load_cityscapes, load_voc
+from bench.data.tvdatasets import CITYSCAPES_LAYOUT, VOC_LAYOUT, load_cityscapes, load_voc
 from bench.errors import UserError
+from bench.files import atomic_path, cache_dir
 from bench.registry import datasets
 
 __all__ = [
@@ -48,15 +49,11 @@ def _synthetic_facts(classes: int = 6, **_: Any) -> tuple[int, int]:
 
 
 def _camvid_facts(void_as_class: bool = False, **_: Any) -> tuple[int, int]:
-    from bench.data.camvid import CAMVID_CLASSES, VOID
-
     return (len(CAMVID_CLASSES) + 1, 255) if void_as_class else (len(CAMVID_CLASSES), VOID)
 
 
 def _camvid_check(root: str | None, split: str) -> None:
     from pathlib import Path
-
-    from bench.data.camvid import LAYOUT, camvid_pairs
 
     if root is None:
         raise UserError(f"data.root is not set for camvid; {LAYOUT}")
@@ -66,8 +63,6 @@ def _camvid_check(root: str | None, split: str) -> None:
 def _cityscapes_check(root: str | None, split: str) -> None:
     from pathlib import Path
 
-    from bench.data.tvdatasets import CITYSCAPES_LAYOUT
-
     for sub in ("leftImg8bit", "gtFine"):
         if root is None or not (Path(root) / sub / split).is_dir():
             raise UserError(f"data.root '{root}': no {sub}/{split} folder; {CITYSCAPES_LAYOUT}")
@@ -75,8 +70,6 @@ def _cityscapes_check(root: str | None, split: str) -> None:
 
 def _voc_check(root: str | None, split: str) -> None:
     from pathlib import Path
-
-    from bench.data.tvdatasets import VOC_LAYOUT
 
     listing = Path(str(root)) / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / f"{split}.txt"
     if root is None or not listing.is_file():
@@ -102,8 +95,6 @@ def synthetic(
 
 
 def _camvid_sources(root: str | None = None, split: str = "train", **_: Any) -> list[Path]:
-    from bench.data.camvid import camvid_pairs
-
     if root is None:
         return []
     return [Path(root) / f"{split}.txt", *(p for pair in camvid_pairs(Path(root), split) for p in pair)]
@@ -194,7 +185,6 @@ def _cached(name: str, kwargs: dict[str, Any]) -> SegData:
     digest = hashlib.sha256(
         json.dumps({"format": CACHE_FORMAT, "dataset": name, "kwargs": key, "files": stamp}, sort_keys=True).encode()
     ).hexdigest()[:20]
-    from bench.store import atomic_path, cache_dir
 
     path = cache_dir("decoded") / f"{name}-{kwargs.get('split', '')}-{digest}.pt"
     if path.is_file():

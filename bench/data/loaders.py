@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from bench.data.base import SegData, SegDataset
 from bench.data.transforms import eval_transform, train_transform
+from bench.distributed import ShardedBatchSampler, shard_indices
 
 __all__ = ["ResumableSampler", "build_dataset", "epoch_batches", "make_loader"]
 
@@ -72,8 +73,6 @@ def make_loader(
     g = torch.Generator()
     g.manual_seed(seed)
     if world is not None and world.distributed:
-        from bench.distributed import ShardedBatchSampler, shard_indices
-
         if shuffle:
             sampler: Sampler[int] | None = ShardedBatchSampler(len(ds), g, global_batch=batch_size, world=world)
         else:

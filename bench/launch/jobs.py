@@ -11,8 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.config import RunConfig
+from bench.distributed import SINGLE, current, join
 from bench.errors import UserError
-from bench.store import ERROR, LOG, RANK_ERROR, RANK_INFO, write_json
+from bench.files import mkdir, write_json
+from bench.runner import execute
+from bench.stopping import StopForRequeue
+from bench.store import ERROR, LOG, RANK_ERROR, RANK_INFO
 from bench.threads import cpus_allowed
 
 __all__ = ["RunChain", "RunJob", "init_from_job"]
@@ -26,8 +31,6 @@ def init_from_job(*, device_type: str, timeout_s: float) -> Any:
     meets on the same port), RANK, WORLD_SIZE and LOCAL_RANK (bench.distributed.join then joins).
     A job of one task, or no submitit job, is `SINGLE`. The process group lives as long as the
     process (a local chain's cells share it)."""
-    from bench.distributed import SINGLE, join
-
     try:
         import submitit
 
@@ -61,10 +64,6 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
 
     def __call__(self, cfg_json: dict[str, Any], out_dir: str) -> dict[str, Any]:
         import torch
-
-        from bench.config import RunConfig
-        from bench.runner import execute
-        from bench.stopping import StopForRequeue
 
         restarts = os.environ.get("SLURM_RESTART_COUNT")
         if restarts:
@@ -156,8 +155,6 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
 def _rank_started(out: Path, world: Any) -> None:
     import socket
 
-    from bench.store import mkdir
-
     mkdir(out)
     write_json(
         out / RANK_INFO.format(rank=world.rank),
@@ -208,8 +205,6 @@ class RunChain(_Checkpointable):  # type: ignore[misc,valid-type]
 
     def __call__(self, items: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
         import traceback
-
-        from bench.distributed import current
 
         out = []
         for cfg_json, out_dir in items:

@@ -6,8 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bench.data import data_config_problem, data_problem, eval_split
 from bench.errors import UserError
 from bench.labels import cell_label
+from bench.models import build_model
+from bench.models.backbones import weights_check_only
+from bench.resources import check_memory, device_problem
 from bench.sweep import Cell
 
 __all__ = ["cell_problems", "check_cells", "data_problem_lines"]
@@ -22,11 +26,6 @@ def cell_problems(
     split it is evaluated on). Cells that run `here` (inline or local executors) are checked against
     this machine's devices; every cell's memory estimate against `memory` bytes (None: not checked)."""
     import torch
-
-    from bench.data import data_config_problem, data_problem, eval_split
-    from bench.models import build_model
-    from bench.models.backbones import weights_check_only
-    from bench.resources import check_memory, device_problem
 
     model_errors: list[str] = []
     data_errors: dict[str, list[Cell]] = {}

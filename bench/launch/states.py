@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.store import ERROR, JOB, LOG, RESULT, is_locked, read_json_file, read_result
+from bench.files import read_json_file
+from bench.results import RunIndex
+from bench.store import ERROR, JOB, LOG, RESULT, is_locked, read_result
 from bench.sweep import Cell
 
 __all__ = ["FINISHED", "RETRYABLE", "STATES", "CellState", "SchedulerUnavailable", "cell_states", "rank_report"]
@@ -158,8 +160,6 @@ def read_job(path: Path) -> tuple[dict[str, Any] | None, str]:
 def cell_states(cells: Sequence[Cell], results: Path) -> list[CellState]:
     """State of every cell from its run folder and recorded job. A folder written under an
     earlier identity scheme counts for the cell whose resolved config it holds."""
-    from bench.results import RunIndex
-
     index = RunIndex(results)
     folders = {c.run_id: index.folder(c.run_id) for c in cells}
     jobs: dict[str, dict[str, Any]] = {}

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
+from bench.files import atomic_path, make_new_folder, mkdir, remove_new_paths, write_json
 from bench.launch.jobs import RunChain, RunJob
 from bench.launch.states import RETRYABLE, CellState, cell_states, process_start
-from bench.store import CHECKPOINT, ERROR, JOB, RESULT, make_new_folder, remove_new_paths, write_json
-from bench.sweep import Cell, LaunchConfig, Sweep
+from bench.store import CHECKPOINT, ERROR, JOB, MANIFEST, RESULT
+from bench.sweep import Cell, LaunchConfig, Sweep, varying_keys
 
 __all__ = ["sbatch_preview", "submit", "time_limit_problem"]
 
@@ -135,8 +136,6 @@ def submit(
     A refused first submission leaves no trace, and its clean-up removes only what this call
     created, while it still holds the sweep's lock: the paths it made are listed, and folders are
     removed only when empty (never a recursive delete)."""
-    from bench.store import MANIFEST, atomic_path
-
     while True:
         top = make_new_folder(results)  # what this call created, and so may remove again
         lock_new = not (results / LOCK).exists()
@@ -201,9 +200,6 @@ def _submission_lock(results: Path) -> Any:
 def _submit_locked(
     sweep: Sweep, cells: Sequence[Cell], results: Path, *, executor: str, retry_failed: bool
 ) -> tuple[list[Cell], list[CellState]]:
-    from bench.store import MANIFEST, mkdir
-    from bench.sweep import varying_keys
-
     states = cell_states(cells, results)
     todo: list[CellState] = []
     skipped: list[CellState] = []

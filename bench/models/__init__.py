@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from torch import nn
@@ -18,7 +17,7 @@ from bench.models import torchvision_ref as _torchvision_ref  # noqa: F401
 from bench.models import unet as _unet  # noqa: F401
 from bench.registry import architectures
 
-__all__ = ["build_model", "model_parts", "registry_listing"]
+__all__ = ["build_model", "model_parts"]
 
 
 def build_model(arch: str, /, **knobs: Any) -> nn.Module:
@@ -48,23 +47,3 @@ def model_parts(model: nn.Module) -> dict[str, nn.Module]:
     if callable(parts):
         return dict(parts())
     return {n: m for n, m in model.named_children() if m is not None}
-
-
-def registry_listing(pattern: str = "*") -> list[dict[str, Any]]:
-    """Every registered name (backbones, contexts, architectures, datasets, losses, optimisers,
-    schedules) matching a
-    shell-style pattern: kind, name, description, paper, knobs and their defaults."""
-    import bench.data  # noqa: F401  (registers the datasets)
-    import bench.losses  # noqa: F401  (registers the losses)
-    import bench.optim  # noqa: F401  (registers the optimisers and schedules)
-    from bench.registry import backbones, contexts, datasets, losses, optimizers, schedulers
-
-    rows: list[dict[str, Any]] = []
-    kinds = (("backbone", backbones), ("context", contexts), ("architecture", architectures),
-             ("dataset", datasets), ("loss", losses), ("optimizer", optimizers), ("schedule", schedulers))  # fmt: skip
-    for kind, reg in kinds:
-        for name in reg.names(pattern):
-            e = reg.get(name)
-            knobs = {k: (None if d is inspect.Parameter.empty else d) for k, d in e.knobs.items()}
-            rows.append({"kind": kind, "name": e.name, "description": e.description, "paper": e.paper, "knobs": knobs})
-    return rows

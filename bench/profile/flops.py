@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from bench.models import model_parts
 from bench.profile.spec import DISAGREE
 
 # --------------------------------------------------------------------------- params
@@ -22,8 +23,6 @@ from bench.profile.spec import DISAGREE
 def count_params(model: nn.Module) -> dict[str, Any]:
     """Total and trainable parameters, and the split by part (backbone, context, head, ...),
     so that a context module's own cost is visible next to the backbone's."""
-    from bench.models import model_parts
-
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     by_part = {name: sum(p.numel() for p in part.parameters()) for name, part in model_parts(model).items()}
@@ -85,8 +84,6 @@ def _inclusive(module: nn.Module, fqn: dict[int, str], per_module: dict[str, int
 
 
 def _by_part(model: nn.Module, per_module: dict[str, int]) -> dict[str, float]:
-    from bench.models import model_parts
-
     fqn = _module_fqns(model)
     return {name: _inclusive(part, fqn, per_module) / 1e9 for name, part in model_parts(model).items()}
 

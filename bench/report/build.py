@@ -10,21 +10,22 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
+from bench.files import atomic_path, atomic_write_text
 from bench.labels import factor_names, show
+from bench.regress import load_table
+from bench.report import figures
 from bench.report.captions import protocol_caption, protocol_note
 from bench.report.latex import compile_pdf, latex_tables, pdflatex, tex_document, tex_escape
 from bench.report.papers import paper_vs_measured, reference_table
 from bench.report.tables import display_frame, factor_axes, main_table, markdown, per_class
 from bench.results import collect, read_manifest
-from bench.store import atomic_path, atomic_write_text
+from bench.sweep import expand, load_sweep, varying_keys
 
 FORMATS = ("md", "tex", "png", "pdf")
 
 
 def sweep_manifest(path: str | Path) -> dict[str, Any]:
     """What a results folder's sweep.json says, from the sweep file itself (for a collected table)."""
-    from bench.sweep import expand, load_sweep, varying_keys
-
     sw = load_sweep(path)
     cells = expand(sw, source=str(path))
     return {
@@ -54,8 +55,6 @@ def build_report(
     sweep: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write reports/X/README.md, the .tex tables, figures, report.tex/pdf; returns what was written."""
-    from bench.report import figures
-
     formats = tuple(formats) if formats else default_formats()
     res = Path(results)
     table = res.is_file() and res.suffix in (".parquet", ".csv")
@@ -69,8 +68,6 @@ def build_report(
     if "pdf" in formats:
         pdflatex()  # before anything is read or written
     if table:  # a collected table, e.g. a committed baseline: rows read through their identity
-        from bench.regress import load_table
-
         df, skipped = load_table(res), []
         df["run_id"] = df["_identity"]  # the runs' identities, whatever the table's ids were
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.data import eval_split
 from bench.labels import show
 
 
@@ -46,8 +47,6 @@ PROTOCOL_KEYS = {  # constant settings worth a reader's attention, in caption or
 
 def protocol_caption(df: Any, axes: list[str]) -> str:
     """The constant factors and the protocol, in words, for a caption (plain text, Unicode)."""
-    from bench.data import eval_split
-
     done = df[df["status"] == "done"]
 
     def const(col: str) -> str | None:

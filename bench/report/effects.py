@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench import stats
 from bench.labels import factor_names, show
 from bench.report.plotting import Figure, factor_levels, save_figure
 
@@ -44,8 +45,6 @@ def effect(t: Any, df: Any, axis: str, axes: list[str], outdir: Path) -> tuple[F
     """The figure for one factor and the line the report's README says about it."""
     import matplotlib.pyplot as plt
     import numpy as np
-
-    from bench import stats
 
     names = factor_names(axes)
     nm = names[axis]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.store import atomic_path
+from bench.files import atomic_path
 
 # A4 landscape with 2 cm margins: \textwidth = 297 mm - 40 mm = 257 mm = 731 pt. Tables are set in
 # \small; the estimate below is conservative (it is checked against pdflatex by the latex tier).

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.files import atomic_path
 from bench.labels import show
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "p", "h", "<", ">"]
@@ -32,8 +33,6 @@ def factor_levels(t: Any, axis: str) -> list[str]:
 
 def save_figure(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
-
-    from bench.store import atomic_path
 
     for ext in ("png", "pdf"):
         with atomic_path(path.with_suffix(f".{ext}")) as tmp:

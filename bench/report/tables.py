@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench import stats
 from bench.config import is_experiment_key
 from bench.errors import UserError
+from bench.identity import NOT_IDENTITY
 from bench.labels import factor_names, is_missing, row_label, show
 from bench.report.latex import tex_escape
 
@@ -49,7 +51,6 @@ def factor_axes(df: Any, manifest: dict[str, Any]) -> list[str]:
     if axes:
         return axes
     done = df[df["status"] == "done"] if "status" in df.columns else df
-    from bench.identity import NOT_IDENTITY
 
     skip = ("train.seed", "data.root", *NOT_IDENTITY)
     cfg = [c for c in done.columns if is_experiment_key(c) and c not in skip]
@@ -70,8 +71,6 @@ def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
     paired where both rows ran the same seeds), and per column whether the best value is
     significantly better than the runner-up (the only case in which it is bold)."""
     import pandas as pd
-
-    from bench import stats
 
     done = df[df["status"] == "done"].copy()
     if "_order" in done.columns:
@@ -131,8 +130,6 @@ def _significant_best(t: Any, col: str, higher_better: bool) -> list[bool]:
     deterministic column a strictly better value; for a measured one, a one-sided test of best vs
     runner-up at p < 0.05 with >= 2 seeds on each side. Otherwise no row is marked."""
     import numpy as np
-
-    from bench import stats
 
     vals = t[col].to_numpy(dtype=float)
     order = [i for i in np.argsort(-vals if higher_better else vals) if np.isfinite(vals[i])]
