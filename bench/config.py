@@ -25,8 +25,10 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "EXPERIMENT_SECTIONS",
+    "OPEN_SECTIONS",
     "apply_overrides",
     "config_keys",
+    "is_config_key",
     "flatten",
     "is_experiment_key",
     "load_run_config",
@@ -67,6 +69,11 @@ class ModelConfig(_Frozen):
     down_dilation: int | None = Field(None, ge=1, le=1024)
     freeze_backbone: bool | None = None
     num_classes: int | None = Field(None, ge=1, le=100_000, examples=[6])
+    # the context variant's own knobs (DenseASPP's growth, ASPP's dropout, pyramid pooling's bins
+    # and fusion): set one as model.context_options.<knob>; the variant lists what it takes
+    context_options: dict[str, Any] | None = Field(
+        None, examples=[{"growth": 8}], json_schema_extra={"example_with": ["model.context=dense_aspp"]}
+    )
 
     def knobs(self) -> dict[str, Any]:
         """The builder keywords this config sets (None fields left to the architecture)."""
@@ -152,6 +159,20 @@ def is_experiment_key(column: str) -> bool:
     return column.split(".", 1)[0] in EXPERIMENT_SECTIONS
 
 
+# Mappings whose keys belong to a registered builder rather than to the config schema: any
+# `<section>.<name>` is accepted here, and checked against the builder when the config resolves.
+OPEN_SECTIONS = ("model.context_options",)
+
+
+def is_config_key(key: str, keys: list[str] | None = None) -> bool:
+    """A dotted key a config may set: a schema key, or one name under an open section
+    (`model.context_options.growth`)."""
+    if key in (keys if keys is not None else config_keys()):
+        return True
+    section, _, name = key.rpartition(".")
+    return section in OPEN_SECTIONS and name.isidentifier()
+
+
 def config_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
     """Every dotted key of a config model, e.g. 'model.rates', 'data.augment.flip'."""
     model = model or RunConfig
@@ -181,7 +202,7 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], *, source: 
     keys = config_keys()
     out = _deep_copy(data)
     for key, value in overrides.items():
-        if key not in keys:
+        if not is_config_key(key, keys):
             raise UserError(
                 f"{source}: '{key}' is not a config field{did_you_mean(key, keys)}; "
                 "'aspp-bench config --fields' lists every key with its type, default and allowed values"

@@ -4,6 +4,7 @@ configs and sweep files alike; the caller names the pydantic class)."""
 
 from __future__ import annotations
 
+import collections.abc
 import types
 import typing
 from typing import Any
@@ -76,7 +77,7 @@ def describe_type(ann: Any) -> tuple[str, str]:
         return text, parts[0][1] if parts else "null"
     if origin is typing.Literal:
         return "one of " + ", ".join(str(a) for a in args), str(args[0])
-    if origin is list:  # list[X] reads as tuple[X, ...]
+    if origin in (list, collections.abc.Sequence):  # list[X], Sequence[X] read as tuple[X, ...]
         origin, args = tuple, (*args, Ellipsis)
     if origin is dict:
         return "a mapping", "{...}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from typing import Any
 
 import bench.data  # noqa: F401  (registers the datasets)
@@ -18,8 +19,9 @@ from bench.config import RunConfig, config_keys, load_run_config
 from bench.errors import UserError
 from bench.explain import annotation, describe_type
 from bench.identity import resolve
+from bench.models.blocks import context_option_defaults
 
-__all__ = ["field_rows", "registry_listing"]
+__all__ = ["context_option_rows", "field_rows", "registry_listing"]
 
 
 def _field_info(key: str) -> Any:
@@ -41,6 +43,8 @@ def _as_set_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (tuple, list)):
         return "[" + ", ".join(_as_set_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_as_set_value(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
@@ -103,7 +107,58 @@ def field_rows() -> list[dict[str, Any]]:
             example = _as_set_value(info.examples[0])
         form = _set_form(_example_sets(key, example))
         rows.append({"key": key, "type": what, "default": node, "allowed": allowed, "example": form})
+        if key == "model.context_options":
+            rows += context_option_rows()
     return rows
+
+
+def context_option_rows() -> list[dict[str, Any]]:
+    """One row per context variant's own knob (`model.context_options.<knob>`): its type as the
+    builder declares it, the variant's default and an example the suite accepts."""
+    rows = []
+    for name in reg.contexts.names():
+        params = inspect.signature(reg.contexts.get(name).builder).parameters
+        for knob, default in context_option_defaults(name).items():
+            declared = params[knob].annotation  # text under `from __future__ import annotations`
+            ann = declared if isinstance(declared, str) else describe_type(declared)[0]
+            choices = re.findall(r"['\"]([^'\"]+)['\"]", ann) if "Literal" in ann else []
+            if ann.startswith("one of "):
+                choices = ann.removeprefix("one of ").split(" or ")[0].split(", ")
+            example = _option_example(ann, default, choices)
+            ann = "one of " + ", ".join(choices) if choices else _words(ann)
+            sets = [f"model.context={name}", f"model.context_options.{knob}={example}"]
+            if not _accepted(sets):
+                sets.insert(0, f"model.arch={_arch_with_context()}")
+            rows.append({"key": f"model.context_options.{knob}", "type": f"{ann} (context {name})",
+                         "default": list(default) if isinstance(default, tuple) else default,
+                         "allowed": ", ".join(choices), "example": _set_form(sets)})  # fmt: skip
+    return rows
+
+
+def _words(ann: str) -> str:
+    """A builder's annotation text ('int | None') in the words `describe_type` uses."""
+    words = {"int": "integer", "float": "number", "bool": "true or false", "str": "text",
+             "Sequence[int]": "a list of integers", "None": "null"}  # fmt: skip
+    return " or ".join(words.get(part.strip(), part.strip()) for part in ann.split("|"))
+
+
+def _option_example(ann: str, default: Any, choices: list[str]) -> str:
+    """A value other than the default, of the option's declared type, as --set writes it."""
+    if choices:
+        return next((c for c in choices if c != default), choices[0])
+    if "Sequence" in ann or "list" in ann:  # four levels, as the default four rates
+        return "[1, 2, 4, 8]" if default != (1, 2, 4, 8) else "[1, 2, 3, 6]"
+    if "float" in ann or "number" in ann:
+        return "0.1" if default != 0.1 else "0.2"
+    if "int" in ann:  # int, integer
+        return "8" if default != 8 else "16"
+    if "bool" in ann:
+        return "false" if default else "true"
+    return str(default)
+
+
+def _arch_with_context() -> str:
+    return next(n for n in reg.architectures.names() if "context_options" in reg.architectures.get(n).knobs)
 
 
 def registry_listing(pattern: str = "*") -> list[dict[str, Any]]:

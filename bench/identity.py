@@ -5,7 +5,8 @@ the architecture's own defaults for unset model knobs, the dataset's class count
 label, the dataset's own defaults (`void_as_class`, `classes`), the loss's and optimiser's
 implied values (weighted_ce's median-frequency weights, SGD's momentum, poly's power). It drops
 what is ignored (`rates` of a context without atrous branches, `momentum` of Adam, `power` of a
-non-poly schedule, `epochs` when `iters` is set). Two spellings of one network and protocol
+non-poly schedule, `epochs` when `iters` is set) and the context options at the variant's own
+default (`model.context_options`, kept only where they differ). Two spellings of one network and protocol
 resolve to one config, so they hash to one `run_id`. Resolution is idempotent:
 resolve(resolve(c)) == resolve(c), so the config.yaml a run writes hashes to its own folder.
 
@@ -20,15 +21,30 @@ import hashlib
 import inspect
 import json
 import math
+import typing
 from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 import bench.losses  # noqa: F401  (registers the losses)
 import bench.models  # noqa: F401  (registers the zoo)
 import bench.optim  # noqa: F401  (registers the optimisers and schedules)
-from bench.config import RunConfig, config_keys, flatten, validate
+from bench.config import (
+    OPEN_SECTIONS,
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+    config_keys,
+    flatten,
+    validate,
+)
 from bench.data import dataset_facts
-from bench.errors import UserError
-from bench.models.blocks import check_rates
+from bench.errors import UserError, clip, did_you_mean
+from bench.explain import describe_type
+from bench.models.blocks import CONTEXT_SHARED, check_rates, context_option_defaults
 from bench.registry import architectures, contexts, datasets, losses, optimizers, schedulers
 
 __all__ = [
@@ -48,18 +64,13 @@ __all__ = [
 NOT_IDENTITY = ("train.device", "train.eval_every", "train.checkpoint_every")
 # Keys added after identities were first written: left out of the hash while at their default, so
 # every run_id written before they existed stays the run's id (a key at another value hashes as usual).
-ADDED_LATER = {("train", "channels_last"): False, ("train", "compile"): False, ("train", "sync_bn"): True}
+ADDED_LATER = {
+    ("train", "channels_last"): False,
+    ("train", "compile"): False,
+    ("train", "sync_bn"): True,
+    ("model", "context_options"): None,
+}
 _EMPTY = inspect.Parameter.empty
-
-
-def _registries():  # type: ignore[no-untyped-def]
-
-    return architectures, contexts, datasets, losses
-
-
-def _optim_registries():  # type: ignore[no-untyped-def]
-
-    return optimizers, schedulers
 
 
 def _applied(knobs: dict[str, Any], key: str, given: Any) -> Any:
@@ -75,104 +86,170 @@ def _applied(knobs: dict[str, Any], key: str, given: Any) -> Any:
 def resolve(cfg: RunConfig) -> RunConfig:
     """The canonical form of `cfg` (see the module docstring). Raises UserError for a knob the
     architecture, context, dataset or loss does not take, or a class count the data contradicts."""
-    architectures, contexts, datasets, losses = _registries()
-    optimizers, schedulers = _optim_registries()
+    data = _resolve_data(cfg.data)
+    num_classes, ignore = dataset_facts(data)
+    out = cfg.model_copy(
+        update={
+            "model": _resolve_context(_resolve_model(cfg.model, num_classes, data.name)),
+            "data": data,
+            "loss": _resolve_loss(cfg.loss, num_classes, ignore, data.name),
+            "optim": _resolve_optim(cfg.optim),
+            "train": _resolve_train(cfg.train),
+            "profile": cfg.profile
+            if cfg.profile.input is not None
+            else cfg.profile.model_copy(update={"input": (3, *data.size)}),
+        }
+    )
+    # model_copy skips validation: round-trip once so the resolved config is a valid RunConfig
+    return validate(json.loads(out.model_dump_json()), source="resolved config")
 
-    # data: the dataset's own defaults for the keys it takes; keys it does not take stay unset
-    dentry = datasets.get(cfg.data.name)
+
+def _resolve_data(d: DataConfig) -> DataConfig:
+    """The dataset's own defaults for the keys it takes; a key it does not take stays unset."""
+    dentry = datasets.get(d.name)
     dupd: dict[str, Any] = {}
     for key in ("void_as_class", "classes", "count", "root"):
-        given = getattr(cfg.data, key)
+        given = getattr(d, key)
         if key in dentry.knobs:
             default = dentry.knobs[key]
             if given is None and default is not _EMPTY and default is not None:
                 dupd[key] = default
         elif given is not None:
             raise UserError(
-                f"data.{key}={given!r}: dataset '{cfg.data.name}' has no '{key}'; "
+                f"data.{key}={given!r}: dataset '{d.name}' has no '{key}'; "
                 f"its keys are {', '.join(k for k in dentry.knobs if k not in ('split', 'size'))}"
             )
-    data = cfg.data.model_copy(update=dupd)
-    num_classes, ignore = dataset_facts(data)
+    return d.model_copy(update=dupd)
 
-    # model: the architecture's defaults, the data's class count, ignored knobs dropped
-    m = cfg.model
+
+def _resolve_model(m: ModelConfig, num_classes: int, dataset: str) -> ModelConfig:
+    """The architecture's defaults for unset knobs and the data's class count."""
     architectures.check_kwargs(m.arch, m.knobs())
     knobs = architectures.get(m.arch).knobs
     mupd: dict[str, Any] = {}
     for key in type(m).model_fields:
-        if key in ("arch", "num_classes") or getattr(m, key) is not None or key not in knobs:
+        if key in ("arch", "num_classes", "context_options") or getattr(m, key) is not None or key not in knobs:
             continue
         default = knobs[key]
         if default is not _EMPTY and default is not None:
             mupd[key] = tuple(default) if isinstance(default, list | tuple) else default
     if m.num_classes is not None and m.num_classes != num_classes:
         raise UserError(
-            f"model.num_classes={m.num_classes}: dataset '{cfg.data.name}' has {num_classes} classes "
+            f"model.num_classes={m.num_classes}: dataset '{dataset}' has {num_classes} classes "
             "(drop model.num_classes to take it from the data)"
         )
     if "num_classes" in knobs:
         mupd["num_classes"] = num_classes
-    model = m.model_copy(update=mupd)
-    if model.context is not None:
-        centry = contexts.get(model.context)
-        if not centry.meta.get("uses_rates", True):  # ppm, none: rates validated, never used
-            check_rates(model.rates or (1,))
-            upd: dict[str, Any] = {"rates": None}
-            if model.rates2 is not None:
-                check_rates(model.rates2, knob="rates2")
-                upd["rates2"] = None
-            model = model.model_copy(update=upd)
-        if "image_pool" in knobs:
-            if "image_pool" in centry.knobs:
-                if model.image_pool is None:
-                    model = model.model_copy(update={"image_pool": centry.knobs["image_pool"]})
-            elif model.image_pool is not None:
-                raise UserError(
-                    f"model.image_pool={model.image_pool}: context '{model.context}' has no image-pooling "
-                    "branch; drop model.image_pool"
-                )
+    return m.model_copy(update=mupd)
 
-    # loss: the data's ignore label, weighted_ce's implied weights, weights only where taken
-    lentry = losses.get(cfg.loss.name)
-    lupd: dict[str, Any] = {}
-    if cfg.loss.ignore_index is None:
-        lupd["ignore_index"] = ignore
-    if cfg.loss.name == "weighted_ce" and cfg.loss.class_weights == "none":
-        lupd["class_weights"] = "median_freq"
-    if cfg.loss.class_weights != "none" and "weight" not in lentry.knobs:
+
+def _resolve_context(model: ModelConfig) -> ModelConfig:
+    """What the context takes: rates dropped where it has no atrous branch, its image-pooling
+    default filled, and its own options (`model.context_options`) checked against the variant,
+    those at the variant's default dropped (so they hash as if never written)."""
+    if model.context is None:
+        if model.context_options:
+            raise UserError(
+                f"model.context_options={clip(model.context_options)}: architecture '{model.arch}' has no "
+                "context module; drop model.context_options"
+            )
+        return model
+    centry = contexts.get(model.context)
+    upd: dict[str, Any] = {}
+    if not centry.meta.get("uses_rates", True):  # ppm, none: rates validated, never used
+        check_rates(model.rates or (1,))
+        upd["rates"] = None
+        if model.rates2 is not None:
+            check_rates(model.rates2, knob="rates2")
+            upd["rates2"] = None
+    if "image_pool" in architectures.get(model.arch).knobs:
+        if "image_pool" in centry.knobs:
+            if model.image_pool is None:
+                upd["image_pool"] = centry.knobs["image_pool"]
+        elif model.image_pool is not None:
+            raise UserError(
+                f"model.image_pool={model.image_pool}: context '{model.context}' has no image-pooling "
+                "branch; drop model.image_pool"
+            )
+    defaults = context_option_defaults(model.context)
+    options: dict[str, Any] = {}
+    for key, value in (model.context_options or {}).items():
+        if key in CONTEXT_SHARED:
+            how = {"rates": "set model.rates", "image_pool": "set model.image_pool"}.get(
+                key, "the architecture sets it (from model.width where it takes one)"
+            )
+            raise UserError(f"model.context_options.{key}: '{key}' is every context's, not an option; {how}")
+        if key not in defaults:
+            raise UserError(
+                f"model.context_options.{key}={clip(repr(value))}: context '{model.context}' has no option "
+                f"'{key}'{did_you_mean(key, defaults)}; its options: {', '.join(defaults) or 'none'}"
+            )
+        value = _option_value(model.context, key, value)
+        if _plain(value) != _plain(defaults[key]):
+            options[key] = value
+    upd["context_options"] = options or None
+    return model.model_copy(update=upd)
+
+
+def _option_value(context: str, key: str, value: Any) -> Any:
+    """A context option's value checked against the type its builder declares (text that is
+    meant as a number, a list where one integer goes): the config's error, before any build."""
+    hint = typing.get_type_hints(contexts.get(context).builder).get(key)
+    if hint is None:
+        return value
+    try:
+        return TypeAdapter(hint).validate_python(value, strict=isinstance(value, str) and hint is not str)
+    except ValidationError as e:
+        what, example = describe_type(hint)
         raise UserError(
-            f"loss.class_weights={cfg.loss.class_weights!r}: loss '{cfg.loss.name}' takes no class weights; "
+            f"model.context_options.{key}={clip(repr(value))}: context '{context}' takes {what} "
+            f"({e.errors()[0]['msg'].lower()}); write it as --set model.context_options.{key}={example}"
+        ) from None
+
+
+def _plain(v: Any) -> Any:
+    """A value as JSON holds it (tuples as lists), to compare a given option with a default."""
+    return json.loads(json.dumps(v, default=str))
+
+
+def _resolve_loss(loss: LossConfig, num_classes: int, ignore: int | None, dataset: str) -> LossConfig:
+    """The data's ignore label, weighted_ce's implied weights, weights only where taken."""
+    lentry = losses.get(loss.name)
+    lupd: dict[str, Any] = {}
+    if loss.ignore_index is None:
+        lupd["ignore_index"] = ignore
+    if loss.name == "weighted_ce" and loss.class_weights == "none":
+        lupd["class_weights"] = "median_freq"
+    if loss.class_weights != "none" and "weight" not in lentry.knobs:
+        raise UserError(
+            f"loss.class_weights={loss.class_weights!r}: loss '{loss.name}' takes no class weights; "
             f"losses that do: {', '.join(n for n in losses.names() if 'weight' in losses.get(n).knobs)}"
         )
-    if isinstance(cfg.loss.class_weights, tuple) and len(cfg.loss.class_weights) != num_classes:
+    if isinstance(loss.class_weights, tuple) and len(loss.class_weights) != num_classes:
         raise UserError(
-            f"loss.class_weights: {len(cfg.loss.class_weights)} weights given, dataset '{cfg.data.name}' has "
+            f"loss.class_weights: {len(loss.class_weights)} weights given, dataset '{dataset}' has "
             f"{num_classes} classes; give one weight per class"
         )
-    loss = cfg.loss.model_copy(update=lupd)
+    return loss.model_copy(update=lupd)
 
-    # optimiser and schedule: what each takes
-    o = cfg.optim
-    optim = o.model_copy(
+
+def _resolve_optim(o: OptimConfig) -> OptimConfig:
+    """What the optimiser and the schedule take, with their builders' own defaults."""
+    return o.model_copy(
         update={
             "momentum": _applied(optimizers.get(o.name).knobs, "momentum", o.momentum),
             "power": _applied(schedulers.get(o.schedule).knobs, "power", o.power),
         }
     )
-    train = cfg.train
+
+
+def _resolve_train(train: TrainConfig) -> TrainConfig:
+    """iters over epochs where both are set; one of them is needed."""
     if train.iters is not None and train.epochs is not None:
         train = train.model_copy(update={"epochs": None})
     if train.iters is None and train.epochs is None:
         raise UserError("train.epochs and train.iters are both unset; give one, e.g. train.epochs=5")
-    profile = cfg.profile
-    if profile.input is None:
-        profile = profile.model_copy(update={"input": (3, *data.size)})
-    out = cfg.model_copy(
-        update={"model": model, "data": data, "loss": loss, "optim": optim, "train": train, "profile": profile}
-    )
-    # model_copy skips validation: round-trip once so the resolved config is a valid RunConfig
-    return validate(json.loads(out.model_dump_json()), source="resolved config")
+    return train
 
 
 def _canonical(cfg: RunConfig, drop: tuple[str, ...]) -> str:
@@ -226,13 +303,19 @@ def _missing(v: Any) -> bool:
 def config_from_row(row: Any) -> dict[str, Any]:
     """A nested config mapping from a collected table row (dotted columns, lists as '3,6,9,12')."""
     out: dict[str, Any] = {}
-    for key in config_keys():
+    open_keys = [k for k in row.keys() if isinstance(k, str) and k.rpartition(".")[0] in OPEN_SECTIONS]  # noqa: SIM118
+    for key in [*config_keys(), *open_keys]:
         if key not in row or _missing(row[key]):
             continue
         v = row[key]
         if hasattr(v, "item"):  # numpy scalars from pandas
             v = v.item()
-        if isinstance(v, str) and _is_tuple_field(key):
+        if key in open_keys and isinstance(v, str) and "," in v:  # bins '1,2,3,6': a list of numbers
+            try:
+                v = [_number(x.strip()) for x in v.split(",")]
+            except ValueError:
+                pass  # text with a comma in it
+        elif isinstance(v, str) and _is_tuple_field(key):
             parts = [p.strip() for p in v.split(",")]
             v = parts
             if key != "loss.class_weights" or v[0] not in ("none", "median_freq", "inverse_freq"):
@@ -257,8 +340,8 @@ def _number(s: str) -> int | float:
 
 
 def _is_tuple_field(key: str) -> bool:
-    from pydantic import BaseModel
-
+    if key.rpartition(".")[0] in OPEN_SECTIONS:  # a context option: as the table wrote it
+        return False
     node: Any = RunConfig
     for part in key.split("."):
         info = node.model_fields[part]

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench import stats
 from bench.config import RunConfig as _RC
-from bench.config import config_keys, flatten, is_experiment_key
+from bench.config import config_keys, flatten, is_config_key, is_experiment_key
 from bench.errors import UserError, did_you_mean
 from bench.identity import NOT_IDENTITY, config_from_row, config_id, identity_of_dict
 from bench.labels import row_label
@@ -184,7 +184,7 @@ def regress(
     if ignore:
         keys = config_keys(_RC)
         for k in ignore:
-            if k not in keys:
+            if not is_config_key(k, keys):
                 raise UserError(f"--ignore {k}: not a config field{did_you_mean(k, keys)}")
         baseline, current = baseline.copy(), current.copy()
         for t in (baseline, current):

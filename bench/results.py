@@ -14,6 +14,8 @@ from bench.config import flatten
 from bench.errors import UserError
 from bench.files import read_json_file
 from bench.identity import identity_of_dict
+from bench.models.blocks import context_option_defaults
+from bench.registry import contexts
 from bench.store import CHECKPOINT, CONFIG, MANIFEST, RESULT, TENSORBOARD, known_identity, read_result
 
 METRIC_COLUMNS = ("miou", "pixel_acc", "mean_class_acc", "fw_iou", "macro_f1", "mean_dice")
@@ -50,6 +52,8 @@ def result_row(run_id: str, r: dict[str, Any]) -> dict[str, Any]:
         return v if isinstance(v, dict) else {}
 
     row.update(flatten(part(r, "config"), join_lists=True))  # rates (3, 6, 9, 12) -> "3,6,9,12"
+    if row.get("model.context_options", "") is None:  # no option off its default: no column
+        del row["model.context_options"]
     m = part(r, "metrics")
     for k in METRIC_COLUMNS:
         row[k] = m.get(k)
@@ -151,7 +155,24 @@ def collect(results: str | Path) -> tuple[Any, list[tuple[str, str]]]:
         row["config_id"] = cid
         row["folder"] = run.name
         rows[rid] = row
-    return _one_type_per_column(pd.DataFrame(list(rows.values()))), skipped
+    return _one_type_per_column(_context_option_defaults(pd.DataFrame(list(rows.values())))), skipped
+
+
+def _context_option_defaults(df: Any) -> Any:
+    """A context option some run set (`model.context_options.growth`) is a column; the rows of
+    that variant that left it at its default show the default there, not a blank (a resolved
+    config keeps only the options that differ from the variant's own)."""
+    prefix = "model.context_options."
+    for col in [c for c in df.columns if c.startswith(prefix)]:
+        knob = col.removeprefix(prefix)
+        for i, ctx in df["model.context"].items() if "model.context" in df.columns else ():
+            value = df.at[i, col]
+            if isinstance(ctx, str) and ctx in contexts and (value is None or value != value):
+                defaults = context_option_defaults(ctx)
+                if knob in defaults:
+                    d = defaults[knob]
+                    df.at[i, col] = ",".join(str(x) for x in d) if isinstance(d, list | tuple) else d
+    return df
 
 
 def _one_type_per_column(df: Any) -> Any:

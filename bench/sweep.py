@@ -19,7 +19,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bench.config import MAX_SEED, RunConfig, apply_overrides, config_keys, flatten, read_yaml_mapping, validate
+from bench.config import (
+    MAX_SEED,
+    RunConfig,
+    apply_overrides,
+    config_keys,
+    flatten,
+    is_config_key,
+    read_yaml_mapping,
+    validate,
+)
 from bench.errors import UserError, clip, did_you_mean
 from bench.explain import explain
 from bench.identity import resolve, run_id
@@ -222,7 +231,7 @@ def _check_keys(sweep: Sweep, source: str) -> None:
     named += [(f"zip key '{k}'", k) for group in sweep.zip for k in group]
     named += [(f"exclude key '{k}'", k) for rule in sweep.exclude for k in rule]
     for what, k in named:
-        if k not in keys:
+        if not is_config_key(k, keys):
             raise UserError(f"{source}: {what} is not a config field{did_you_mean(k, keys)}")
     for k, vals in sweep.grid.items():
         if not vals:

@@ -8,6 +8,7 @@ damaged checkpoints) that no case may change; `{W}` in an argument stands for it
 from __future__ import annotations
 
 import hashlib
+import shlex
 import shutil
 import textwrap
 from pathlib import Path
@@ -450,11 +451,20 @@ def _generated() -> list[tuple[str, list[str], list[str]]]:
         key, bad = row["key"], _invalid_value(row["type"])
         if bad is None or key in ("model.arch",):
             continue
-        out.append((f"config-type-{key}", ["config", *_sets(f"{key}={bad}")], [key]))
-        out.append((f"train-type-{key}", ["train", "--out", "{W}/new_run", *_sets(*TINY, f"{key}={bad}")], [key]))
+        # a context option is set with the variant that takes it (its example names the variant)
+        given = [s for s in shlex.split(row["example"].removeprefix("--set ")) if s.startswith("model.context=")]
+        given = given if key.startswith("model.context_options.") else []
+        arch, sets = ("aspp_unet" if given else "unet"), [*given, f"{key}={bad}"]
+        out.append((f"config-type-{key}{'-' + given[0] if given else ''}", ["config", *_sets(*sets)], [key]))
+        out.append((f"train-type-{key}{'-' + given[0] if given else ''}",
+                    ["train", "--out", "{W}/new_run", *_sets(*TINY, *sets)], [key]))  # fmt: skip
         if key.startswith(("model.", "profile.")):
             out.append(
-                (f"profile-type-{key}", ["profile", "unet", "--input", "3x32x32", *_sets(f"{key}={bad}")], [key])
+                (
+                    f"profile-type-{key}{'-' + given[0] if given else ''}",
+                    ["profile", arch, "--input", "3x32x32", *_sets(*sets)],
+                    [key],
+                )  # fmt: skip
             )
     return out
 

@@ -10,6 +10,7 @@ import pytest
 
 from bench.cli import _parser
 from bench.config import config_keys
+from bench.fields import context_option_rows
 from bench.sweep import LaunchConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,9 +58,15 @@ def test_every_flag_a_page_names_is_in_the_parser(page: Path) -> None:
     assert not wrong, "\n".join(wrong)
 
 
+# adding-a-variant.md names its own toy variant's knob (registered by the page's plugin file, run
+# by tests/test_adding_a_variant.py) and an option it shows being refused
+PAGE_OWN_KEYS = {"adding-a-variant.md": {"model.context_options.branch_ch", "model.context_options.gain"}}
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_config_key_a_page_names_is_a_field(page: Path) -> None:
     known = set(config_keys()) | {f"launch.{k}" for k in LaunchConfig.model_fields}
+    known |= {r["key"] for r in context_option_rows()} | PAGE_OWN_KEYS.get(page.name, set())
     unknown = sorted(_named_keys(page.read_text()) - known)
     assert not unknown, f"{page.name} names keys that are not in 'aspp-bench config --fields': {unknown}"
 

@@ -37,7 +37,13 @@ def test_config_fields_lists_every_key_with_type_default_and_allowed(cli) -> Non
     code, out, _ = cli("config", "--fields")
     assert code == 0
     keys = [ln.split()[0] for ln in out.splitlines()]
-    assert keys == config_keys(RunConfig)
+    options = [k for k in keys if k.startswith("model.context_options.")]  # a row per variant's own knob
+    assert [k for k in keys if k not in options] == config_keys(RunConfig)
+    assert {"model.context_options.growth", "model.context_options.dropout", "model.context_options.bins"} <= set(
+        options
+    )
+    growth = next(ln for ln in out.splitlines() if ln.startswith("model.context_options.growth "))
+    assert "(context dense_aspp)" in growth and "model.context=dense_aspp" in growth
     rates = next(ln for ln in out.splitlines() if ln.startswith("model.rates "))
     assert "a list of integers" in rates and "'model.rates=[6, 12, 18]'" in rates
     arch = next(ln for ln in out.splitlines() if ln.startswith("model.arch "))

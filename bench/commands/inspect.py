@@ -11,6 +11,7 @@ from bench.errors import UserError
 from bench.fields import field_rows, registry_listing
 from bench.identity import NOT_IDENTITY, resolve, run_id
 from bench.models import build_model
+from bench.models.blocks import context_option_defaults
 from bench.profile import ProfileSpec, check_spec, parse_input, profile_model
 from bench.resources import bf16_problem, check_inference_memory
 from bench.threads import plan_threads
@@ -33,6 +34,10 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"  {r['name']:<{width}}  {r['description']}")
             if r["paper"]:
                 print(f"  {'':<{width}}  [{r['paper']}]")
+            if kind == "context":  # the variant's own knobs, which a config sets as context options
+                own = context_option_defaults(r["name"])
+                text = ", ".join(f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in own.items())
+                print(f"  {'':<{width}}  model.context_options: {text or 'none'}")
         print()
     return 0
 

@@ -200,20 +200,35 @@ def _check_channels(in_ch: int, out_ch: int) -> None:
             raise KnobError(knob, repr(v), "a context needs a positive channel count")
 
 
+def _check_dropout(p: float) -> float:
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
+        raise KnobError("dropout", repr(p), "a dropout probability is a number in [0, 1)")
+    return float(p)
+
+
 @contexts.register("aspp", paper=DEEPLAB)
-def aspp(in_ch: int, *, out_ch: int = 256, rates: Sequence[int] = (6, 12, 18), image_pool: bool = True) -> ASPP:
-    """DeepLabV3 ASPP: 1x1 + atrous 3x3 per rate + image pooling, concat, 1x1, dropout 0.5."""
+def aspp(
+    in_ch: int, *, out_ch: int = 256, rates: Sequence[int] = (6, 12, 18), image_pool: bool = True, dropout: float = 0.5
+) -> ASPP:
+    """DeepLabV3 ASPP: 1x1 + atrous 3x3 per rate + image pooling, concat, 1x1, dropout (0.5)."""
     _check_channels(in_ch, out_ch)
-    return ASPP(in_ch, out_ch, check_rates(rates), image_pool=image_pool)
+    return ASPP(in_ch, out_ch, check_rates(rates), image_pool=image_pool, dropout=_check_dropout(dropout))
 
 
 @contexts.register("aspp_separable", paper="Chen et al., DeepLabV3+, arXiv:1802.02611")
 def aspp_separable(
-    in_ch: int, *, out_ch: int = 256, rates: Sequence[int] = (6, 12, 18), image_pool: bool = True
+    in_ch: int, *, out_ch: int = 256, rates: Sequence[int] = (6, 12, 18), image_pool: bool = True, dropout: float = 0.5
 ) -> ASPP:
     """DeepLabV3+ ASPP with depthwise-separable atrous branches (a fraction of the MACs)."""
     _check_channels(in_ch, out_ch)
-    return ASPP(in_ch, out_ch, check_rates(rates), branch=SeparableConvBNReLU, image_pool=image_pool)
+    return ASPP(
+        in_ch,
+        out_ch,
+        check_rates(rates),
+        branch=SeparableConvBNReLU,
+        image_pool=image_pool,
+        dropout=_check_dropout(dropout),
+    )
 
 
 @contexts.register(
@@ -271,8 +286,11 @@ def ppm(
 def dense_aspp(
     in_ch: int, *, out_ch: int = 256, rates: Sequence[int] = (3, 6, 12, 18, 24), growth: int | None = None
 ) -> DenseASPP:
-    """Densely connected atrous stack: each rate's layer takes all earlier outputs, 1x1 projection."""
+    """Densely connected atrous stack: each rate's layer takes all earlier outputs, 1x1 projection
+    (growth: channels each layer adds; None: max(out_ch // 4, 8))."""
     _check_channels(in_ch, out_ch)
+    if growth is not None and (isinstance(growth, bool) or not isinstance(growth, int) or growth < 1):
+        raise KnobError("growth", repr(growth), "the channels each dense layer adds: a positive integer, or null")
     return DenseASPP(in_ch, out_ch, check_rates(rates), growth=growth)
 
 

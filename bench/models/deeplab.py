@@ -3,38 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torchvision.models.segmentation.fcn import FCNHead
 
 from bench.models.backbones import Backbone
-from bench.models.blocks import ConvBNReLU, SeparableConvBNReLU, resize_to
-from bench.registry import architectures, backbones, contexts
+from bench.models.blocks import ConvBNReLU, SeparableConvBNReLU, build_context, resize_to, seg_output
+from bench.registry import architectures, backbones
 
-__all__ = ["DeepLabV3", "DeepLabV3Plus", "build_context", "from_torchvision_deeplabv3", "seg_output"]
+__all__ = ["DeepLabV3", "DeepLabV3Plus", "from_torchvision_deeplabv3"]
 
 DEEPLABV3 = "Chen et al., Rethinking Atrous Convolution (DeepLabV3), arXiv:1706.05587"
 DEEPLABV3P = "Chen et al., Encoder-Decoder with Atrous Separable Convolution (DeepLabV3+), arXiv:1802.02611"
-
-
-def build_context(name: str, in_ch: int, *, out_ch: int, rates: Sequence[int], image_pool: bool | None) -> nn.Module:
-    """A registered context; `image_pool=None` keeps the context's own default (and is the
-    only value accepted by contexts without an image-pooling branch)."""
-    kwargs: dict[str, object] = {"in_ch": in_ch, "out_ch": out_ch, "rates": tuple(rates)}
-    if image_pool is not None:
-        kwargs["image_pool"] = image_pool
-    return contexts.build(name, **kwargs)
-
-
-def seg_output(
-    out: torch.Tensor, aux: torch.Tensor | None, size: Sequence[int], training: bool
-) -> torch.Tensor | dict[str, torch.Tensor]:
-    """Logits at input size; while training a model with an aux head, {'out', 'aux'}."""
-    out = resize_to(out, size)
-    if aux is not None and training:
-        return {"out": out, "aux": resize_to(aux, size)}
-    return out
 
 
 class DeepLabV3(nn.Module):
@@ -107,6 +89,7 @@ def deeplabv3(
     aux: bool = False,
     weights: str | None = None,
     image_pool: bool | None = None,
+    context_options: Mapping[str, Any] | None = None,
     freeze_backbone: bool = False,
 ) -> DeepLabV3:
     """DeepLabV3: dilated backbone + context (ASPP) + 3x3 head; `width` = context/head channels.
@@ -116,7 +99,9 @@ def deeplabv3(
     aux on, and this builder reproduces it parameter for parameter.
     """
     enc: Backbone = backbones.build(backbone, output_stride=output_stride, weights=weights)
-    ctx = build_context(context, enc.channels["c5"], out_ch=width, rates=rates, image_pool=image_pool)
+    ctx = build_context(
+        context, enc.channels["c5"], out_ch=width, rates=rates, image_pool=image_pool, options=context_options
+    )
     head = nn.Sequential(
         nn.Conv2d(ctx.out_channels, width, 3, padding=1, bias=False),
         nn.BatchNorm2d(width),
@@ -149,6 +134,7 @@ def deeplabv3plus(
     aux: bool = False,
     weights: str | None = None,
     image_pool: bool | None = None,
+    context_options: Mapping[str, Any] | None = None,
 ) -> DeepLabV3Plus:
     """DeepLabV3+: separable ASPP + decoder with the stride-4 skip (48-channel 1x1 reduction).
 
@@ -156,7 +142,9 @@ def deeplabv3plus(
     low-level concatenation, so the ablation isolates the skip itself.
     """
     enc: Backbone = backbones.build(backbone, output_stride=output_stride, weights=weights)
-    ctx = build_context(context, enc.channels["c5"], out_ch=width, rates=rates, image_pool=image_pool)
+    ctx = build_context(
+        context, enc.channels["c5"], out_ch=width, rates=rates, image_pool=image_pool, options=context_options
+    )
     low_level = ConvBNReLU(enc.channels["c2"], 48, 1) if skip else None
     dec_in = ctx.out_channels + (48 if skip else 0)
     decoder = nn.Sequential(SeparableConvBNReLU(dec_in, width), SeparableConvBNReLU(width, width))

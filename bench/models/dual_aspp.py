@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from bench.models.backbones import Backbone
-from bench.models.blocks import ConvBNReLU, SeparableConvBNReLU, check_rates, resize_to
-from bench.models.deeplab import build_context, seg_output
+from bench.models.blocks import ConvBNReLU, SeparableConvBNReLU, build_context, check_rates, resize_to, seg_output
 from bench.registry import architectures, backbones
 
 __all__ = ["DualASPP", "EncoderOnly", "FusionBlock"]
@@ -89,6 +89,7 @@ def dual_aspp(
     skip: bool = False,
     weights: str | None = None,
     image_pool: bool | None = None,
+    context_options: Mapping[str, Any] | None = None,
 ) -> DualASPP:
     """Dual ASPP head: ASPP1 (rates, `width` ch) on 1/32 + ASPP2 (rates2, num_classes ch) on 1/8, fused.
 
@@ -97,9 +98,13 @@ def dual_aspp(
     head it improves on, which with MobileNetV2 gives the paper's 2.16M parameters (Table 3).
     """
     enc: Backbone = backbones.build(backbone, output_stride=output_stride, weights=weights)
-    aspp1 = build_context(context, enc.channels["c5"], out_ch=width, rates=rates, image_pool=image_pool)
+    aspp1 = build_context(
+        context, enc.channels["c5"], out_ch=width, rates=rates, image_pool=image_pool, options=context_options
+    )
     rates2 = check_rates(rates2, knob="rates2")
-    aspp2 = build_context(context, enc.channels["c3"], out_ch=num_classes, rates=rates2, image_pool=image_pool)
+    aspp2 = build_context(
+        context, enc.channels["c3"], out_ch=num_classes, rates=rates2, image_pool=image_pool, options=context_options
+    )
     low_level = ConvBNReLU(enc.channels["c2"], 48, 1) if skip else None
     fused = aspp1.out_channels + aspp2.out_channels + (48 if skip else 0)
     return DualASPP(enc, aspp1, aspp2, FusionBlock(fused, num_classes), low_level)

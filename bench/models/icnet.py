@@ -10,15 +10,15 @@ puts padding + atrous 3x3 + 1x1 + BN before each of the four pyramid levels (`at
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bench.models.backbones import Backbone
-from bench.models.blocks import ConvBNReLU, resize_to
-from bench.models.deeplab import build_context, seg_output
+from bench.models.blocks import ConvBNReLU, build_context, resize_to, seg_output
 from bench.models.pa3 import RESNETS
 from bench.registry import architectures, backbones
 
@@ -99,6 +99,7 @@ def _icnet(
     aux: bool,
     weights: str | None,
     image_pool: bool | None,
+    context_options: Mapping[str, Any] | None,
     drop_stage5_blocks: int,
 ) -> ICNet:
     enc: Backbone = backbones.build(backbone, output_stride=8, weights=weights)
@@ -108,7 +109,9 @@ def _icnet(
     if drop_stage5_blocks:
         layer4 = nn.Sequential(*list(layer4)[: len(layer4) - drop_stage5_blocks])
     deep = nn.Sequential(body.layer3, layer4)
-    ctx = build_context(context, enc.channels["c5"], out_ch=256, rates=rates, image_pool=image_pool)
+    ctx = build_context(
+        context, enc.channels["c5"], out_ch=256, rates=rates, image_pool=image_pool, options=context_options
+    )
     sub1 = nn.Sequential(
         ConvBNReLU(3, 32, 3, stride=2), ConvBNReLU(32, 32, 3, stride=2), ConvBNReLU(32, 64, 3, stride=2)
     )
@@ -132,6 +135,7 @@ def _variant(default_context: str, drop_stage5_blocks: int, doc: str):  # type: 
         aux: bool = False,
         weights: str | None = None,
         image_pool: bool | None = None,
+        context_options: Mapping[str, Any] | None = None,
     ) -> ICNet:
         return _icnet(
             num_classes=num_classes,
@@ -141,6 +145,7 @@ def _variant(default_context: str, drop_stage5_blocks: int, doc: str):  # type: 
             aux=aux,
             weights=weights,
             image_pool=image_pool,
+            context_options=context_options,
             drop_stage5_blocks=drop_stage5_blocks,
         )
 

@@ -3,14 +3,14 @@ fcn_baseline, resnet_deconv, resnet_aspp."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from bench.models.backbones import Backbone
-from bench.models.blocks import resize_to
-from bench.models.deeplab import build_context
+from bench.models.blocks import build_context, resize_to
 from bench.models.unet import MULTIBACKBONE, check_width
 from bench.registry import architectures, backbones
 
@@ -123,6 +123,7 @@ def resnet_aspp(
     width: int = 128,
     weights: str | None = None,
     image_pool: bool | None = None,
+    context_options: Mapping[str, Any] | None = None,
 ) -> ResNetContext:
     """ResNet + ASPP head (Table 4: 128-channel branches, rates 6, 12, 18, image pooling) + 1x1.
 
@@ -130,5 +131,7 @@ def resnet_aspp(
     8/16 gives the DeepLab-style dilated variant. ResNet-50 was its best backbone.
     """
     enc: Backbone = backbones.build(backbone, output_stride=output_stride, weights=weights)
-    ctx = build_context(context, enc.channels["c5"], out_ch=width, rates=rates, image_pool=image_pool)
+    ctx = build_context(
+        context, enc.channels["c5"], out_ch=width, rates=rates, image_pool=image_pool, options=context_options
+    )
     return ResNetContext(enc, ctx, nn.Conv2d(ctx.out_channels, num_classes, 1))

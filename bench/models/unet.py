@@ -11,15 +11,15 @@ Widths 8-16 are CPU scale.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import KnobError
-from bench.models.deeplab import build_context
+from bench.models.blocks import build_context
 from bench.registry import architectures
 
 __all__ = ["CBAM", "UNet", "conv_bn_relu"]
@@ -163,6 +163,7 @@ def _build_unet(
     context: str = "none",
     rates: Sequence[int] = (1,),
     image_pool: bool | None = None,
+    context_options: Mapping[str, Any] | None = None,
     context_ch: int | None = None,
 ) -> UNet:
     check_width(width)
@@ -190,7 +191,7 @@ def _build_unet(
     decoder = nn.ModuleList(double_conv(chs[i - 1] * (2 if skip else 1), chs[i - 1]) for i in range(4, 4 - depth, -1))
     dec_ch = chs[4 - depth]
     ctx_out = context_ch if context_ch is not None else num_classes
-    ctx = build_context(context, dec_ch, out_ch=ctx_out, rates=rates, image_pool=image_pool)
+    ctx = build_context(context, dec_ch, out_ch=ctx_out, rates=rates, image_pool=image_pool, options=context_options)
     # A context that ends in a linear map to the classes (AsppUNet's parallel pyramid) is the
     # output layer itself; any other gets the 1x1 classifier.
     if getattr(ctx, "linear_output", False) and ctx.out_channels == num_classes:
@@ -244,6 +245,7 @@ def aspp_unet(
     context: str = "aspp_parallel",
     rates: Sequence[int] = (3, 6, 9, 12),
     image_pool: bool | None = None,
+    context_options: Mapping[str, Any] | None = None,
 ) -> UNet:
     """AsppUNet: atrous_unet + a context after the decoder; default four parallel atrous 3x3 convs
     to the classes (rates 3,6,9,12; the paper's other set is 6,12,18,24), concat, output 1x1.
@@ -262,6 +264,7 @@ def aspp_unet(
         context=context,
         rates=rates,
         image_pool=image_pool,
+        context_options=context_options,
     )
 
 
@@ -289,6 +292,7 @@ def unet_aspp(
     context: str = "aspp",
     rates: Sequence[int] = (6, 12, 18),
     image_pool: bool | None = None,
+    context_options: Mapping[str, Any] | None = None,
 ) -> UNet:
     """U-Net+ASPP: the modified U-Net with its last decoder step (deconv4) and classifier replaced by ASPP.
 
@@ -308,5 +312,6 @@ def unet_aspp(
         context=context,
         rates=rates,
         image_pool=image_pool,
+        context_options=context_options,
         context_ch=2 * width,
     )

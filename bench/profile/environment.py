@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from bench.models import plugins
 from bench.profile.spec import DTYPES, ProfileSpec, torch_benchmark
 
 
@@ -79,6 +80,7 @@ def environment(spec: ProfileSpec, *, train_threads: int | None = None, train_wo
         "channels_last": spec.channels_last,
         "compile": spec.compile,
         "train_world_size": train_world_size,
+        "plugins": plugins(),  # ASPP_BENCH_PLUGINS modules whose variants this process could build
     }
 
 
