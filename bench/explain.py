@@ -38,7 +38,8 @@ def explain(
         elif err["type"] == "value_error":
             lines.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
         elif err["type"] == "missing":  # `given` is the enclosing mapping, not a value of the key
-            what, example = describe_type(annotation(model, key)) if annotation(model, key) else ("value", "...")
+            ann = annotation(model, key)
+            what, example = describe_type(ann) if ann is not None else ("value", "...")
             lines.append(f"'{key}' is missing ({err['msg']}): it takes {what}; add a line '{key}: {example}'")
         else:
             lines.append(accepted_form(key, given, err["msg"], model=model, in_file=noun != "config"))

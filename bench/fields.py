@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import inspect
 import json
-import re
-from typing import Any
+import typing
+from typing import Any, Literal
 
 import bench.data  # noqa: F401  (registers the datasets)
 import bench.losses  # noqa: F401  (registers the losses)
@@ -19,7 +19,7 @@ from bench.config import RunConfig, config_keys, load_run_config
 from bench.errors import UserError
 from bench.explain import annotation, describe_type
 from bench.identity import resolve
-from bench.models.blocks import context_option_defaults
+from bench.models.context import context_option_defaults, context_option_types
 
 __all__ = ["context_option_rows", "field_rows", "registry_listing"]
 
@@ -114,51 +114,36 @@ def field_rows() -> list[dict[str, Any]]:
 
 def context_option_rows() -> list[dict[str, Any]]:
     """One row per context variant's own knob (`model.context_options.<knob>`): its type as the
-    builder declares it, the variant's default and an example the suite accepts."""
+    builder declares it (in `describe_type`'s words), the variant's default and an example off
+    that default which the suite accepts (tested to resolve and build)."""
     rows = []
     for name in reg.contexts.names():
-        params = inspect.signature(reg.contexts.get(name).builder).parameters
+        types_ = context_option_types(name)
         for knob, default in context_option_defaults(name).items():
-            declared = params[knob].annotation  # text under `from __future__ import annotations`
-            ann = declared if isinstance(declared, str) else describe_type(declared)[0]
-            choices = re.findall(r"['\"]([^'\"]+)['\"]", ann) if "Literal" in ann else []
-            if ann.startswith("one of "):
-                choices = ann.removeprefix("one of ").split(" or ")[0].split(", ")
-            example = _option_example(ann, default, choices)
-            ann = "one of " + ", ".join(choices) if choices else _words(ann)
-            sets = [f"model.context={name}", f"model.context_options.{knob}={example}"]
-            if not _accepted(sets):
-                sets.insert(0, f"model.arch={_arch_with_context()}")
-            rows.append({"key": f"model.context_options.{knob}", "type": f"{ann} (context {name})",
+            what = describe_type(types_[knob])[0].replace(" (the default)", "")
+            choices = (
+                [str(c) for c in typing.get_args(types_[knob])] if typing.get_origin(types_[knob]) is Literal else []
+            )
+            sets = [f"model.context={name}", f"model.context_options.{knob}={_option_example(what, default, choices)}"]
+            rows.append({"key": f"model.context_options.{knob}", "type": f"{what} (context {name})",
                          "default": list(default) if isinstance(default, tuple) else default,
                          "allowed": ", ".join(choices), "example": _set_form(sets)})  # fmt: skip
     return rows
 
 
-def _words(ann: str) -> str:
-    """A builder's annotation text ('int | None') in the words `describe_type` uses."""
-    words = {"int": "integer", "float": "number", "bool": "true or false", "str": "text",
-             "Sequence[int]": "a list of integers", "None": "null"}  # fmt: skip
-    return " or ".join(words.get(part.strip(), part.strip()) for part in ann.split("|"))
-
-
-def _option_example(ann: str, default: Any, choices: list[str]) -> str:
-    """A value other than the default, of the option's declared type, as --set writes it."""
+def _option_example(what: str, default: Any, choices: list[str]) -> str:
+    """A value other than the default, of the kind `what` names, as --set writes it."""
     if choices:
         return next((c for c in choices if c != default), choices[0])
-    if "Sequence" in ann or "list" in ann:  # four levels, as the default four rates
-        return "[1, 2, 4, 8]" if default != (1, 2, 4, 8) else "[1, 2, 3, 6]"
-    if "float" in ann or "number" in ann:
+    if what.startswith("a list of"):  # four levels, as the default four rates
+        return "[1, 2, 4, 8]" if tuple(default or ()) != (1, 2, 4, 8) else "[1, 2, 3, 6]"
+    if what.startswith("number"):
         return "0.1" if default != 0.1 else "0.2"
-    if "int" in ann:  # int, integer
+    if what.startswith(("integer", "positive integer")):
         return "8" if default != 8 else "16"
-    if "bool" in ann:
+    if what.startswith("true or false"):
         return "false" if default else "true"
     return str(default)
-
-
-def _arch_with_context() -> str:
-    return next(n for n in reg.architectures.names() if "context_options" in reg.architectures.get(n).knobs)
 
 
 def registry_listing(pattern: str = "*") -> list[dict[str, Any]]:

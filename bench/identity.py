@@ -21,10 +21,9 @@ import hashlib
 import inspect
 import json
 import math
-import typing
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel
 
 import bench.losses  # noqa: F401  (registers the losses)
 import bench.models  # noqa: F401  (registers the zoo)
@@ -42,9 +41,9 @@ from bench.config import (
     validate,
 )
 from bench.data import dataset_facts
-from bench.errors import UserError, clip, did_you_mean
-from bench.explain import describe_type
-from bench.models.blocks import CONTEXT_SHARED, check_rates, context_option_defaults
+from bench.errors import KnobError, UserError, clip
+from bench.models.blocks import check_rates
+from bench.models.context import check_context_options, context_option_defaults, context_option_types
 from bench.registry import architectures, contexts, datasets, losses, optimizers, schedulers
 
 __all__ = [
@@ -172,39 +171,13 @@ def _resolve_context(model: ModelConfig) -> ModelConfig:
                 "branch; drop model.image_pool"
             )
     defaults = context_option_defaults(model.context)
-    options: dict[str, Any] = {}
-    for key, value in (model.context_options or {}).items():
-        if key in CONTEXT_SHARED:
-            how = {"rates": "set model.rates", "image_pool": "set model.image_pool"}.get(
-                key, "the architecture sets it (from model.width where it takes one)"
-            )
-            raise UserError(f"model.context_options.{key}: '{key}' is every context's, not an option; {how}")
-        if key not in defaults:
-            raise UserError(
-                f"model.context_options.{key}={clip(repr(value))}: context '{model.context}' has no option "
-                f"'{key}'{did_you_mean(key, defaults)}; its options: {', '.join(defaults) or 'none'}"
-            )
-        value = _option_value(model.context, key, value)
-        if _plain(value) != _plain(defaults[key]):
-            options[key] = value
+    try:
+        given = check_context_options(model.context, model.context_options)
+    except KnobError as e:
+        raise e.keyed("model") from None
+    options = {k: v for k, v in given.items() if _plain(v) != _plain(defaults[k])}
     upd["context_options"] = options or None
     return model.model_copy(update=upd)
-
-
-def _option_value(context: str, key: str, value: Any) -> Any:
-    """A context option's value checked against the type its builder declares (text that is
-    meant as a number, a list where one integer goes): the config's error, before any build."""
-    hint = typing.get_type_hints(contexts.get(context).builder).get(key)
-    if hint is None:
-        return value
-    try:
-        return TypeAdapter(hint).validate_python(value, strict=isinstance(value, str) and hint is not str)
-    except ValidationError as e:
-        what, example = describe_type(hint)
-        raise UserError(
-            f"model.context_options.{key}={clip(repr(value))}: context '{context}' takes {what} "
-            f"({e.errors()[0]['msg'].lower()}); write it as --set model.context_options.{key}={example}"
-        ) from None
 
 
 def _plain(v: Any) -> Any:
@@ -310,19 +283,15 @@ def config_from_row(row: Any) -> dict[str, Any]:
         v = row[key]
         if hasattr(v, "item"):  # numpy scalars from pandas
             v = v.item()
-        if key in open_keys and isinstance(v, str) and "," in v:  # bins '1,2,3,6': a list of numbers
-            try:
-                v = [_number(x.strip()) for x in v.split(",")]
-            except ValueError:
-                pass  # text with a comma in it
-        elif isinstance(v, str) and _is_tuple_field(key):
+        context = row["model.context"] if "model.context" in row else None
+        if isinstance(v, str) and _is_tuple_field(key, context):
             parts = [p.strip() for p in v.split(",")]
             v = parts
             if key != "loss.class_weights" or v[0] not in ("none", "median_freq", "inverse_freq"):
                 v = [_number(p) for p in parts]
             else:
                 v = v[0]
-        elif isinstance(v, int | float) and _is_tuple_field(key):
+        elif isinstance(v, int | float) and _is_tuple_field(key, context):
             v = [v]
         node = out
         parts = key.split(".")
@@ -339,9 +308,13 @@ def _number(s: str) -> int | float:
         return float(s)
 
 
-def _is_tuple_field(key: str) -> bool:
-    if key.rpartition(".")[0] in OPEN_SECTIONS:  # a context option: as the table wrote it
-        return False
+def _is_tuple_field(key: str, context: Any = None) -> bool:
+    """Whether the key holds a list (a table writes it as '3,6,9,12'): by the config's declared
+    type, or for a context option by the type its variant declares."""
+    section, _, knob = key.rpartition(".")
+    if section in OPEN_SECTIONS:
+        hint = context_option_types(context).get(knob) if isinstance(context, str) and context in contexts else None
+        return any(t in str(hint) for t in ("Sequence", "tuple", "list"))
     node: Any = RunConfig
     for part in key.split("."):
         info = node.model_fields[part]

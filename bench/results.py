@@ -14,7 +14,7 @@ from bench.config import flatten
 from bench.errors import UserError
 from bench.files import read_json_file
 from bench.identity import identity_of_dict
-from bench.models.blocks import context_option_defaults
+from bench.models.context import context_option_defaults
 from bench.registry import contexts
 from bench.store import CHECKPOINT, CONFIG, MANIFEST, RESULT, TENSORBOARD, known_identity, read_result
 
@@ -169,9 +169,8 @@ def _context_option_defaults(df: Any) -> Any:
             value = df.at[i, col]
             if isinstance(ctx, str) and ctx in contexts and (value is None or value != value):
                 defaults = context_option_defaults(ctx)
-                if knob in defaults:
-                    d = defaults[knob]
-                    df.at[i, col] = ",".join(str(x) for x in d) if isinstance(d, list | tuple) else d
+                if knob in defaults:  # written as the table writes any value (lists '1,2,3,6')
+                    df.at[i, col] = flatten({"v": defaults[knob]}, join_lists=True)["v"]
     return df
 
 

@@ -14,7 +14,7 @@ from bench.errors import UserError
 from bench.fields import context_option_rows
 from bench.identity import config_from_row, resolve, run_id
 from bench.models import build_model
-from bench.models.blocks import context_option_defaults
+from bench.models.context import context_option_defaults
 from bench.registry import contexts
 from bench.results import _context_option_defaults
 from bench.sweep import expand, load_sweep

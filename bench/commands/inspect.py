@@ -11,7 +11,7 @@ from bench.errors import UserError
 from bench.fields import field_rows, registry_listing
 from bench.identity import NOT_IDENTITY, resolve, run_id
 from bench.models import build_model
-from bench.models.blocks import context_option_defaults
+from bench.models.context import context_option_defaults
 from bench.profile import ProfileSpec, check_spec, parse_input, profile_model
 from bench.resources import bf16_problem, check_inference_memory
 from bench.threads import plan_threads

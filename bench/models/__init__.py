@@ -57,10 +57,10 @@ def model_parts(model: nn.Module) -> dict[str, nn.Module]:
 
 
 PLUGINS_ENV = "ASPP_BENCH_PLUGINS"
-_LOADED: dict[str, str] = {}  # what ASPP_BENCH_PLUGINS named -> the module it loaded
+_LOADED: list[str] = []  # the ASPP_BENCH_PLUGINS entries this process has loaded, in order
 
 
-def load_plugins(spec: str | None = None) -> list[str]:
+def load_plugins(spec: str | None = None) -> None:
     """Import the modules named in ASPP_BENCH_PLUGINS (or `spec`): comma-separated, each a path
     to a .py file or a dotted module name on sys.path. Each registers its own variants with the
     registries' decorators, exactly as the built-in modules do (docs/adding-a-variant.md); each
@@ -93,8 +93,7 @@ def load_plugins(spec: str | None = None) -> list[str]:
                 f"{PLUGINS_ENV}: plugin '{item}' failed to load: {type(e).__name__}: {e}{where}; fix the plugin "
                 f"or remove it from {PLUGINS_ENV}"
             ) from None
-        _LOADED[item] = item
-    return list(_LOADED)
+        _LOADED.append(item)
 
 
 def plugins() -> list[str]:

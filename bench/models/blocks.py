@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import KnobError
-from bench.registry import contexts
 
 __all__ = [
-    "CONTEXT_SHARED",
     "ConvBNReLU",
     "SeparableConvBNReLU",
-    "build_context",
     "check_rates",
-    "context_option_defaults",
     "resize_to",
     "seg_output",
 ]
@@ -72,50 +66,6 @@ def check_rates(rates: Sequence[int], *, knob: str = "rates") -> tuple[int, ...]
             knob, repr(list(out)), f"every rate must be a positive integer (got {bad[0]!r}); e.g. [6, 12, 18]"
         )
     return out
-
-
-def build_context(
-    name: str,
-    in_ch: int,
-    *,
-    out_ch: int,
-    rates: Sequence[int],
-    image_pool: bool | None,
-    options: Mapping[str, Any] | None = None,
-) -> nn.Module:
-    """A registered context; `image_pool=None` keeps the context's own default (and is the
-    only value accepted by contexts without an image-pooling branch). `options` are the
-    variant's own knobs (`model.context_options`: DenseASPP's growth, ASPP's dropout, ...); one
-    it does not take is a KnobError that lists the ones it does."""
-    kwargs: dict[str, Any] = {"in_ch": in_ch, "out_ch": out_ch, "rates": tuple(rates)}
-    if image_pool is not None:
-        kwargs["image_pool"] = image_pool
-    for key, value in (options or {}).items():
-        if key in CONTEXT_SHARED:
-            raise KnobError(f"context_options.{key}", repr(value), f"set it as model.{SHARED_AS.get(key, key)}")
-        if key not in contexts.get(name).knobs:
-            own = ", ".join(context_option_defaults(name)) or "none"
-            why = f"context '{name}' takes no such option; its options: {own}"
-            raise KnobError(f"context_options.{key}", repr(value), why)
-        kwargs[key] = tuple(value) if isinstance(value, list) else value
-    try:
-        return contexts.build(name, **kwargs)
-    except KnobError as e:  # a refused option is named by its key under model.context_options
-        if e.knob in (options or {}):
-            raise KnobError(f"context_options.{e.knob}", e.value, e.why) from None
-        raise
-
-
-# The knobs every context takes, set by the architecture from model.width/rates/image_pool:
-# not options of a variant.
-CONTEXT_SHARED = ("in_ch", "out_ch", "rates", "image_pool")
-SHARED_AS = {"in_ch": "arch (the layer before the context sets it)", "out_ch": "width"}
-
-
-def context_option_defaults(name: str) -> dict[str, Any]:
-    """A context variant's own knobs and their defaults (what `model.context_options` may set)."""
-    return {k: (None if d is inspect.Parameter.empty else d) for k, d in contexts.get(name).knobs.items()
-            if k not in CONTEXT_SHARED}  # fmt: skip
 
 
 def seg_output(

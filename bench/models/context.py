@@ -8,17 +8,32 @@ them, so one sweep axis crosses every context), sizes itself from its inputs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Literal
+import inspect
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 import torch
+from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
-from bench.errors import KnobError
+from bench.errors import KnobError, did_you_mean
+from bench.explain import describe_type
 from bench.models.blocks import ConvBNReLU, SeparableConvBNReLU, check_rates, resize_to
 from bench.registry import contexts
 
-__all__ = ["ASPP", "ASPPPooling", "DenseASPP", "ParallelASPP", "PyramidPooling"]
+__all__ = [
+    "ASPP",
+    "CONTEXT_SHARED",
+    "ASPPPooling",
+    "DenseASPP",
+    "ParallelASPP",
+    "PyramidPooling",
+    "build_context",
+    "check_context_options",
+    "context_option_defaults",
+    "context_option_types",
+]
 
 DEEPLAB = "Chen et al., Rethinking Atrous Convolution (DeepLabV3), arXiv:1706.05587"
 
@@ -300,3 +315,70 @@ def none(in_ch: int, *, out_ch: int = 256, rates: Sequence[int] = (1,)) -> NoCon
     _check_channels(in_ch, out_ch)
     check_rates(rates)
     return NoContext(in_ch)
+
+
+# The knobs every context takes from the architecture (model.width, model.rates,
+# model.image_pool): not options of a variant.
+CONTEXT_SHARED = ("in_ch", "out_ch", "rates", "image_pool")
+
+
+def context_option_defaults(name: str) -> dict[str, Any]:
+    """A context variant's own knobs and their defaults (what `model.context_options` may set)."""
+    return {k: (None if d is inspect.Parameter.empty else d) for k, d in contexts.get(name).knobs.items()
+            if k not in CONTEXT_SHARED}  # fmt: skip
+
+
+def context_option_types(name: str) -> dict[str, Any]:
+    """The type each of a variant's own knobs is declared with (Any where it declares none)."""
+    hints = typing.get_type_hints(contexts.get(name).builder)
+    return {k: hints.get(k, Any) for k in context_option_defaults(name)}
+
+
+def check_context_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`model.context_options` checked against the variant `name`: every key one of its own
+    knobs, every value of its declared type (as the config validates its own keys). Returns the
+    validated values; a KnobError keyed `context_options.<knob>` names what is wrong."""
+    types_ = context_option_types(name)
+    out: dict[str, Any] = {}
+    for key, value in (options or {}).items():
+        knob = f"context_options.{key}"
+        if key in CONTEXT_SHARED:
+            how = {"rates": "set model.rates", "image_pool": "set model.image_pool"}.get(
+                key, "the architecture sets it (from model.width where it takes one)"
+            )
+            raise KnobError(knob, repr(value), f"'{key}' is every context's, not an option; {how}")
+        if key not in types_:
+            raise KnobError(knob, repr(value), f"context '{name}' has no option '{key}'{did_you_mean(key, types_)}; "
+                            f"its options: {', '.join(types_) or 'none'}")  # fmt: skip
+        try:
+            out[key] = TypeAdapter(types_[key]).validate_python(value)
+        except ValidationError as e:
+            what, example = describe_type(types_[key])
+            raise KnobError(knob, repr(value), f"context '{name}' takes {what} ({e.errors()[0]['msg'].lower()}); "
+                            f"write it as --set model.{knob}={example}") from None  # fmt: skip
+    return out
+
+
+def build_context(
+    name: str,
+    in_ch: int,
+    *,
+    out_ch: int,
+    rates: Sequence[int],
+    image_pool: bool | None,
+    options: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """A registered context; `image_pool=None` keeps the context's own default (and is the
+    only value accepted by contexts without an image-pooling branch). `options` are the
+    variant's own knobs (`model.context_options`: DenseASPP's growth, ASPP's dropout, ...),
+    checked by `check_context_options`; a value the builder refuses is named by its key too."""
+    kwargs: dict[str, Any] = {"in_ch": in_ch, "out_ch": out_ch, "rates": tuple(rates)}
+    if image_pool is not None:
+        kwargs["image_pool"] = image_pool
+    checked = check_context_options(name, options)
+    try:
+        return contexts.build(name, **kwargs, **checked)
+    except KnobError as e:
+        if e.knob in checked:
+            raise KnobError(f"context_options.{e.knob}", e.value, e.why) from None
+        raise

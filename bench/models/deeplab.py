@@ -10,7 +10,8 @@ from torch import nn
 from torchvision.models.segmentation.fcn import FCNHead
 
 from bench.models.backbones import Backbone
-from bench.models.blocks import ConvBNReLU, SeparableConvBNReLU, build_context, resize_to, seg_output
+from bench.models.blocks import ConvBNReLU, SeparableConvBNReLU, resize_to, seg_output
+from bench.models.context import build_context
 from bench.registry import architectures, backbones
 
 __all__ = ["DeepLabV3", "DeepLabV3Plus", "from_torchvision_deeplabv3"]

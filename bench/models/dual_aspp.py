@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from bench.models.backbones import Backbone
-from bench.models.blocks import ConvBNReLU, SeparableConvBNReLU, build_context, check_rates, resize_to, seg_output
+from bench.models.blocks import ConvBNReLU, SeparableConvBNReLU, check_rates, resize_to, seg_output
+from bench.models.context import build_context
 from bench.registry import architectures, backbones
 
 __all__ = ["DualASPP", "EncoderOnly", "FusionBlock"]

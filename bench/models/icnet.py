@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.models.backbones import Backbone
-from bench.models.blocks import ConvBNReLU, build_context, resize_to, seg_output
+from bench.models.blocks import ConvBNReLU, resize_to, seg_output
+from bench.models.context import build_context
 from bench.models.pa3 import RESNETS
 from bench.registry import architectures, backbones
 

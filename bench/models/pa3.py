@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from bench.models.backbones import Backbone
-from bench.models.blocks import build_context, resize_to
+from bench.models.blocks import resize_to
+from bench.models.context import build_context
 from bench.models.unet import MULTIBACKBONE, check_width
 from bench.registry import architectures, backbones
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import KnobError
-from bench.models.blocks import build_context
+from bench.models.context import build_context
 from bench.registry import architectures
 
 __all__ = ["CBAM", "UNet", "conv_bn_relu"]
