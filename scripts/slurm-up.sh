@@ -41,6 +41,12 @@ $MARK
 ClusterName=aspp
 SlurmctldHost=$host
 AuthType=auth/munge
+# A requeued job (preemption, time limit) is eligible again after cred_expire + 1 s; Slurm's default
+# is 120 s, most of the Slurm test tier's time. 30 s still leaves a step's credential ample time to
+# reach slurmd on a busy machine,
+AuthInfo=cred_expire=30
+# and is started at the next scheduling pass: every 10 s here, not the default 60 s
+SchedulerParameters=sched_interval=10,bf_interval=10
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SchedulerType=sched/backfill

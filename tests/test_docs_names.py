@@ -78,3 +78,40 @@ def test_the_check_finds_a_flag_and_a_key_that_do_not_exist() -> None:
     assert calls == ["aspp-bench plan results/x --diference 1"]
     assert "--diference" not in _options()["plan"]
     assert "model.growth" in _named_keys(page) and "model.growth" not in set(config_keys())
+
+
+LAYOUT_PAGE = ROOT / "docs" / "development.md"
+_PY = re.compile(r"(?<![\w/.])((?:bench/)?(?:[a-z_]+/)*[a-z_0-9]+\.py)\b")
+
+
+def _layout_files(block: str) -> set[str]:
+    """The modules the layout names. A line's first column is a path under the repository; a name
+    with no folder belongs to the folder of its line's first path (or of the line above, for a
+    wrapped description): `bench/models/  backbones.py, ...` names bench/models/backbones.py."""
+    named: set[str] = set()
+    here = "bench"
+    for line in block.splitlines():
+        if not line.startswith(" "):
+            head = line.split()[0] if line.split() else ""
+            here = head.rstrip("/") if head.endswith("/") else str(Path(head).parent)
+        for name in _PY.findall(line):
+            named.add(name if name.startswith(("bench/", "scripts/", "tests/")) else f"{here}/{name}")
+    return {n for n in named if n.startswith("bench/")}
+
+
+def _layout_block(text: str) -> str:
+    section = text.split("## Layout", 1)[1]
+    return re.search(r"```\n(.*?)```", section, flags=re.S).group(1)
+
+
+def test_the_layout_names_every_module_of_bench_and_only_those() -> None:
+    named = _layout_files(_layout_block(LAYOUT_PAGE.read_text()))
+    tree = {p.relative_to(ROOT).as_posix() for p in (ROOT / "bench").rglob("*.py")}
+    tree -= {p for p in tree if p.endswith("/__init__.py")} - named  # a package's __init__ when it holds code worth naming
+    assert not named - tree, f"docs/development.md's layout names modules that do not exist: {sorted(named - tree)}"
+    assert not tree - named, f"modules missing from docs/development.md's layout: {sorted(tree - named)}"
+
+
+def test_the_layout_check_finds_a_missing_and_an_invented_module() -> None:
+    block = "bench/models/           backbones.py, nothing.py\nbench/losses.py metrics.py   losses\n"
+    assert _layout_files(block) == {"bench/models/backbones.py", "bench/models/nothing.py", "bench/losses.py", "bench/metrics.py"}
