@@ -113,7 +113,7 @@ def test_the_layout_names_every_module_of_bench_and_only_those() -> None:
     assert not tree - named, f"modules missing from docs/development.md's layout: {sorted(tree - named)}"
 
 
-def test_the_layout_check_finds_a_missing_and_an_invented_module() -> None:
+def test_the_layout_reader_puts_each_name_in_its_lines_folder() -> None:
     block = "bench/models/           backbones.py, nothing.py\nbench/losses.py metrics.py   losses\n"
     expected = {"bench/models/backbones.py", "bench/models/nothing.py", "bench/losses.py", "bench/metrics.py"}
     assert _layout_files(block) == expected
