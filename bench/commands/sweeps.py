@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
+
+from tqdm import tqdm
 
 from bench.errors import UserError
 from bench.labels import cell_label
@@ -124,17 +127,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait(cells, results: Path, poll: float) -> int:  # type: ignore[no-untyped-def]
-    import time
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(cells), unit="cell", disable=not sys.stderr.isatty())
+def _wait(cells, results: Path, poll: float, *, summary_every: float = 60.0) -> int:  # type: ignore[no-untyped-def]
+    """Watch the cells until every one has ended. On a terminal: a progress bar. Off one (a CI log,
+    a pane piped to a file, a login-node script): a line for each cell that ends while watched,
+    and every `summary_every` seconds one line of counts by state."""
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=len(cells), unit="cell", disable=not tty)
+    ended_before: set[str] | None = None  # cells that had ended when the watch began: not announced
+    start = last_summary = time.monotonic()
     while True:
         states = cell_states(cells, results)
         finished = sum(s.state in FINISHED for s in states)
         bar.n = finished
         bar.refresh()
+        if not tty:
+            ended = {s.cell.run_id for s in states if s.state in FINISHED}
+            if ended_before is not None:
+                _announce([s for s in states if s.state in FINISHED and s.cell.run_id not in ended_before],
+                          finished, len(cells))  # fmt: skip
+            ended_before = ended
+            now = time.monotonic()
+            if finished < len(cells) and poll and now - last_summary >= summary_every:
+                _summary(states, finished, now - start)
+                last_summary = now
         if finished == len(cells) or poll == 0:
             break
         time.sleep(poll)
@@ -143,6 +158,23 @@ def _wait(cells, results: Path, poll: float) -> int:  # type: ignore[no-untyped-
     for s in bad:
         print(f"  {s.cell.run_id}  {s.state}: {s.detail}  ({cell_label(s.cell.varying)})")
     return 1 if bad else 0
+
+
+def _announce(states, finished: int, total: int) -> None:  # type: ignore[no-untyped-def]
+    """A line per newly ended cell, counted up to `finished` (several can end within one poll)."""
+    for i, s in enumerate(states, start=finished - len(states) + 1):
+        why = f": {s.detail}" if s.state != "done" and s.detail else ""
+        print(f"  {s.state}: {s.cell.run_id} ({cell_label(s.cell.varying)}){why} [{i}/{total}]", flush=True)
+
+
+def _summary(states, finished: int, elapsed: float) -> None:  # type: ignore[no-untyped-def]
+    """One line of counts by state, and how long the watch has run."""
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    minutes, seconds = divmod(int(elapsed), 60)
+    by_state = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    print(f"  {finished}/{len(states)} finished ({by_state}); watching for {minutes} min {seconds:02d} s", flush=True)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

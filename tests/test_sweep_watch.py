@@ -1,0 +1,38 @@
+"""bench/commands/sweeps.py `_wait`: what `sweep --wait` prints while it watches, off a terminal."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import bench.commands.sweeps
+from bench.commands.sweeps import _wait
+
+
+def _cell(run_id: str, rates: str) -> SimpleNamespace:
+    return SimpleNamespace(run_id=run_id, varying={"model.rates": rates})
+
+
+def test_off_a_terminal_each_ending_cell_gets_a_line_and_the_watch_a_summary(monkeypatch, capsys) -> None:
+    """A CI log or a piped tmux pane saw nothing between 'submitted' and the end (10 minutes for
+    the smoke grid): each cell that ends while watched now prints a line (a failure with its
+    reason), and a summary comes at a steady interval; a cell ended before the watch is not
+    announced again."""
+    a, b, c = _cell("aaaa1111", "6,12"), _cell("bbbb2222", "3,6"), _cell("cccc3333", "12,24")
+    st = lambda cell, state, detail="": SimpleNamespace(cell=cell, state=state, detail=detail)  # noqa: E731
+    polls = iter(
+        [
+            [st(a, "done"), st(b, "running"), st(c, "queued")],
+            [st(a, "done"), st(b, "done"), st(c, "running")],
+            [st(a, "done"), st(b, "done"), st(c, "failed", "exit code 1")],
+        ]
+    )
+    monkeypatch.setattr(bench.commands.sweeps, "cell_states", lambda cells, results: next(polls))
+    rc = _wait([a, b, c], results=None, poll=0.001, summary_every=0.0)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert rc == 1
+    assert not any("aaaa1111" in line and "done" in line for line in lines[:1]), out  # ended before the watch
+    assert any(line.strip().startswith("done: bbbb2222") and "2/3" in line for line in lines), out
+    assert any(line.strip().startswith("failed: cccc3333") and "exit code 1" in line for line in lines), out
+    summaries = [line for line in lines if "finished" in line and "running" in line]
+    assert summaries and "1 done" in summaries[0] and "1 running" in summaries[0] and "1 queued" in summaries[0], out
