@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from bench.errors import UserError
 from bench.files import atomic_path, atomic_write_text
@@ -45,6 +48,27 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "report"
 
 
+@dataclass
+class _Part:
+    """One part of the report: its Markdown lines and, where it is a table, its .tex body."""
+
+    md: list[str]
+    stem: str | None = None
+    tex: str | None = None
+    width: float | None = None
+
+
+@dataclass(frozen=True)
+class _Names:
+    """What every part of one report is captioned and labelled with."""
+
+    report: str
+    slug: str
+    protocol: str
+    factors: dict[str, str]
+    axes: list[str]
+
+
 def build_report(
     results: str | Path,
     out: str | Path,
@@ -55,148 +79,40 @@ def build_report(
     sweep: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write reports/X/README.md, the .tex tables, figures, report.tex/pdf; returns what was written."""
-    formats = tuple(formats) if formats else default_formats()
     res = Path(results)
-    table = res.is_file() and res.suffix in (".parquet", ".csv")
-    if not res.is_dir() and not table:
+    from_table = res.is_file() and res.suffix in (".parquet", ".csv")
+    if not res.is_dir() and not from_table:
         raise UserError(f"{res}: results folder not found (or give a table collected with 'aspp-bench collect')")
-    bad = [f for f in formats if f not in FORMATS]
-    if bad:
-        raise UserError(
-            f"--format {','.join(formats)}: {', '.join(bad)} is not a format; allowed are {', '.join(FORMATS)}"
-        )
+    formats = _formats(formats)
     if "pdf" in formats:
         pdflatex()  # before anything is read or written
-    if table:  # a collected table, e.g. a committed baseline: rows read through their identity
-        df, skipped = load_table(res), []
-        df["run_id"] = df["_identity"]  # the runs' identities, whatever the table's ids were
-    else:
-        df, skipped = collect(res)
-    if df.empty:
-        raise UserError(f"{res}: no finished runs (skipped {len(skipped)} folder(s))")
-    manifest = sweep_manifest(sweep) if sweep else read_manifest(res)
-    if table and not manifest:
-        manifest = {"name": res.stem}
-    order = {rid: i for i, rid in enumerate(manifest.get("cells", {}))}
-    df["_order"] = [order.get(r, len(order)) for r in df["run_id"]]
-    df = df.sort_values("_order", kind="stable")
+    df, skipped, manifest = _read(res, sweep, from_table)
     axes = factor_axes(df, manifest)
     t = main_table(df, axes, baseline)
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     name = manifest.get("name", res.name)
-    slug = _slug(name)
-    written: list[Path] = []
-    protocol = protocol_caption(df, axes)
-    note = protocol_note(t)
-    names = factor_names(axes)
-
-    md_disp, md_bold = display_frame(t, axes)
-    sections = [
-        f"# {name}: ablation report",
-        "",
-        f"{len(df)} runs ({int((df['status'] == 'done').sum())} done) from `{res}`; "
-        f"factors: {', '.join(f'{names[a]} (`{a}`)' for a in axes) or 'none'}.",
-        "",
-        f"**Protocol.** {protocol}",
-        "",
-        f"**Table 1.** {note}",
-        "",
-        markdown(md_disp, md_bold, left=1 + len(axes)),
-        "",
-    ]
-    if notes:
-        sections[1:1] = ["", notes.strip()]
-    tex_disp, tex_bold = display_frame(t, axes, tex=True)
-    ids = ["\\#"] + [tex_escape(names[a]) for a in axes]
-    tex_disp = tex_disp.rename(columns={"#": "\\#"})
-    tex_bold = tex_bold.rename(columns={"#": "\\#"})
-    cap = tex_escape(f"{name}. {protocol} {note}")
-    main_tex, main_labels, main_w = latex_tables(tex_disp, tex_bold, cap, f"tab:{slug}-main", ids, left=len(ids))
-    tex_parts = [("main", main_tex)]
-    widths = {"main": main_w}
-    refs = manifest.get("reference") or []
-    for ref_name in [refs] if isinstance(refs, str) else refs:
-        pvm = paper_vs_measured(t, reference_table(ref_name))
-        if pvm is not None:
-            sections += [
-                f"## Paper vs measured ({ref_name})",
-                "",
-                "Measured: mean ± sd over seeds of the row `#` of Table 1.",
-                "",
-                markdown(pvm, left=pvm.shape[1] - 3),
-                "",
-            ]
-            tdisp = pvm.map(tex_escape).rename(columns=tex_escape)
-            cap = tex_escape(
-                f"{name}: the paper's {ref_name} against the measured mean ± sd (row # of Table 1). {protocol}"
-            )
-            body, _, w = latex_tables(
-                tdisp,
-                None,
-                cap,
-                f"tab:{slug}-{_slug(ref_name)}",
-                list(tdisp.columns[: pvm.shape[1] - 3]),
-                left=pvm.shape[1] - 3,
-            )
-            tex_parts.append((f"paper_vs_{ref_name}", body))
-            widths[f"paper_vs_{ref_name}"] = w
+    nm = _Names(name, _slug(name), protocol_caption(df, axes), factor_names(axes), axes)
+    main, main_labels = _main_part(t, df, res, nm, notes)
     pc = per_class(df, t, axes)
-    if pc is not None:
-        import pandas as pd
-
-        pcd = pd.DataFrame({"#": [str(i) for i in pc.index]})
-        for a in axes:
-            pcd[names[a]] = [show(v) for v in t.set_index("row").loc[pc.index, a]]
-        for c in pc.columns:
-            pcd[c] = [f"{v:.1f}" for v in pc[c]]
-        sections += [
-            "## Per-class IoU (%)",
-            "",
-            "Mean over the seeds of each configuration.",
-            "",
-            markdown(pcd, left=1 + len(axes)),
-            "",
-        ]
-        tdisp = pcd.map(tex_escape).rename(columns=tex_escape)
-        cap = tex_escape(f"{name}: per-class IoU (%), mean over seeds; # is the row of Table 1. {protocol}")
-        body, _, w = latex_tables(
-            tdisp,
-            None,
-            cap,
-            f"tab:{slug}-per-class",
-            ["\\#"] + [tex_escape(names[a]) for a in axes],
-            left=1 + len(axes),
-        )
-        tex_parts.append(("per_class", body))
-        widths["per_class"] = w
+    parts = [main, *_paper_parts(t, manifest, nm), *_per_class_parts(t, pc, nm)]
     if skipped:
-        sections += ["## Skipped run folders", ""] + [f"- `{p}`: {why}" for p, why in skipped] + [""]
+        parts.append(_Part(["## Skipped run folders", ""] + [f"- `{p}`: {why}" for p, why in skipped] + [""]))
+    written: list[Path] = []
     figs: list[figures.Figure] = []
     if "png" in formats or "pdf" in formats:
-        figs, lines = figures.make_all(t, df, axes, outdir, results=None if table else res, per_class=pc)
+        figs, lines = figures.make_all(t, df, axes, outdir, results=None if from_table else res, per_class=pc)
         written += [f.path.with_suffix(s) for f in figs for s in (".png", ".pdf")]
-        sections += ["## Figures", "", "Which figures exist for each factor, and why:", ""]
-        sections += [f"- {line}" for line in lines] + [""]
-        for f in figs:
-            sections += [f"**{f.title}.** {f.caption}", "", f"![{f.path.stem}]({f.path.stem}.png)", ""]
+        parts.append(_figures_part(figs, lines))
+    tables = [p for p in parts if p.stem]
     if "tex" in formats or "pdf" in formats:
-        for stem, tex in tex_parts:
-            atomic_write_text(outdir / f"{stem}.tex", tex)
-            written.append(outdir / f"{stem}.tex")
-        atomic_write_text(
-            outdir / "report.tex",
-            tex_document(
-                name, [s for s, _ in tex_parts], [(f"{f.path.stem}.pdf", f"{f.title}. {f.caption}") for f in figs]
-            ),
-        )
-        written.append(outdir / "report.tex")
+        written += _write_tex(outdir, name, tables, figs)
     overfull: list[str] = []
     if "pdf" in formats:
         pdf, overfull = compile_pdf(outdir)
         written.append(pdf)
     if "md" in formats:
-        atomic_write_text(outdir / "README.md", "\n".join(sections))
+        atomic_write_text(outdir / "README.md", "\n".join(line for p in parts for line in p.md))
         written.append(outdir / "README.md")
     with atomic_path(outdir / "main_table.csv") as tmp:
         t.drop(columns=["is_baseline"]).to_csv(tmp, index=False)
@@ -206,6 +122,134 @@ def build_report(
         "skipped": skipped,
         "rows": len(t),
         "overfull": overfull,
-        "table_width_pt": widths,
+        "table_width_pt": {p.stem: p.width for p in tables},
         "labels": main_labels,
     }
+
+
+def _formats(formats: tuple[str, ...] | None) -> tuple[str, ...]:
+    formats = tuple(formats) if formats else default_formats()
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise UserError(
+            f"--format {','.join(formats)}: {', '.join(bad)} is not a format; allowed are {', '.join(FORMATS)}"
+        )
+    return formats
+
+
+def _read(res: Path, sweep: str | Path | None, from_table: bool) -> tuple[pd.DataFrame, list, dict[str, Any]]:
+    """The runs (in the sweep's cell order), the folders skipped, and the sweep's manifest."""
+    if from_table:  # a collected table, e.g. a committed baseline: rows read through their identity
+        df, skipped = load_table(res), []
+        df["run_id"] = df["_identity"]  # the runs' identities, whatever the table's ids were
+    else:
+        df, skipped = collect(res)
+    if df.empty:
+        raise UserError(f"{res}: no finished runs (skipped {len(skipped)} folder(s))")
+    manifest = sweep_manifest(sweep) if sweep else read_manifest(res)
+    if from_table and not manifest:
+        manifest = {"name": res.stem}
+    order = {rid: i for i, rid in enumerate(manifest.get("cells", {}))}
+    df["_order"] = [order.get(r, len(order)) for r in df["run_id"]]
+    return df.sort_values("_order", kind="stable"), skipped, manifest
+
+
+def _main_part(t: pd.DataFrame, df: pd.DataFrame, res: Path, nm: _Names, notes: str | None) -> tuple[_Part, Any]:
+    """The heading, the protocol and Table 1; returns the part and Table 1's LaTeX labels."""
+    axes, names = nm.axes, nm.factors
+    note = protocol_note(t)
+    md_disp, md_bold = display_frame(t, axes)
+    md = [
+        f"# {nm.report}: ablation report",
+        "",
+        f"{len(df)} runs ({int((df['status'] == 'done').sum())} done) from `{res}`; "
+        f"factors: {', '.join(f'{names[a]} (`{a}`)' for a in axes) or 'none'}.",
+        "",
+        f"**Protocol.** {nm.protocol}",
+        "",
+        f"**Table 1.** {note}",
+        "",
+        markdown(md_disp, md_bold, left=1 + len(axes)),
+        "",
+    ]
+    if notes:
+        md[1:1] = ["", notes.strip()]
+    tex_disp, tex_bold = display_frame(t, axes, tex=True)
+    ids = ["\\#"] + [tex_escape(names[a]) for a in axes]
+    tex_disp = tex_disp.rename(columns={"#": "\\#"})
+    tex_bold = tex_bold.rename(columns={"#": "\\#"})
+    cap = tex_escape(f"{nm.report}. {nm.protocol} {note}")
+    tex, labels, width = latex_tables(tex_disp, tex_bold, cap, f"tab:{nm.slug}-main", ids, left=len(ids))
+    return _Part(md, "main", tex, width), labels
+
+
+def _paper_parts(t: pd.DataFrame, manifest: dict[str, Any], nm: _Names) -> list[_Part]:
+    """A paper-vs-measured table for each reference table the sweep names that the rows match."""
+    refs = manifest.get("reference") or []
+    parts = []
+    for ref_name in [refs] if isinstance(refs, str) else refs:
+        pvm = paper_vs_measured(t, reference_table(ref_name))
+        if pvm is None:
+            continue
+        left = pvm.shape[1] - 3
+        md = [
+            f"## Paper vs measured ({ref_name})",
+            "",
+            "Measured: mean ± sd over seeds of the row `#` of Table 1.",
+            "",
+            markdown(pvm, left=left),
+            "",
+        ]
+        tdisp = pvm.map(tex_escape).rename(columns=tex_escape)
+        cap = tex_escape(
+            f"{nm.report}: the paper's {ref_name} against the measured mean ± sd (row # of Table 1). {nm.protocol}"
+        )
+        body, _, w = latex_tables(
+            tdisp, None, cap, f"tab:{nm.slug}-{_slug(ref_name)}", list(tdisp.columns[:left]), left=left
+        )
+        parts.append(_Part(md, f"paper_vs_{ref_name}", body, w))
+    return parts
+
+
+def _per_class_parts(t: pd.DataFrame, pc: pd.DataFrame | None, nm: _Names) -> list[_Part]:
+    """Per-class IoU, mean over seeds, a row per configuration (none where no run has classes)."""
+    if pc is None:
+        return []
+    axes, names = nm.axes, nm.factors
+    pcd = pd.DataFrame({"#": [str(i) for i in pc.index]})
+    for a in axes:
+        pcd[names[a]] = [show(v) for v in t.set_index("row").loc[pc.index, a]]
+    for c in pc.columns:
+        pcd[c] = [f"{v:.1f}" for v in pc[c]]
+    md = [
+        "## Per-class IoU (%)",
+        "",
+        "Mean over the seeds of each configuration.",
+        "",
+        markdown(pcd, left=1 + len(axes)),
+        "",
+    ]
+    tdisp = pcd.map(tex_escape).rename(columns=tex_escape)
+    cap = tex_escape(f"{nm.report}: per-class IoU (%), mean over seeds; # is the row of Table 1. {nm.protocol}")
+    ids = ["\\#"] + [tex_escape(names[a]) for a in axes]
+    body, _, w = latex_tables(tdisp, None, cap, f"tab:{nm.slug}-per-class", ids, left=1 + len(axes))
+    return [_Part(md, "per_class", body, w)]
+
+
+def _figures_part(figs: list[figures.Figure], lines: list[str]) -> _Part:
+    md = ["## Figures", "", "Which figures exist for each factor, and why:", ""]
+    md += [f"- {line}" for line in lines] + [""]
+    for f in figs:
+        md += [f"**{f.title}.** {f.caption}", "", f"![{f.path.stem}]({f.path.stem}.png)", ""]
+    return _Part(md)
+
+
+def _write_tex(outdir: Path, name: str, tables: list[_Part], figs: list[figures.Figure]) -> list[Path]:
+    """Each table's .tex, and report.tex that inputs them and the figures."""
+    written = []
+    for part in tables:
+        atomic_write_text(outdir / f"{part.stem}.tex", part.tex)
+        written.append(outdir / f"{part.stem}.tex")
+    figure_list = [(f"{f.path.stem}.pdf", f"{f.title}. {f.caption}") for f in figs]
+    atomic_write_text(outdir / "report.tex", tex_document(name, [p.stem for p in tables], figure_list))
+    return [*written, outdir / "report.tex"]
