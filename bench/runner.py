@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
+
 from bench.bf16 import probe as bf16_probe
 from bench.checkpoint import seed_everything
 from bench.config import RunConfig
@@ -129,17 +132,61 @@ def _preflight(cfg: RunConfig, out: Path) -> None:
 
 
 def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: World = SINGLE) -> dict[str, Any]:
-    import torch
-
+    """One run in stages: where it runs, its data, its trainer, the fit, the result it writes."""
     log = _logger(out, world)
+    device, threads = _device(cfg, world)
+    train_data, val_data = _data(cfg)
+    if world.main and not (out / CONFIG).is_file():
+        write_yaml(out / CONFIG, json.loads(cfg.model_dump_json()))
+    trainer = _trainer(cfg, rid, out, (train_data, val_data), device, world, log)
+    if trainer_hook is not None:
+        trainer_hook(trainer)
+    where = (
+        f"{world.size} ranks ({world.backend}, global batch {cfg.data.batch_size})"
+        if world.distributed
+        else str(device)
+    )
+    log.info(
+        f"training {cfg.model.arch} on {cfg.data.name} ({len(train_data.images)} train / "
+        f"{len(val_data.images)} val images) for {trainer.total_iters} iterations on {where}"
+    )
+    started = time.time()
+    fit = trainer.fit()
+    if world.distributed:
+        dist.barrier()  # every rank has finished training and the last evaluation
+        if not world.main:  # rank 0 profiles once, on one device, and writes the result
+            return {"status": fit["status"], "run_id": rid, "metrics": fit["metrics"], "rank": world.rank}
+    result = _result(cfg, rid, fit, trainer, device, world, threads, train_data.class_names)
+    result["wall_seconds"] = time.time() - started
+    write_json(out / RESULT, result)
+    m = fit["metrics"]
+    if m is not None:
+        tr = fit["train"]
+        log.info(
+            f"{fit['status']}: val mIoU {100 * m['miou']:.2f}, pixel acc {100 * m['pixel_acc']:.2f} "
+            f"({tr['train_seconds']:.0f} s training, {tr['images_per_s'] or 0:.1f} img/s)"
+        )
+    else:
+        log.info(f"{fit['status']} after {fit['train']['iterations']} iterations")
+    return result
+
+
+def _device(cfg: RunConfig, world: World) -> tuple[torch.device, Any]:
+    """The device (one per task when distributed) and, on the CPU, the thread plan set for training:
+    threads from the CPUs this process may use and the step's work (bench.threads)."""
     device = resolve_device(cfg.train.device)
     if device.type == "cuda" and world.distributed:
-        device = torch.device("cuda", world.local_rank)  # one device per task
+        device = torch.device("cuda", world.local_rank)
     threads = None
-    if device.type == "cpu":  # threads from the CPUs this process may use and the step's work (bench.threads)
+    if device.type == "cpu":
         threads = plan_threads(step_gflop(cfg))
         if threads.threads:
             torch.set_num_threads(threads.threads)
+    return device, threads
+
+
+def _data(cfg: RunConfig) -> tuple[Any, Any]:
+    """The decoded train and evaluation splits, checked against the classes the config resolved."""
     train_data, val_data = build_data(cfg)
     facts = (train_data.num_classes, train_data.ignore_index)
     if facts != (
@@ -150,9 +197,14 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
             f"dataset '{cfg.data.name}' decoded with {facts[0]} classes (ignore {facts[1]}), the resolved config says "
             f"{cfg.model.num_classes} (ignore {cfg.loss.ignore_index})"
         )
-    if world.main and not (out / CONFIG).is_file():
-        write_yaml(out / CONFIG, json.loads(cfg.model_dump_json()))
+    return train_data, val_data
 
+
+def _trainer(
+    cfg: RunConfig, rid: str, out: Path, splits: tuple[Any, Any], device: torch.device, world: World, log: Any
+) -> Trainer:
+    """The model (its initial weights the seed's), loss, loaders, optimiser and schedule, in a Trainer."""
+    train_data, val_data = splits
     seed_everything(cfg.train.seed)  # the initial weights are the seed's, whatever ran before in this process
     model = build_model(cfg.model.arch, **cfg.model.knobs())
     if world.distributed and cfg.train.sync_bn:  # batch statistics of the global batch, as one process has
@@ -175,20 +227,18 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
         pin_memory=device.type == "cuda",
         world=world,
     )
-    o = cfg.optim
+    o, t = cfg.optim, cfg.train
     optimizer = make_optimizer(o.name, model.parameters(), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum)
-    t = cfg.train
-    spec = TrainSpec.from_config(t)
     total = t.iters or (t.epochs or 1) * max(len(train_loader), 1)
     scheduler = make_scheduler(o.schedule, optimizer, total_iters=total, power=o.power)
-    trainer = Trainer(
+    return Trainer(
         model,
         optimizer,
         scheduler,
         loss_fn,
         train_loader,
         val_loader,
-        spec=spec,
+        spec=TrainSpec.from_config(t),
         device=device,
         num_classes=train_data.num_classes,
         ignore_index=cfg.loss.ignore_index,
@@ -199,26 +249,25 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
         on_epoch=tensorboard_logger(out, rid, log.info) if world.main else None,
         world=world,
     )
-    if trainer_hook is not None:
-        trainer_hook(trainer)
-    where = f"{world.size} ranks ({world.backend}, global batch {bs})" if world.distributed else str(device)
-    log.info(
-        f"training {cfg.model.arch} on {cfg.data.name} ({len(train_data.images)} train / "
-        f"{len(val_data.images)} val images) for {trainer.total_iters} iterations on {where}"
-    )
-    started = time.time()
-    fit = trainer.fit()
-    if world.distributed:
-        import torch.distributed as dist
 
-        dist.barrier()  # every rank has finished training and the last evaluation
-        if not world.main:  # rank 0 profiles once, on one device, and writes the result
-            return {"status": fit["status"], "run_id": rid, "metrics": fit["metrics"], "rank": world.rank}
 
+def _result(
+    cfg: RunConfig,
+    rid: str,
+    fit: dict[str, Any],
+    trainer: Trainer,
+    device: torch.device,
+    world: World,
+    threads: Any,
+    class_names: Any,
+) -> dict[str, Any]:
+    """result.json's content: the fit's metrics, the profile of the trained network (a finished run's
+    only), and the environment it trained in."""
+    t = cfg.train
     pspec = ProfileSpec.for_run(cfg, device.type)
     train_threads = torch.get_num_threads() if device.type == "cpu" else None  # as it trained
     profiled = trainer.model
-    if world.distributed and cfg.train.sync_bn:  # the network as it is deployed: plain batch norm
+    if world.distributed and t.sync_bn:  # the network as it is deployed: plain batch norm
         profiled = build_model(cfg.model.arch, **cfg.model.knobs()).to(device)
         profiled.load_state_dict(trainer.model.state_dict())
     prof = (
@@ -234,11 +283,10 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
         "config": json.loads(cfg.model_dump_json()),
         "data_root": str(Path(cfg.data.root).resolve()) if cfg.data.root else None,  # as reached from where it ran
         "metrics": fit["metrics"],
-        "class_names": list(train_data.class_names),
+        "class_names": list(class_names),
         "train": fit["train"],
         "profile": {k: v for k, v in prof.items() if k not in ("env", "spec")},
         "env": prof["env"] if prof else environment(pspec, train_threads=train_threads, train_world_size=world.size),
-        "wall_seconds": time.time() - started,
     }
     # how it trained (the profile's dtype/layout are the latency's, not the training's)
     if threads is not None:
@@ -250,14 +298,4 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
                      "train_compile": t.compile, "train_nodes": world.nodes,
                      "train_dist_backend": world.backend,
                      "train_sync_bn": bool(t.sync_bn and world.distributed)}  # fmt: skip
-    write_json(out / RESULT, result)
-    m = fit["metrics"]
-    if m is not None:
-        tr = fit["train"]
-        log.info(
-            f"{fit['status']}: val mIoU {100 * m['miou']:.2f}, pixel acc {100 * m['pixel_acc']:.2f} "
-            f"({tr['train_seconds']:.0f} s training, {tr['images_per_s'] or 0:.1f} img/s)"
-        )
-    else:
-        log.info(f"{fit['status']} after {fit['train']['iterations']} iterations")
     return result
