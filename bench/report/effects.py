@@ -43,58 +43,81 @@ def matched_pairs(t: Any, axis: str, axes: list[str]) -> list[tuple[int, int]]:
 
 def effect(t: Any, df: Any, axis: str, axes: list[str], outdir: Path) -> tuple[Figure | None, str]:
     """The figure for one factor and the line the report's README says about it."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    names = factor_names(axes)
-    nm = names[axis]
-    stem = f"effect_{axis.replace('.', '_')}"
-    seeds = t.attrs.get("seed_values", {}).get("miou")
+    nm = factor_names(axes)[axis]
     if crossed(t, axis, axes) or len(axes) == 1:
         levels = factor_levels(t, axis)
         if len(levels) < 2:
             return None, f"{nm}: one level only, no effect to show"
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        means, lows, highs, ns = [], [], [], []
-        for lv in levels:
-            rows = t[[show(v) == lv for v in t[axis]]]
-            runs = [float(v) for i in rows.index for v in (seeds[i].values() if seeds else [rows.loc[i, "miou"]])]
-            vals = np.array(runs)
-            m = float(vals.mean())
-            if len(vals) >= 2:
-                import scipy.stats as st
-
-                half = st.t.ppf(0.975, len(vals) - 1) * vals.std(ddof=1) / math.sqrt(len(vals))
-            else:
-                half = math.nan
-            means.append(m)
-            lows.append(m - half)
-            highs.append(m + half)
-            ns.append(len(vals))
-            ax.scatter(np.full(len(vals), levels.index(lv)), vals, color="0.6", s=10, zorder=2)
-        xs = np.arange(len(levels))
-        err = np.array(
-            [[m - lo for m, lo in zip(means, lows, strict=True)], [hi - m for m, hi in zip(means, highs, strict=True)]]
-        )
-        ax.errorbar(xs, means, yerr=np.nan_to_num(err), fmt="o", color="C0", capsize=3, zorder=3)
-        ax.set_xticks(xs, levels, fontsize=7, rotation=15)
-        ax.set_xlabel(nm)
-        ax.set_ylabel("val mIoU (%)")
-        ax.set_title(f"{nm}: mean over the runs at each level, other factors balanced", fontsize=8)
-        fig.tight_layout()
-        save_figure(fig, outdir / stem)
-        cap = (
-            f"Main effect of {nm} (fully crossed with the other factors, so each level mean averages the same "
-            f"conditions): dots are the level means over runs (n = {', '.join(map(str, ns))}), bars 95% t "
-            f"intervals over those runs where n >= 2, grey points the individual runs."
-        )
-        return Figure(outdir / stem, f"Effect of {nm}", cap), f"{nm}: fully crossed, level means ({stem}.png)"
+        return _level_means(t, axis, levels, nm, outdir)
     pairs = matched_pairs(t, axis, axes)
     if not pairs:
         return None, (
             f"{nm}: no figure; the design is not crossed and no two configurations differ in {nm} alone, "
             f"so any difference between its levels is confounded with other factors"
         )
+    return _pair_differences(t, axis, axes, pairs, outdir)
+
+
+def _stem(axis: str) -> str:
+    return f"effect_{axis.replace('.', '_')}"
+
+
+def _level_means(t: Any, axis: str, levels: list[str], nm: str, outdir: Path) -> tuple[Figure, str]:
+    """A fully crossed factor: each level's mean over its runs with a 95% t interval, runs as dots."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    stem = _stem(axis)
+    seeds = t.attrs.get("seed_values", {}).get("miou")
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    means, lows, highs, ns = [], [], [], []
+    for lv in levels:
+        rows = t[[show(v) == lv for v in t[axis]]]
+        runs = [float(v) for i in rows.index for v in (seeds[i].values() if seeds else [rows.loc[i, "miou"]])]
+        vals = np.array(runs)
+        m = float(vals.mean())
+        if len(vals) >= 2:
+            import scipy.stats as st
+
+            half = st.t.ppf(0.975, len(vals) - 1) * vals.std(ddof=1) / math.sqrt(len(vals))
+        else:
+            half = math.nan
+        means.append(m)
+        lows.append(m - half)
+        highs.append(m + half)
+        ns.append(len(vals))
+        ax.scatter(np.full(len(vals), levels.index(lv)), vals, color="0.6", s=10, zorder=2)
+    xs = np.arange(len(levels))
+    err = np.array(
+        [[m - lo for m, lo in zip(means, lows, strict=True)], [hi - m for m, hi in zip(means, highs, strict=True)]]
+    )
+    ax.errorbar(xs, means, yerr=np.nan_to_num(err), fmt="o", color="C0", capsize=3, zorder=3)
+    ax.set_xticks(xs, levels, fontsize=7, rotation=15)
+    ax.set_xlabel(nm)
+    ax.set_ylabel("val mIoU (%)")
+    ax.set_title(f"{nm}: mean over the runs at each level, other factors balanced", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, outdir / stem)
+    cap = (
+        f"Main effect of {nm} (fully crossed with the other factors, so each level mean averages the same "
+        f"conditions): dots are the level means over runs (n = {', '.join(map(str, ns))}), bars 95% t "
+        f"intervals over those runs where n >= 2, grey points the individual runs."
+    )
+    return Figure(outdir / stem, f"Effect of {nm}", cap), f"{nm}: fully crossed, level means ({stem}.png)"
+
+
+def _pair_differences(
+    t: Any, axis: str, axes: list[str], pairs: list[tuple[int, int]], outdir: Path
+) -> tuple[Figure, str]:
+    """A factor not crossed: each matched pair's difference with its 95% interval (where both sides
+    have >= 2 seeds), the other factors that vary between pairs in the labels."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = factor_names(axes)
+    nm = names[axis]
+    stem = _stem(axis)
+    seeds = t.attrs.get("seed_values", {}).get("miou")
     others = [a for a in axes if a != axis]
     vary = [a for a in others if len({show(t.iloc[k][a]) for p in pairs for k in p}) > 1]
     labels, ds, los, his = [], [], [], []
