@@ -27,25 +27,9 @@ def _pareto(points: list[tuple[float, float]]) -> list[int]:
 def tradeoff(t: Any, df: Any, axes: list[str], cost: str, outdir: Path) -> Figure | None:
     """mIoU against GMACs or latency: colour = first factor, marker = second, labels = rows."""
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
     names = factor_names(axes)
-    if cost == "gmacs":
-        x = t["gmacs"].astype(float)
-        xerr = None
-        size = constant_value(df, "data.size")
-        xlabel = "GMACs per image" + (f" at {size.replace(',', 'x')}" if size else "") + " (multiply-accumulates / 1e9)"
-    else:
-        x = t["latency_ms_p50"].astype(float)
-        if x.isna().all() and "fps_bs1" in t:
-            x = 1000 / t["fps_bs1"].astype(float)
-        iqr = t["latency_ms_iqr"].astype(float) if "latency_ms_iqr" in t else None
-        xerr = None if iqr is None or iqr.isna().all() else (iqr.fillna(0) / 2)
-        device = constant_value(df, "env.device_name") or "mixed devices"
-        dtype = constant_value(df, "env.dtype") or "mixed dtypes"
-        threads = constant_value(df, "env.threads")
-        xlabel = f"latency per image, batch 1, {device}" + (f", {threads} thread(s)" if threads else "")
-        xlabel += f", {dtype} (ms, median)"
+    x, xerr, xlabel = _cost_axis(t, df, cost)
     y = t["miou"].astype(float)
     if x.isna().all():
         return None
@@ -86,6 +70,39 @@ def tradeoff(t: Any, df: Any, axes: list[str], cost: str, outdir: Path) -> Figur
     ax.set_ylabel("val mIoU (%)" + ("; bars: ± sd over seeds" if seeds_bar else ""), fontsize=8)
     ax.tick_params(labelsize=7)
     ax.margins(x=0.12, y=0.12)
+    _legend(ax, names, (hue, hue_levels, colours), (style, style_levels, markers))
+    place_labels(ax, [x.iloc[i] for i in ok], [y.iloc[i] for i in ok], [str(t["row"].iloc[i]) for i in ok])
+    name = f"miou_vs_{cost}"
+    what = "GMACs" if cost == "gmacs" else "latency"
+    save_figure(fig, outdir / name)
+    caption = _caption(t, what, len(ok), names, hue, style, seeds_bar, xerr is not None, cost)
+    return Figure(outdir / name, f"Accuracy against {what}", caption)
+
+
+def _cost_axis(t: Any, df: Any, cost: str) -> tuple[Any, Any, str]:
+    """The cost per row (GMACs, or the median latency with half its IQR as the bar) and its label,
+    which names the input size or the device, threads and number format it was measured at."""
+    if cost == "gmacs":
+        size = constant_value(df, "data.size")
+        label = "GMACs per image" + (f" at {size.replace(',', 'x')}" if size else "") + " (multiply-accumulates / 1e9)"
+        return t["gmacs"].astype(float), None, label
+    x = t["latency_ms_p50"].astype(float)
+    if x.isna().all() and "fps_bs1" in t:
+        x = 1000 / t["fps_bs1"].astype(float)
+    iqr = t["latency_ms_iqr"].astype(float) if "latency_ms_iqr" in t else None
+    xerr = None if iqr is None or iqr.isna().all() else (iqr.fillna(0) / 2)
+    device = constant_value(df, "env.device_name") or "mixed devices"
+    dtype = constant_value(df, "env.dtype") or "mixed dtypes"
+    threads = constant_value(df, "env.threads")
+    label = f"latency per image, batch 1, {device}" + (f", {threads} thread(s)" if threads else "")
+    return x, xerr, label + f", {dtype} (ms, median)"
+
+
+def _legend(ax: Any, names: dict[str, str], hue: tuple, style: tuple) -> None:
+    """Colour levels under the first factor's name, marker levels under the second's, the front."""
+    from matplotlib.lines import Line2D
+
+    (hue, hue_levels, colours), (style, style_levels, markers) = hue, style
     handles = []
     if hue:
         handles.append(Line2D([], [], ls="", label=names[hue]))
@@ -103,9 +120,19 @@ def tradeoff(t: Any, df: Any, axes: list[str], cost: str, outdir: Path) -> Figur
     for text in leg.get_texts():
         if text.get_text() in (names.get(hue), names.get(style)):
             text.set_fontweight("bold")
-    place_labels(ax, [x.iloc[i] for i in ok], [y.iloc[i] for i in ok], [str(t["row"].iloc[i]) for i in ok])
-    name = f"miou_vs_{cost}"
-    what = "GMACs" if cost == "gmacs" else "latency"
+
+
+def _caption(
+    t: Any,
+    what: str,
+    shown: int,
+    names: dict[str, str],
+    hue: Any,
+    style: Any,
+    seeds_bar: bool,
+    has_xerr: bool,
+    cost: str,
+) -> str:
     n = ", ".join(sorted({str(v) for v in t["n"]}))
     bars = (
         "vertical bars ± sd over seeds where a configuration has >= 2; "
@@ -114,15 +141,13 @@ def tradeoff(t: Any, df: Any, axes: list[str], cost: str, outdir: Path) -> Figur
     )
     bars += (
         "horizontal bars ± half the interquartile range of the latency samples (median over seeds)"
-        if xerr is not None
+        if has_xerr
         else "no horizontal bars (GMACs are exact)"
         if cost == "gmacs"
         else ""
     )
-    caption = (
-        f"mIoU against {what} for the {len(ok)} configurations (n = {n} seed(s) each); colour: "
+    return (
+        f"mIoU against {what} for the {shown} configurations (n = {n} seed(s) each); colour: "
         f"{names[hue] if hue else '-'}, marker: {names[style] if style else '-'}; numbers are the rows of "
         f"Table 1; dashed: the Pareto front (no configuration both cheaper and more accurate); {bars}."
     )
-    save_figure(fig, outdir / name)
-    return Figure(outdir / name, f"Accuracy against {what}", caption)
