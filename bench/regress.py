@@ -174,6 +174,18 @@ def regress(
     `alpha`. A drop beyond the tolerance that is not significant is INCONCLUSIVE (listed with the
     seeds that would resolve it at the measured spread; it does not fail). With one seed on a side
     no test is possible and the plain threshold decides, marked as such."""
+    _check_arguments(baseline, current, miou_tol, speed_tol, alpha)
+    baseline, current = _with_ignored(baseline, current, ignore)
+    records, comps = _compare(baseline, current, ignore, speed_tol, speed_normalised)
+    adjusted = stats.holm([cp.p if cp is not None else math.nan for cp in comps])
+    for rec, comp, p_holm in zip(records, comps, adjusted, strict=True):
+        if comp is not None:
+            _judge(rec, comp, p_holm, miou_tol, alpha)
+    passed = all(r["verdict"] != "FAIL" for r in records)
+    return passed, _markdown(records, alpha), records
+
+
+def _check_arguments(baseline: Any, current: Any, miou_tol: float, speed_tol: float, alpha: float) -> None:
     if miou_tol < 0 or speed_tol < 0:
         raise UserError(f"--miou-tol ({miou_tol}) and --speed-tol ({speed_tol}) must be non-negative")
     if not 0 < alpha < 1:
@@ -181,6 +193,11 @@ def regress(
     for t in (baseline, current):
         if "_identity" not in t.columns:
             raise UserError("regress takes tables from load_table (rows with their identity)")
+
+
+def _with_ignored(baseline: Any, current: Any, ignore: tuple[str, ...]) -> tuple[Any, Any]:
+    """The two tables with each row's configuration id recomputed without the ignored keys, and
+    refused when they then share no configuration."""
     if ignore:
         keys = config_keys(_RC)
         for k in ignore:
@@ -194,6 +211,14 @@ def regress(
             "baseline and current have no configuration in common, so nothing can be compared; "
             + _difference(baseline, current)
         )
+    return baseline, current
+
+
+def _compare(
+    baseline: Any, current: Any, ignore: tuple[str, ...], speed_tol: float, speed_normalised: bool
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """A record per configuration of the baseline, with its seeds compared to the current table's
+    (None where the current table lacks it: a FAIL) and its speed judged."""
     cfg_cols = [c for c in baseline.columns if is_experiment_key(c) and c != "train.seed" and c not in ignore]
     varying = [c for c in cfg_cols if baseline[c].astype(str).nunique() > 1]
     records: list[dict[str, Any]] = []
@@ -214,40 +239,39 @@ def regress(
         )  # fmt: skip
         rec["speed"], rec["speed_fail"] = _speed(b, c, speed_tol, speed_normalised)
         records.append(rec)
-    adjusted = stats.holm([cp.p if cp is not None else math.nan for cp in comps])
-    for rec, comp, p_holm in zip(records, comps, adjusted, strict=True):
-        if comp is None:
-            continue
-        rec["p_holm"] = p_holm
-        drop = -comp.diff
-        fails: list[str] = []
-        if comp.test == "threshold":
-            if drop > miou_tol:
-                fails.append(f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} (threshold: one seed, no test)")
-            verdict = "FAIL" if fails else "ok"
-            rec["why"] = "threshold verdict: one seed on a side, no test possible"
-        elif drop > miou_tol and p_holm < alpha:
-            fails.append(f"mIoU {comp.diff:+.2f} points, significant (p {p_holm:.3g} after Holm < {alpha})")
-            verdict = "FAIL"
-        elif drop > miou_tol:
-            need = stats.seeds_needed(drop, comp.sd, alpha=alpha, paired=comp.test == "paired")
-            rec["seeds_needed"] = need
-            verdict = "INCONCLUSIVE"
-            rec["why"] = (
-                f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} but not significant (p {p_holm:.3g} after Holm); "
-                + (f"{need} seeds per side would resolve a drop this size at sd {comp.sd:.2f}" if need
-                   else "more than 1000 seeds would be needed at this spread")
-            )  # fmt: skip
-        else:
-            verdict = "ok"
-        if rec.get("speed_fail"):
-            fails.append(rec["speed_fail"])
-            verdict = "FAIL"
-        if fails:
-            rec["why"] = "; ".join(fails)
-        rec["verdict"] = verdict
-    passed = all(r["verdict"] != "FAIL" for r in records)
-    return passed, _markdown(records, alpha), records
+    return records, comps
+
+
+def _judge(rec: dict[str, Any], comp: Any, p_holm: float, miou_tol: float, alpha: float) -> None:
+    """The verdict of one compared configuration, with why, written into its record."""
+    rec["p_holm"] = p_holm
+    drop = -comp.diff
+    fails: list[str] = []
+    if comp.test == "threshold":
+        if drop > miou_tol:
+            fails.append(f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} (threshold: one seed, no test)")
+        verdict = "FAIL" if fails else "ok"
+        rec["why"] = "threshold verdict: one seed on a side, no test possible"
+    elif drop > miou_tol and p_holm < alpha:
+        fails.append(f"mIoU {comp.diff:+.2f} points, significant (p {p_holm:.3g} after Holm < {alpha})")
+        verdict = "FAIL"
+    elif drop > miou_tol:
+        need = stats.seeds_needed(drop, comp.sd, alpha=alpha, paired=comp.test == "paired")
+        rec["seeds_needed"] = need
+        verdict = "INCONCLUSIVE"
+        rec["why"] = (
+            f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} but not significant (p {p_holm:.3g} after Holm); "
+            + (f"{need} seeds per side would resolve a drop this size at sd {comp.sd:.2f}" if need
+               else "more than 1000 seeds would be needed at this spread")
+        )  # fmt: skip
+    else:
+        verdict = "ok"
+    if rec.get("speed_fail"):
+        fails.append(rec["speed_fail"])
+        verdict = "FAIL"
+    if fails:
+        rec["why"] = "; ".join(fails)
+    rec["verdict"] = verdict
 
 
 def _fmt(v: Any, spec: str) -> str:
