@@ -1,4 +1,4 @@
-"""Issue 15: each split is decoded once per (dataset, split, size) into a cache shared by every
+"""Each split is decoded once per (dataset, split, size) into a cache shared by every
 cell and by evaluate; a changed source decodes again; two processes filling it at once are safe."""
 
 from __future__ import annotations

@@ -117,3 +117,28 @@ def test_the_layout_reader_puts_each_name_in_its_lines_folder() -> None:
     block = "bench/models/           backbones.py, nothing.py\nbench/losses.py metrics.py   losses\n"
     expected = {"bench/models/backbones.py", "bench/models/nothing.py", "bench/losses.py", "bench/metrics.py"}
     assert _layout_files(block) == expected
+
+
+def _prose(path: Path) -> str:
+    """A test module's comments and docstrings: what it says to its reader."""
+    import ast
+    import io
+    import tokenize
+
+    text = path.read_text()
+    comments = [t.string for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type == tokenize.COMMENT]
+    nodes = [n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Module | ast.FunctionDef | ast.ClassDef)]
+    docs = [ast.get_docstring(n) or "" for n in nodes]
+    return "\n".join(comments + docs)
+
+
+def test_no_test_cites_an_issue_number_or_a_document_the_repository_lacks() -> None:
+    """A test says what it checks; an issue tracker's numbers and documents kept outside the
+    repository mean nothing to the reader of a clone."""
+    pages = {p.name for p in PAGES} | {p.relative_to(ROOT).as_posix() for p in PAGES}
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        prose = _prose(path)
+        cited = re.findall(r"\bissues?\s*#?\d+", prose, flags=re.I)
+        assert not cited, f"{path.name} cites {cited}: say what the test checks instead"
+        documents = set(re.findall(r"[\w./-]+\.md\b", prose)) - pages
+        assert not documents, f"{path.name} names {sorted(documents)}, which the repository does not hold"

@@ -1,4 +1,4 @@
-"""Issue 15: the training fast path (bf16 autocast, channels_last, compile) as config keys a sweep
+"""The training fast path (bf16 autocast, channels_last, compile) as config keys a sweep
 can cross, with fp32 where it must stay fp32, recorded in every result."""
 
 from __future__ import annotations

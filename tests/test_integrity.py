@@ -1,4 +1,4 @@
-"""Issue 12: every number in a table belongs to exactly the run it names.
+"""Every number in a table belongs to exactly the run it names.
 
 Each test here failed on the main before this change (the defect is named in its docstring).
 """
@@ -619,7 +619,7 @@ def test_atomic_writes_keep_the_usual_file_mode(tmp_path) -> None:
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == stat.S_IMODE((tmp_path / "b.json").stat().st_mode)
 
 
-# ----------------------------------------------------------------------------- issue 13: evaluation protocol
+# ----------------------------------------------------------------------------- the evaluation protocol
 
 
 def _camvid_run(cli, tmp_path: Path) -> Path:

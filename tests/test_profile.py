@@ -18,20 +18,20 @@ REFERENCES = [  # torchvision's published metadata: num_params and GFLOPS ('_ops
 ]
 
 
-@pytest.mark.parametrize(("arch", "weights", "issue_gmacs"), REFERENCES, ids=[r[0] for r in REFERENCES])
-def test_headline_counter_reproduces_published_figures(arch: str, weights, issue_gmacs: float) -> None:
+@pytest.mark.parametrize(("arch", "weights", "published_gmacs"), REFERENCES, ids=[r[0] for r in REFERENCES])
+def test_headline_counter_reproduces_published_figures(arch: str, weights, published_gmacs: float) -> None:
     model = build_model(arch, num_classes=21)  # aux heads on, as the published weights have them
     assert count_params(model)["params"] == weights.meta["num_params"]
     r = count_flops(model, torch.randn(1, 3, 520, 520), counters=("torch",))
     gmacs = r["gmacs"] + r["gmacs_aux"]  # torchvision counts the aux classifier its forward runs
     assert (r["gmacs_aux"] > 0) == ("lraspp" not in arch) and r["gmacs_with_aux"] == pytest.approx(gmacs)
     assert gmacs == pytest.approx(weights.meta["_ops"], rel=1e-3)
-    assert gmacs == pytest.approx(issue_gmacs, abs=0.005 + 1e-3 * issue_gmacs)  # the 2-decimal figures
+    assert gmacs == pytest.approx(published_gmacs, abs=0.005 + 1e-3 * published_gmacs)  # the 2-decimal figures
 
 
 @pytest.mark.slow
 def test_deeplabv3_resnet101_os8_aux_reproduces_torchvision(cli) -> None:
-    """The issue's figure: the headline is inference, the aux head its own column, the sum torchvision's."""
+    """The headline is inference, the aux head its own column, the sum torchvision's."""
     code, out, err = cli(
         "profile", "deeplabv3", "--set", "model.backbone=resnet101", "model.output_stride=8", "model.rates=[12,24,36]",
         "model.aux=true", "model.num_classes=21", "--input", "3x520x520", "--json", "--metrics", "params,flops",

@@ -1,4 +1,4 @@
-"""Issue 14: tables that fit the page, figures whose labels never collide, factor plots only where
+"""Tables that fit the page, figures whose labels never collide, factor plots only where
 the design supports them, and a 6-factor report that compiles without an overfull box."""
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def test_six_factor_report_fits_a4_landscape_and_compiles(cli, tmp_path) -> None
     head = re.search(r"\\midrule", main) and main.split("\\toprule")[1].split("\\\\")[0]
     for factor in ("arch", "context", "rates", "skip", "loss", "backbone"):
         assert factor in head, factor  # one column per factor
-    for stem in ("main", "per_class"):  # each wrapped as the issue says: A4 landscape, 2 cm margins
+    for stem in ("main", "per_class"):  # each wrapped as a paper would: A4 landscape, 2 cm margins
         over = _overfull(out, stem)
         assert all(x <= 1.0 for x in over), (stem, over)
 

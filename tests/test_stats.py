@@ -1,4 +1,4 @@
-"""Issue 13: the statistics have known answers, and the gate says only what the seeds support."""
+"""The statistics have known answers, and the gate says only what the seeds support."""
 
 from __future__ import annotations
 

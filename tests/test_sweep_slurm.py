@@ -1,6 +1,7 @@
 """Against a real single-node Slurm cluster (scripts/slurm-up.sh; .ci/run starts it).
 
-A requeued job waits about two minutes before it is eligible again, so these take minutes.
+A requeued job waits 30-40 s there before it runs again (slurm-up.sh shortens Slurm's 2-3 minutes),
+so these take a minute or more each.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def test_cancelled_job_is_failed_and_retry_completes_it(cli, tmp_path) -> None:
 
 
 def test_a_failing_squeue_is_unknown_and_retry_submits_nothing(cli, tmp_path, monkeypatch) -> None:
-    """Issue 12.3 on the real cluster: a transient squeue failure must not read as 'failed'."""
+    """On the real cluster: a transient squeue failure must not read as 'failed'."""
     import os
     import stat
 
@@ -147,7 +148,7 @@ def test_a_failing_squeue_is_unknown_and_retry_submits_nothing(cli, tmp_path, mo
 
 
 def test_time_limit_with_no_requeue_left_says_so(cli, tmp_path) -> None:
-    """Issue 12.8: an exhausted time limit is named, not shown as an srun line; the log says
+    """An exhausted time limit is named, not shown as an srun line; the log says
     'not requeued' (never 'requeueing') and --retry-failed resumes from the checkpoint."""
     spec = _spec(tmp_path, "limit", "[[4]]", epochs=5000)
     text = spec.read_text().replace("timeout_min: 30, signal_delay_s: 30", "timeout_min: 1, signal_delay_s: 30")
@@ -184,7 +185,7 @@ def _ddp_spec(tmp_path: Path, name: str, epochs: int, executor: str = "slurm") -
 
 
 def test_two_task_cell_on_slurm_gives_one_result_of_world_size_2(cli, tmp_path) -> None:
-    """Issue 16: one cell as one Slurm job of 2 tasks (srun starts them, submitit's environment
+    """One cell as one Slurm job of 2 tasks (srun starts them, submitit's environment
     gives the rendezvous): one result, world size 2 recorded, each task's log in its own file."""
     spec = _ddp_spec(tmp_path, "ddp2", epochs=3)
     results = tmp_path / "results"
@@ -202,7 +203,7 @@ def test_two_task_cell_on_slurm_gives_one_result_of_world_size_2(cli, tmp_path) 
 
 
 def test_preempted_two_task_slurm_job_resumes_to_the_weights_of_an_uninterrupted_run(cli, tmp_path) -> None:
-    """Issue 16: submitit's preemption (SIGTERM + USR2 to the job) of a 2-task job: every rank stops
+    """Submitit's preemption (SIGTERM + USR2 to the job) of a 2-task job: every rank stops
     after the same step, rank 0 checkpoints and requeues, both ranks resume, and the weights equal
     those of the same 2-task cell run without interruption (local executor, same threads)."""
     import submitit
