@@ -20,8 +20,9 @@ processes), and is compared with an uninterrupted reference run of the same conf
   that finished before the kill, a time limit never reached) proves nothing, and counts as a
   failure, not a pass.
 
-Slurm scenarios need the cluster of scripts/slurm-up.sh; a requeued job waits about two minutes
-before Slurm starts it again, so they take several minutes each.
+Slurm scenarios need the cluster of scripts/slurm-up.sh; a requeued job waits 30-40 s there before
+Slurm starts it again (AuthInfo=cred_expire=30 and a 10-s scheduling pass; Slurm's defaults make it
+2-3 minutes), so they take a minute or more each.
 """
 
 from __future__ import annotations
@@ -314,7 +315,7 @@ def time_limit(work: Path, ex: str, ref: Path, epochs: int) -> Row:
     t0 = time.time()
     sc = Scenario(work, "time-limit", ex, epochs, timeout_min=1, signal_delay_s=30, max_num_timeout=15)
     sc.sweep()
-    sc.wait(timeout=2400)  # a requeued job waits ~2 min before Slurm starts it again: ~3 min an attempt
+    sc.wait(timeout=2400)  # a requeued job waits 30-40 s before Slurm starts it again: ~100 s an attempt
     log = (sc.run / "train.log").read_text()
     n, resumed = log.count("requeued:"), log.count("resumed from")
     return compare(sc, ref, 1, f"time limit: requeued {n}x, resumed {resumed}x", t0, exercised=n >= 1 and resumed >= 1)
