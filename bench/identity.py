@@ -6,7 +6,9 @@ label, the dataset's own defaults (`void_as_class`, `classes`), the loss's and o
 implied values (weighted_ce's median-frequency weights, SGD's momentum, poly's power). It drops
 what is ignored (`rates` of a context without atrous branches, `momentum` of Adam, `power` of a
 non-poly schedule, `epochs` when `iters` is set) and the context options at the variant's own
-default (`model.context_options`, kept only where they differ). Two spellings of one network and protocol
+default (`model.context_options`, kept only where they differ), and an architecture the zoo
+declares equal to another at some knob values is named as that other (aspp_unet with context
+none is atrous_unet). Two spellings of one network and protocol
 resolve to one config, so they hash to one `run_id`. Resolution is idempotent:
 resolve(resolve(c)) == resolve(c), so the config.yaml a run writes hashes to its own folder.
 
@@ -89,7 +91,9 @@ def resolve(cfg: RunConfig) -> RunConfig:
     num_classes, ignore = dataset_facts(data)
     out = cfg.model_copy(
         update={
-            "model": _resolve_context(_resolve_model(cfg.model, num_classes, data.name)),
+            "model": _one_name(
+                _resolve_context(_resolve_model(cfg.model, num_classes, data.name)), num_classes, data.name
+            ),
             "data": data,
             "loss": _resolve_loss(cfg.loss, num_classes, ignore, data.name),
             "optim": _resolve_optim(cfg.optim),
@@ -178,6 +182,21 @@ def _resolve_context(model: ModelConfig) -> ModelConfig:
     options = {k: v for k, v in given.items() if _plain(v) != _plain(defaults[k])}
     upd["context_options"] = options or None
     return model.model_copy(update=upd)
+
+
+def _one_name(model: ModelConfig, num_classes: int, dataset: str) -> ModelConfig:
+    """One network, one name: where the zoo declares that an architecture at some knob values is
+    another one (`equals`, e.g. aspp_unet with context none is atrous_unet), the resolved config
+    names the other, so both spellings are one run. A knob set that the other does not take keeps
+    them apart (it would be a different network)."""
+    for target, when in architectures.get(model.arch).meta.get("equals", {}).items():
+        if any(getattr(model, k) != v for k, v in when.items()):
+            continue
+        takes = architectures.get(target).knobs
+        rest = {k: v for k, v in model.knobs().items() if k not in when}
+        if all(k in takes for k in rest):
+            return _resolve_model(ModelConfig(arch=target, **rest), num_classes, dataset)
+    return model
 
 
 def _plain(v: Any) -> Any:

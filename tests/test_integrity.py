@@ -85,6 +85,11 @@ def test_equivalent_spellings_are_one_run(tmp_path) -> None:
         ({}, {"train": {"device": "cpu"}}),  # where it runs is not what it is
         ({}, {"profile": {"input": [3, 64, 64]}}),  # the profile input defaults to 3 x data.size
         ({"data": {"name": "camvid", "root": "x"}}, {"data": {"name": "camvid", "root": "x", "void_as_class": False}}),
+        ({"model": {"arch": "atrous_unet"}}, {"model": {"arch": "aspp_unet", "context": "none"}}),  # one network
+        (
+            {"model": {"arch": "atrous_unet", "width": 8, "skip": False, "down_dilation": 3}},
+            {"model": {"arch": "aspp_unet", "context": "none", "width": 8, "skip": False, "down_dilation": 3}},
+        ),
     ],
 )
 def test_two_spellings_hash_alike(a: dict, b: dict) -> None:
@@ -100,6 +105,21 @@ def test_resolution_is_idempotent_and_different_experiments_differ() -> None:
     assert run_id(RunConfig.model_validate({"train": {"seed": 1}})) != base
     assert run_id(RunConfig.model_validate({"model": {"rates": [6, 12, 18, 24]}})) != base
     assert run_id(RunConfig.model_validate({"optim": {"name": "sgd"}})) != base
+
+
+def test_one_network_under_two_architecture_names_is_one_run() -> None:
+    """Defect: aspp_unet with context none builds atrous_unet, yet the two were two runs (two
+    run_ids, the smoke grid's two cells with the same mIoU to the bit). The resolved config names
+    the simpler architecture; a knob only one of them takes keeps them apart."""
+    r = resolve(RunConfig.model_validate({"model": {"arch": "aspp_unet", "context": "none", "width": 8}}))
+    assert r.model.arch == "atrous_unet" and r.model.context is None and r.model.width == 8
+    assert resolve(r) == r
+    other = RunConfig.model_validate({"model": {"arch": "aspp_unet", "context": "aspp"}})
+    assert resolve(other).model.arch == "aspp_unet"
+    smoke = expand_sweep(load_sweep(Path(__file__).resolve().parents[1] / "ablations" / "smoke.yaml"))
+    ((dup, first),) = smoke.duplicates.items()
+    cells = {c.index: c for c in smoke.cells}
+    assert cells[first].varying["model.arch"] == "atrous_unet" and dup not in cells
 
 
 def test_legacy_baseline_maps_onto_the_sweep_that_made_it() -> None:

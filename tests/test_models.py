@@ -120,6 +120,31 @@ def test_skip_on_an_architecture_without_one(arch: str) -> None:
         build_model(arch, skip=True)
 
 
+_EQUALS = [(a.name, target, when) for a in architectures for target, when in a.meta.get("equals", {}).items()]
+
+
+def test_the_zoo_declares_its_one_known_equivalence() -> None:
+    assert ("aspp_unet", "atrous_unet", {"context": "none"}) in _EQUALS
+
+
+@pytest.mark.parametrize(("arch", "target", "when"), _EQUALS, ids=lambda v: str(v))
+def test_a_declared_equivalence_builds_the_same_network(arch: str, target: str, when: dict) -> None:
+    """identity collapses the two into one run: same parameters, same outputs, for the same seed."""
+    for extra in ({}, {"width": 8, "skip": False}):
+        torch.manual_seed(0)
+        a = build_model(arch, num_classes=NUM_CLASSES, **when, **extra)
+        torch.manual_seed(0)
+        b = build_model(target, num_classes=NUM_CLASSES, **extra)
+        sa, sb = a.state_dict(), b.state_dict()
+        assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+        x = torch.randn(2, 3, 37, 45)
+        a.train()(x).sum().backward()
+        b.train()(x).sum().backward()
+        with torch.inference_mode():
+            assert torch.equal(a.eval()(x), b.eval()(x))
+        assert all(torch.equal(pa.grad, pb.grad) for pa, pb in zip(a.parameters(), b.parameters(), strict=True))
+
+
 def test_rates_knob_reaches_the_context() -> None:
     m = build_model("deeplabv3", backbone="resnet18", rates=(3, 6, 9, 12), width=16)
     assert [c[0].dilation[0] for c in m.context.convs[1:-1]] == [3, 6, 9, 12]

@@ -234,6 +234,7 @@ def atrous_unet(
     "aspp_unet",
     paper=f"{ASPPUNET}, Sec. 3.3",
     presets=_PRESETS_12,
+    equals={"atrous_unet": {"context": "none"}},  # the same network: identity makes them one run
 )
 def aspp_unet(
     *,
