@@ -154,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     co = sub.add_parser("collect", help="one row per finished run -> parquet and csv")
     co.add_argument("results", help="a results folder (results/<sweep>)")
     co.add_argument("--out", help="table file (.parquet or .csv; default RESULTS/table.parquet)")
-    co.set_defaults(func=_lazy("tables", "cmd_collect"))
+    co.set_defaults(func=_lazy("results", "cmd_collect"))
 
     rp = sub.add_parser("report", help="Markdown / LaTeX tables and figures from a results folder")
     rp.add_argument("results", help="a results folder, or a table collected from one (.parquet/.csv)")
@@ -166,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--baseline", help="the row deltas refer to, e.g. 'arch=unet' (default: the first row)")
     rp.add_argument("--notes", help="a Markdown file placed under the report's title (what the ablation shows)")
     rp.add_argument("--sweep", help="the sweep file the results came from (name, axes, order, paper tables)")
-    rp.set_defaults(func=_lazy("tables", "cmd_report"))
+    rp.set_defaults(func=_lazy("results", "cmd_report"))
 
     rg = sub.add_parser("regress", help="accuracy/speed regression check; exit 1 on any regression")
     rg.add_argument("baseline", help="results folder or collected table (.parquet/.csv)")
@@ -202,7 +202,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="config key left out when matching configurations (e.g. train.epochs to gate a shorter schedule)",
     )
-    rg.set_defaults(func=_lazy("tables", "cmd_regress"))
+    rg.set_defaults(func=_lazy("results", "cmd_regress"))
     pl = sub.add_parser("plan", help="how many seeds each comparison needs, from measured results")
     pl.add_argument("results", help="results folder or collected table (.parquet/.csv)")
     pl.add_argument("--delta", "--difference", dest="difference", type=_number(0.01, 100, what=" points"), default=1.0,
@@ -215,7 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     pl.add_argument("--baseline", help="the configuration the others are compared with, e.g. 'arch=unet'")
     pl.add_argument("--json", action="store_true")
-    pl.set_defaults(func=_lazy("tables", "cmd_plan"))
+    pl.set_defaults(func=_lazy("results", "cmd_plan"))
     return p
 
 

@@ -27,7 +27,7 @@ __all__ = [
     "all_sum",
     "current",
     "gather_objects",
-    "join",
+    "join_process_group",
     "shard_indices",
     "shutdown",
     "sync_batchnorm",
@@ -71,7 +71,9 @@ def current() -> World:
     return _current(_nodes)
 
 
-def join(*, rank: int, world_size: int, local_rank: int, nodes: int, device_type: str, timeout_s: float) -> World:
+def join_process_group(
+    *, rank: int, world_size: int, local_rank: int, nodes: int, device_type: str, timeout_s: float
+) -> World:
     """Join the process group of a cell whose rendezvous is in the environment (MASTER_ADDR,
     MASTER_PORT: the launcher exports them): NCCL on CUDA, gloo on the CPU, every collective
     giving up after `timeout_s` instead of waiting for a dead peer until the job's time limit."""

@@ -1,7 +1,7 @@
 """Files written whole: a file is either complete or absent, never half-written (`atomic_path`,
 the one atomic-write helper, and the JSON/YAML/text writers on it); folders made so that a
 clean-up removes only what this process made (`make_new_folder`, `remove_new_paths`); bounded
-reads of JSON state files; the suite's cache folder. Knows nothing of runs (bench.store does)."""
+reads of JSON state files; the suite's cache folder. Knows nothing of runs (bench.results.folders does)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 A sweep states only its difference from the RunConfig defaults (`base`), the axes to vary
 (`grid`: cartesian; `zip`: keys that vary together), cells to drop (`exclude`) and `seeds`.
 Every cell is a validated, resolved, frozen RunConfig; its run_id is a short hash of the
-canonical JSON of that resolved config (bench.identity; launcher settings are not part of it),
+canonical JSON of that resolved config (bench.configure.identity; launcher settings are not part of it),
 so the same experiment always lands in the same folder, however the sweep spells it.
 """
 
@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bench.config import (
+from bench.configure.config import (
     MAX_SEED,
     RunConfig,
     apply_overrides,
@@ -29,10 +29,10 @@ from bench.config import (
     read_yaml_mapping,
     validate,
 )
+from bench.configure.identity import resolve, run_id
+from bench.configure.naming import cell_label
 from bench.errors import UserError, clip, did_you_mean
 from bench.explain import explain
-from bench.identity import resolve, run_id
-from bench.labels import cell_label
 from bench.references import names as reference_names
 
 __all__ = ["Cell", "Expansion", "LaunchConfig", "Sweep", "expand", "expand_sweep", "load_sweep", "run_id"]

@@ -33,14 +33,14 @@ from collections import defaultdict
 
 import torch
 
-from bench.config import load_run_config
+from bench.configure.config import load_run_config
 from bench.data import build_dataset, make_loader
-from bench.engine import Trainer, TrainSpec
 from bench.losses import build_loss
 from bench.models import build_model
 from bench.optim import make_optimizer, make_scheduler
 from bench.profile import ProfileSpec, device_name, environment, peak_gflops
-from bench.resources import step_gflop
+from bench.run.engine import Trainer, TrainSpec
+from bench.run.resources import step_gflop
 
 
 def data(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -54,7 +54,7 @@ def data(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     else:
         sets += ["data.name=synthetic", f"data.count={args.batch * args.iters}"]
     cfg = load_run_config(None, sets)
-    from bench.runner import build_data
+    from bench.run.runner import build_data
 
     train, _ = build_data(cfg)
     return cfg, train

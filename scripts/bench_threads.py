@@ -12,7 +12,7 @@ load average at start and end of each phase.
                                     [--set KEY=VALUE ...]
 
 Variants (each an environment for the child; anything else the user exports is passed through):
-  policy   the suite's default thread policy (bench/threads.py): threads from the CPUs this
+  policy   the suite's default thread policy (bench/run/threads.py): threads from the CPUs this
            process may use, OpenMP threads that sleep rather than spin while they wait
   today    the default before the policy: torch's own count (all CPUs) and libgomp's default spin
   spin     the thread count as policy, with GNU OpenMP's default spin-wait before sleeping

@@ -1,4 +1,4 @@
-"""Trainer overhead: images/s of bench.engine.Trainer vs a bare PyTorch loop.
+"""Trainer overhead: images/s of bench.run.engine.Trainer vs a bare PyTorch loop.
 
 Same model (aspp_unet, CPU preset), batch, optimiser, loss and in-memory data; evaluation and
 checkpointing are outside the timed window for both (the Trainer's are set beyond the run).
@@ -15,14 +15,14 @@ import time
 
 import torch
 
-from bench.config import load_run_config
+from bench.configure.config import load_run_config
 from bench.data import build_dataset, make_loader
 from bench.data.synthetic import make_synthetic
-from bench.engine import Trainer, TrainSpec
 from bench.losses import build_loss
 from bench.models import build_model
 from bench.optim import make_optimizer, make_scheduler
 from bench.profile import device_name
+from bench.run.engine import Trainer, TrainSpec
 
 
 def setup(size: int, batch: int, iters: int):  # type: ignore[no-untyped-def]

@@ -158,7 +158,7 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 def compare(sc: Scenario, reference: Path, expected_submissions: int, outcome: str, t0: float, exercised: bool) -> Row:
-    from bench.results import collect
+    from bench.results.table import collect
 
     lost = 0 if sc.state() == "done" else 1
     df, _ = collect(sc.results)

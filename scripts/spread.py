@@ -17,9 +17,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.config import is_experiment_key  # noqa: E402
-from bench.labels import row_label  # noqa: E402
-from bench.regress import load_table  # noqa: E402
+from bench.configure.config import is_experiment_key  # noqa: E402
+from bench.configure.naming import row_label  # noqa: E402
+from bench.results.table import load_table  # noqa: E402
 
 
 def main() -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import bench  # noqa: F401, I001  (before torch loads OpenMP: bench.threads sets how its threads wait)
+import bench  # noqa: F401, I001  (before torch loads OpenMP: bench.run.threads sets how its threads wait)
 import bench.models  # noqa: F401  (registers the zoo)
 
 

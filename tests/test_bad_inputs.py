@@ -444,7 +444,7 @@ def _invalid_value(what: str) -> str | None:
 def _generated() -> list[tuple[str, list[str], list[str]]]:
     """One wrong-typed value per config key (from `config --fields`'s own descriptions), through
     `config --set`, `train --set` and `profile --set`: every key names itself and what it takes."""
-    from bench.fields import field_rows
+    from bench.configure.listings import field_rows
 
     out = []
     for row in field_rows():

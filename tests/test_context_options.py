@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.config import load_run_config
+from bench.configure.config import load_run_config
+from bench.configure.identity import resolve, run_id
+from bench.configure.listings import context_option_rows
 from bench.errors import UserError
-from bench.fields import context_option_rows
-from bench.identity import config_from_row, resolve, run_id
 from bench.models import build_model
 from bench.models.context import context_option_defaults
 from bench.registry import contexts
-from bench.results import _context_option_defaults
+from bench.results.table import _context_option_defaults, config_from_row
 from bench.sweep import expand, load_sweep
 
 # run_ids computed at commit 014c9a0, before model.context_options existed: a variant's options at

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import load_run_config
+from bench.configure.config import load_run_config
 from bench.data import build_dataset, load_split
 from bench.data.synthetic import make_synthetic
 from bench.errors import UserError

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import bench.data
-from bench.config import load_run_config
+from bench.configure.config import load_run_config
 from bench.data import load_split
 from tests.fixtures import make_camvid
 
@@ -73,7 +73,7 @@ def test_a_damaged_cache_file_is_decoded_again(tmp_path, cache, monkeypatch) -> 
 def test_two_processes_filling_the_cache_at_once(tmp_path, cache) -> None:
     root = make_camvid(tmp_path / "camvid", n=12, h=72, w=96)
     code = (
-        "from bench.config import load_run_config; from bench.data import load_split; "
+        "from bench.configure.config import load_run_config; from bench.data import load_split; "
         f"d = load_split(load_run_config(None, ['data.name=camvid', 'data.root={root}', 'data.size=[72,96]']).data, "
         "'train'); print(int(d.images.sum()))"
     )

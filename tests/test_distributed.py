@@ -191,7 +191,7 @@ def test_dry_run_shows_the_tasks_and_the_sbatch_lines(cli, tmp_path: Path) -> No
 def test_world_size_and_sync_bn_default_keep_the_run_id(tmp_path: Path) -> None:
     """The same experiment on 1, 2 or 8 devices is one run: the world size is a launch setting, and
     train.sync_bn at its default (true) is left out of the hash like every key added later."""
-    from bench.identity import run_id
+    from bench.configure.identity import run_id
     from bench.sweep import expand, load_sweep
 
     ids = set()

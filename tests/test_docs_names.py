@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import _parser
-from bench.config import config_keys
-from bench.fields import context_option_rows
+from bench.configure.config import config_keys
+from bench.configure.listings import context_option_rows
 from bench.sweep import LaunchConfig
 
 ROOT = Path(__file__).resolve().parents[1]

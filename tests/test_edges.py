@@ -332,7 +332,7 @@ def test_a_full_disk_at_checkpoint_time_is_exit_2_and_the_run_resumes_once_there
 def test_a_disk_too_small_for_two_checkpoints_is_refused_before_training(cli, tmp_path, monkeypatch) -> None:
     import shutil
 
-    import bench.resources as res
+    import bench.run.resources as res
 
     real = shutil.disk_usage
     monkeypatch.setattr(res.shutil, "disk_usage", lambda p: real(p)._replace(free=100_000))
@@ -345,7 +345,7 @@ def test_a_disk_too_small_for_two_checkpoints_is_refused_before_training(cli, tm
 def test_torch_save_failing_is_an_os_error_naming_the_path_and_the_old_checkpoint_stays(tmp_path, monkeypatch) -> None:
     import torch
 
-    from bench.checkpoint import write_checkpoint
+    from bench.run.checkpoint import write_checkpoint
 
     path = tmp_path / "checkpoint.pt"
     write_checkpoint(path, {"a": torch.ones(3)})
@@ -470,7 +470,7 @@ def test_a_local_pid_that_now_names_another_process_is_not_queued_forever(cli, t
 
 
 def test_a_result_with_a_non_finite_or_text_miou_is_corrupt_not_a_finished_row(cli, tmp_path) -> None:
-    from bench.results import collect
+    from bench.results.table import collect
 
     results = tmp_path / "results"
     _tiny_run(cli, results / "run")

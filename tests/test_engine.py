@@ -5,10 +5,10 @@ from torch import nn
 
 from bench.data import build_dataset, make_loader
 from bench.data.synthetic import make_synthetic
-from bench.engine import Trainer, TrainSpec
 from bench.losses import build_loss
 from bench.models import build_model
 from bench.optim import make_optimizer, make_scheduler
+from bench.run.engine import Trainer, TrainSpec
 
 
 def _trainer(tmp_path, *, epochs=2, lr=1e-3, ckpt=True, loss=None, seed=0, init_seed=0) -> Trainer:

@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from bench.config import load_run_config
-from bench.identity import run_id
+from bench.configure.config import load_run_config
+from bench.configure.identity import run_id
 
 TINY = ["model.width=4", "data.count=16", "data.size=[32,32]", "data.batch_size=4", "profile.latency=false"]
 
@@ -41,7 +41,7 @@ def test_a_sweep_crosses_the_fast_path_keys(tmp_path) -> None:
 
 
 def test_bf16_channels_last_training_keeps_fp32_where_it_must(cli, tmp_path) -> None:
-    from bench.engine import Trainer
+    from bench.run.engine import Trainer
 
     seen: dict[str, torch.dtype] = {}
     orig = Trainer._step
@@ -79,9 +79,9 @@ def test_bf16_channels_last_training_keeps_fp32_where_it_must(cli, tmp_path) -> 
 def test_channels_last_model_and_inputs() -> None:
     from torch.utils.data import DataLoader, TensorDataset
 
-    from bench.engine import Trainer, TrainSpec
     from bench.models import build_model
     from bench.optim import make_optimizer, make_scheduler
+    from bench.run.engine import Trainer, TrainSpec
 
     torch.manual_seed(0)
     model = build_model("aspp_unet", width=4, num_classes=3)

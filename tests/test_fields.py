@@ -1,4 +1,4 @@
-"""bench/fields.py: what `aspp-bench config --fields` says of each key."""
+"""bench/configure/listings.py: what `aspp-bench config --fields` says of each key."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import shlex
 
 import pytest
 
-from bench.config import load_run_config
+from bench.configure.config import load_run_config
+from bench.configure.identity import resolve
+from bench.configure.listings import field_rows
 from bench.errors import UserError
-from bench.fields import field_rows
-from bench.identity import resolve
 
 
 @pytest.mark.parametrize("row", field_rows(), ids=lambda r: r["key"])

@@ -18,8 +18,8 @@ def test_version_exits_0(cli) -> None:
 
 
 def test_config_prints_the_resolved_config_that_run_id_hashes(cli) -> None:
-    from bench.config import validate
-    from bench.identity import resolve, run_id
+    from bench.configure.config import validate
+    from bench.configure.identity import resolve, run_id
 
     code, out, err = cli("config", "--set", "model.arch=aspp_unet")
     assert code == 0, err
@@ -32,7 +32,7 @@ def test_config_prints_the_resolved_config_that_run_id_hashes(cli) -> None:
 
 
 def test_config_fields_lists_every_key_with_type_default_and_allowed(cli) -> None:
-    from bench.config import RunConfig, config_keys
+    from bench.configure.config import RunConfig, config_keys
 
     code, out, _ = cli("config", "--fields")
     assert code == 0

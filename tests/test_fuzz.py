@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.config import config_keys
+from bench.configure.config import config_keys
 from bench.errors import UserError
 
 EXAMPLES = [pytest.param(200, id="200"), pytest.param(2000, id="2000", marks=pytest.mark.slow)]
@@ -102,8 +102,8 @@ def test_sweep_files(tmp_path: Path, examples: int) -> None:
 
 @pytest.mark.parametrize("examples", EXAMPLES)
 def test_config_files_and_set_items(tmp_path: Path, examples: int) -> None:
-    from bench.config import load_run_config
-    from bench.identity import resolve
+    from bench.configure.config import load_run_config
+    from bench.configure.identity import resolve
 
     path = tmp_path / "c.yaml"
     set_items = st.lists(
@@ -122,7 +122,7 @@ def test_config_files_and_set_items(tmp_path: Path, examples: int) -> None:
 
 @pytest.mark.parametrize("examples", EXAMPLES)
 def test_set_parsing(examples: int) -> None:
-    from bench.config import apply_overrides, parse_set, validate
+    from bench.configure.config import apply_overrides, parse_set, validate
 
     items = st.builds(lambda k, v: f"{k}={v}", st.sampled_from(config_keys()), st.text(max_size=40)) | st.text(
         max_size=40
@@ -192,7 +192,7 @@ def _dump(doc: Any, how: int) -> bytes:
 def test_result_job_and_manifest_files(finished, examples: int) -> None:
     from bench.launch import cell_states
     from bench.launch.states import read_job
-    from bench.results import collect, read_manifest
+    from bench.results.table import collect, read_manifest
 
     results, cells, result = finished
     run = results / cells[0].run_id
@@ -226,9 +226,9 @@ def test_result_job_and_manifest_files(finished, examples: int) -> None:
 def test_tables_for_regress_plan_and_report(finished, tmp_path: Path, examples: int) -> None:
     import pandas as pd
 
-    from bench.plan import plan
-    from bench.regress import load_table, regress
-    from bench.results import collect
+    from bench.results.table import collect, load_table
+    from bench.verdicts.gate import regress
+    from bench.verdicts.plan import plan
 
     results, _, _ = finished
     (results / finished[1][0].run_id / "job.json").unlink(missing_ok=True)

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.config import RunConfig, validate
+from bench.configure.config import RunConfig, validate
+from bench.configure.identity import resolve, run_id
 from bench.errors import UserError
-from bench.identity import config_from_row, resolve, run_id
 from bench.launch import cell_states, submit
+from bench.results.table import config_from_row
 from bench.sweep import expand, expand_sweep, load_sweep
 
 TINY = ["model.width=4", "data.count=16", "data.size=[32,32]", "data.batch_size=4", "profile.latency=false"]
@@ -124,7 +125,7 @@ def test_one_network_under_two_architecture_names_is_one_run() -> None:
 
 def test_legacy_baseline_maps_onto_the_sweep_that_made_it() -> None:
     """The committed baseline was written under the old ids; its rows resolve to the new ones."""
-    from bench.regress import load_table
+    from bench.results.table import load_table
 
     root = Path(__file__).resolve().parents[1]
     df = load_table(root / "results" / "baselines" / "camvid_cpu.parquet")
@@ -134,11 +135,31 @@ def test_legacy_baseline_maps_onto_the_sweep_that_made_it() -> None:
 
 
 def test_config_from_row_round_trips() -> None:
-    from bench.results import result_row
+    from bench.results.table import result_row
 
     cfg = resolve(RunConfig.model_validate({"model": {"arch": "dual_aspp"}, "loss": {"class_weights": [1.0] * 6}}))
     row = result_row("x", {"config": json.loads(cfg.model_dump_json())})
     assert resolve(validate(config_from_row(row), source="row")) == cfg
+
+
+def test_a_missing_value_is_missing_however_pandas_spells_it() -> None:
+    """A table read back with nullable dtypes holds pd.NA (shown `<NA>`) where a run had no value;
+    reading rows back into configs and naming values agree that it is missing."""
+    import pandas as pd
+
+    from bench.configure.naming import is_missing
+
+    cfg = resolve(RunConfig.model_validate({"model": {"arch": "unet"}}))
+    row = pd.Series(result_row_of(cfg)).astype(object)
+    row["model.backbone"] = pd.NA
+    assert is_missing(row["model.backbone"])
+    assert resolve(validate(config_from_row(row), source="row")) == cfg
+
+
+def result_row_of(cfg: RunConfig) -> dict:
+    from bench.results.table import result_row
+
+    return result_row("x", {"config": json.loads(cfg.model_dump_json())})
 
 
 def _train(cli, out: Path, *extra: str) -> tuple[int, str, str]:
@@ -148,7 +169,7 @@ def _train(cli, out: Path, *extra: str) -> tuple[int, str, str]:
 def test_collect_counts_one_experiment_once_whatever_its_folders(cli, tmp_path) -> None:
     """Defect: two folders of one network were two rows, shown as 'seeds 2' with sd 0."""
     from bench.report import main_table
-    from bench.results import collect
+    from bench.results.table import collect
 
     res = tmp_path / "res"
     assert _train(cli, res / "0123456789ab")[0] == 0  # a folder named under another scheme
@@ -401,7 +422,7 @@ def test_regress_matches_on_identity_and_refuses_tables_without_config(cli, tmp_
 def test_an_exploding_finite_loss_is_diverged_and_has_no_miou(cli, tmp_path) -> None:
     """Defect: Adam at lr 1e6 (loss 1e19, never NaN) was 'done'; a diverged run kept its
     pre-divergence mIoU in collect."""
-    from bench.results import collect
+    from bench.results.table import collect
 
     out = tmp_path / "res" / "run"
     code, _, err = cli("train", "--out", str(out), *_sets("train.epochs=3", "optim.lr=1e6", "optim.schedule=none"))
@@ -619,7 +640,7 @@ def test_a_checkpoint_of_an_earlier_version_still_resumes(tmp_path) -> None:
 
     import numpy as np
 
-    from bench.checkpoint import read_checkpoint, set_rng_state
+    from bench.run.checkpoint import read_checkpoint, set_rng_state
 
     np.random.seed(3)
     legacy = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
@@ -682,14 +703,14 @@ def test_evaluate_at_the_labels_own_resolution(cli, tmp_path) -> None:
 
 
 def test_a_protocol_mismatch_is_refused_before_decoding(cli, tmp_path, monkeypatch) -> None:
-    import bench.evaluate
+    import bench.run.evaluate
 
     out = _camvid_run(cli, tmp_path)
 
     def no_decoding(*a, **k):  # noqa: ANN002, ANN003
         raise AssertionError("the split was decoded before the protocol was checked")
 
-    monkeypatch.setattr(bench.evaluate, "load_split", no_decoding)  # the name evaluate calls
+    monkeypatch.setattr(bench.run.evaluate, "load_split", no_decoding)  # the name evaluate calls
     code, _, err = cli("evaluate", str(out / "checkpoint.pt"), "--set", "data.void_as_class=true")
     assert code == 2 and "has 12 classes, the model was trained for 11" in err
 
@@ -713,8 +734,8 @@ def test_evaluate_from_another_folder_finds_a_relative_data_root(cli, tmp_path, 
 def test_how_often_a_run_is_evaluated_or_checkpointed_is_not_another_experiment(tmp_path) -> None:
     """Evaluation and checkpoints do not touch the trained weights (checked: bit-equal weights and
     losses for eval_every 1 and 6), so they are not part of the identity, like train.device."""
-    from bench.config import load_run_config
-    from bench.identity import config_id
+    from bench.configure.config import load_run_config
+    from bench.configure.identity import config_id
 
     base = load_run_config(None, ["model.arch=aspp_unet"])
     other = load_run_config(None, ["model.arch=aspp_unet", "train.eval_every=7", "train.checkpoint_every=3"])

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import bench.optim  # noqa: F401  (registers the optimisers and schedules)
-from bench.config import load_run_config
-from bench.identity import resolve
+from bench.configure.config import load_run_config
+from bench.configure.identity import resolve
 from bench.optim import make_optimizer, make_scheduler
 from bench.registry import optimizers, schedulers
 

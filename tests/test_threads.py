@@ -1,4 +1,4 @@
-"""The thread policy (bench.threads) and the bf16 probe (bench.bf16): threads sized from the CPUs
+"""The thread policy (bench.run.threads) and the bf16 probe (bench.run.bf16): threads sized from the CPUs
 this process may use and the step's work, never from the load; OpenMP threads that stop spinning
 soon; bf16 refused where it runs slower than fp32 (oneDNN capped at AVX2 stands in for such a CPU)."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import bf16, threads
+from bench.run import bf16, threads
 
 TINY = ["model.width=4", "data.count=8", "data.size=[32,32]", "train.epochs=1", "profile.latency=false"]
 
@@ -27,7 +27,7 @@ def _child(code: str, **env: str) -> str:
 
 def test_import_bench_shortens_openmp_spin_before_torch_loads() -> None:
     out = _child(
-        "import os, bench, torch; from bench.threads import wait_policy; "
+        "import os, bench, torch; from bench.run.threads import wait_policy; "
         "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('KMP_BLOCKTIME'), '|', wait_policy())"
     )
     spin, block = threads.SPIN_ROUNDS, threads.BLOCKTIME_MS
@@ -35,13 +35,13 @@ def test_import_bench_shortens_openmp_spin_before_torch_loads() -> None:
 
 
 def test_a_users_wait_policy_wins_and_is_recorded_as_theirs() -> None:
-    out = _child("import os, bench; from bench.threads import wait_policy; "
+    out = _child("import os, bench; from bench.run.threads import wait_policy; "
                  "print(os.environ.get('GOMP_SPINCOUNT'), '|', wait_policy())", OMP_WAIT_POLICY="ACTIVE")  # fmt: skip
     assert out == "None | OMP_WAIT_POLICY=ACTIVE (set by user)"
 
 
 def test_torch_loaded_before_bench_is_recorded_as_not_in_effect() -> None:
-    out = _child("import torch, bench; from bench.threads import wait_policy; print(wait_policy())")
+    out = _child("import torch, bench; from bench.run.threads import wait_policy; print(wait_policy())")
     assert "not in effect" in out
 
 
@@ -144,7 +144,7 @@ def test_a_run_records_its_threads_and_how_they_wait(cli, tmp_path: Path, monkey
     assert code == 0, err
     assert torch.get_num_threads() == 2  # the run's one thread ended with the run
     env = json.loads((tmp_path / "run" / "result.json").read_text())["env"]
-    assert env["train_threads"] == 1  # a step of a few MFLOPs: one thread (bench.threads)
+    assert env["train_threads"] == 1  # a step of a few MFLOPs: one thread (bench.run.threads)
     assert "pays for 1" in env["thread_plan"] or env["thread_plan"].startswith("1 ")
     assert "omp_wait" in env
 

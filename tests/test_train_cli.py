@@ -183,19 +183,19 @@ def test_same_seed_same_run_in_fresh_processes(tmp_path) -> None:
 def test_evaluate_a_checkpoint_scores_in_the_memory_format_it_trained_in(cli, tmp_path, monkeypatch) -> None:
     """The trainer's evaluation runs channels_last where train.channels_last says so; `evaluate
     CHECKPOINT` did not pass it, so a run's own score and its re-evaluation took other kernels."""
-    import bench.evaluate
+    import bench.run.evaluate
 
     out = tmp_path / "run"
     assert cli("train", "--out", str(out), "--set", "train.epochs=1", "train.channels_last=true", *TINY)[0] == 0
     seen: dict = {}
-    real = bench.evaluate.evaluate_model
+    real = bench.run.evaluate.evaluate_model
 
     def spy(model, loader, **kw):  # type: ignore[no-untyped-def]
         seen.update(kw)
         return real(model, loader, **kw)
 
-    monkeypatch.setattr(bench.evaluate, "evaluate_model", spy)
-    r = bench.evaluate.evaluate_checkpoint(out / "checkpoint.pt")
+    monkeypatch.setattr(bench.run.evaluate, "evaluate_model", spy)
+    r = bench.run.evaluate.evaluate_checkpoint(out / "checkpoint.pt")
     assert seen.get("channels_last") is True
     ran = json.loads((out / "result.json").read_text())
     assert r["metrics"]["miou"] == ran["metrics"]["miou"]  # the same split, weights and kernels: the same score

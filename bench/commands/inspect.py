@@ -6,15 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench.config import load_run_config
+from bench.configure.config import load_run_config
+from bench.configure.identity import NOT_IDENTITY, resolve, run_id
+from bench.configure.listings import field_rows, registry_listing
 from bench.errors import UserError
-from bench.fields import field_rows, registry_listing
-from bench.identity import NOT_IDENTITY, resolve, run_id
 from bench.models import build_model
 from bench.models.context import context_option_defaults
 from bench.profile import ProfileSpec, check_spec, parse_input, profile_model
-from bench.resources import bf16_problem, check_inference_memory
-from bench.threads import plan_threads
+from bench.run.resources import bf16_problem, check_inference_memory
+from bench.run.threads import plan_threads
 
 
 def cmd_models(args: argparse.Namespace) -> int:

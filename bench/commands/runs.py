@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.config import load_run_config
-from bench.evaluate import evaluate_checkpoint
-from bench.identity import resolve
-from bench.runner import execute
-from bench.store import RESULT, check_folder
+from bench.configure.config import load_run_config
+from bench.configure.identity import resolve
+from bench.results.folders import RESULT, check_folder
+from bench.run.evaluate import evaluate_checkpoint
+from bench.run.runner import execute
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bench.configure.naming import cell_label
 from bench.errors import UserError
-from bench.labels import cell_label
 from bench.launch import (
     FINISHED,
     RETRYABLE,
@@ -23,7 +23,7 @@ from bench.launch import (
     submit,
 )
 from bench.launch.submit import time_limit_problem
-from bench.resources import GiB, machine_memory
+from bench.run.resources import GiB, machine_memory
 from bench.sweep import expand_sweep, load_sweep
 
 

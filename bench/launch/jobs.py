@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.config import RunConfig
-from bench.distributed import SINGLE, current, join
+from bench.configure.config import RunConfig
+from bench.distributed import SINGLE, current, join_process_group
 from bench.errors import UserError
 from bench.files import mkdir, write_json
-from bench.runner import execute
-from bench.stopping import StopForRequeue
-from bench.store import ERROR, LOG, RANK_ERROR, RANK_INFO
-from bench.threads import cpus_allowed
+from bench.results.folders import ERROR, LOG, RANK_ERROR, RANK_INFO
+from bench.run.runner import execute
+from bench.run.stopping import StopForRequeue
+from bench.run.threads import cpus_allowed
 
 __all__ = ["RunChain", "RunJob", "init_from_job"]
 
@@ -28,7 +28,7 @@ def init_from_job(*, device_type: str, timeout_s: float) -> Any:
 
     The rendezvous comes from the job itself: submitit's `TorchDistributedEnvironment` exports
     MASTER_ADDR (the job's first node), MASTER_PORT (drawn from the job id, so a requeued job
-    meets on the same port), RANK, WORLD_SIZE and LOCAL_RANK (bench.distributed.join then joins).
+    meets on the same port), RANK, WORLD_SIZE and LOCAL_RANK (bench.distributed.join_process_group then joins).
     A job of one task, or no submitit job, is `SINGLE`. The process group lives as long as the
     process (a local chain's cells share it)."""
     try:
@@ -43,8 +43,8 @@ def init_from_job(*, device_type: str, timeout_s: float) -> Any:
     from submitit.helpers import TorchDistributedEnvironment
 
     denv = TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-    return join(rank=denv.rank, world_size=denv.world_size, local_rank=denv.local_rank, nodes=env.num_nodes,
-                device_type=device_type, timeout_s=timeout_s)  # fmt: skip
+    return join_process_group(rank=denv.rank, world_size=denv.world_size, local_rank=denv.local_rank,
+                              nodes=env.num_nodes, device_type=device_type, timeout_s=timeout_s)  # fmt: skip
 
 
 try:
@@ -74,7 +74,7 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
         world = init_from_job(device_type=device_type, timeout_s=self.collective_timeout_s)
         self._out = Path(out_dir)
         try:
-            with cpus_allowed(self.threads):  # launch.cpus_per_task: bench.threads sizes from it
+            with cpus_allowed(self.threads):  # launch.cpus_per_task: bench.run.threads sizes from it
                 result = execute(cfg, out_dir, trainer_hook=self._hook, world=world)
         except StopForRequeue as e:  # rank > 0 of a stopped cell: rank 0 checkpointed and requeues
             print(f"aspp-bench: {e}", flush=True)

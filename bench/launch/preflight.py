@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bench.configure.naming import cell_label
 from bench.data import data_config_problem, data_problem, eval_split
 from bench.errors import UserError
-from bench.labels import cell_label
 from bench.models import build_model
 from bench.models.backbones import weights_check_only
-from bench.resources import check_memory, device_problem
+from bench.run.resources import check_memory, device_problem
 from bench.sweep import Cell
 
 __all__ = ["cell_problems", "check_cells", "data_problem_lines"]

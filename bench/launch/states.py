@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.files import read_json_file
-from bench.results import RunIndex
-from bench.store import ERROR, JOB, LOG, RESULT, is_locked, read_result
+from bench.results.folders import ERROR, JOB, LOG, RESULT, is_locked, read_result
+from bench.results.table import RunIndex
 from bench.sweep import Cell
 
 __all__ = ["FINISHED", "RETRYABLE", "STATES", "CellState", "SchedulerUnavailable", "cell_states", "rank_report"]

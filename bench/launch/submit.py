@@ -16,7 +16,7 @@ from bench.errors import UserError
 from bench.files import atomic_path, make_new_folder, mkdir, remove_new_paths, write_json
 from bench.launch.jobs import RunChain, RunJob
 from bench.launch.states import RETRYABLE, CellState, cell_states, process_start
-from bench.store import CHECKPOINT, ERROR, JOB, MANIFEST, RESULT
+from bench.results.folders import CHECKPOINT, ERROR, JOB, MANIFEST, RESULT
 from bench.sweep import Cell, LaunchConfig, Sweep, varying_keys
 
 __all__ = ["sbatch_preview", "submit", "time_limit_problem"]

@@ -19,7 +19,7 @@ from bench.models import context as _context  # noqa: F401
 from bench.models import deeplab as _deeplab  # noqa: F401
 from bench.models import dual_aspp as _dual_aspp  # noqa: F401
 from bench.models import icnet as _icnet  # noqa: F401
-from bench.models import pa3 as _pa3  # noqa: F401
+from bench.models import resnet_heads as _resnet_heads  # noqa: F401
 from bench.models import torchvision_ref as _torchvision_ref  # noqa: F401
 from bench.models import unet as _unet  # noqa: F401
 from bench.registry import architectures

@@ -20,7 +20,7 @@ from torch import nn
 from bench.models.backbones import Backbone
 from bench.models.blocks import ConvBNReLU, resize_to, seg_output
 from bench.models.context import build_context
-from bench.models.pa3 import RESNETS
+from bench.models.resnet_heads import RESNETS
 from bench.registry import architectures, backbones
 
 __all__ = ["CascadeFeatureFusion", "ICNet"]

@@ -12,16 +12,15 @@ from typing import Any
 
 import pandas as pd
 
+from bench.configure.naming import factor_names, value_text
 from bench.errors import UserError
 from bench.files import atomic_path, atomic_write_text
-from bench.labels import factor_names, show
-from bench.regress import load_table
 from bench.report import figures
 from bench.report.captions import protocol_caption, protocol_note
 from bench.report.latex import compile_pdf, latex_tables, pdflatex, tex_document, tex_escape
 from bench.report.papers import paper_vs_measured, reference_table
 from bench.report.tables import display_frame, factor_axes, main_table, markdown, per_class
-from bench.results import collect, read_manifest
+from bench.results.table import collect, load_table, read_manifest
 from bench.sweep import expand, load_sweep, varying_keys
 
 FORMATS = ("md", "tex", "png", "pdf")
@@ -218,7 +217,7 @@ def _per_class_parts(t: pd.DataFrame, pc: pd.DataFrame | None, nm: _Names) -> li
     axes, names = nm.axes, nm.factors
     pcd = pd.DataFrame({"#": [str(i) for i in pc.index]})
     for a in axes:
-        pcd[names[a]] = [show(v) for v in t.set_index("row").loc[pc.index, a]]
+        pcd[names[a]] = [value_text(v) for v in t.set_index("row").loc[pc.index, a]]
     for c in pc.columns:
         pcd[c] = [f"{v:.1f}" for v in pc[c]]
     md = [

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.configure.naming import value_text
 from bench.data import eval_split
-from bench.labels import show
 
 
 def protocol_note(t: Any) -> str:
@@ -52,7 +52,7 @@ def protocol_caption(df: Any, axes: list[str]) -> str:
     def const(col: str) -> str | None:
         if col not in done.columns or col in axes:
             return None
-        vals = {show(v) for v in done[col]}
+        vals = {value_text(v) for v in done[col]}
         return vals.pop() if len(vals) == 1 else None
 
     parts = []

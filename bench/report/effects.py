@@ -9,20 +9,20 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench import stats
-from bench.labels import factor_names, show
+from bench.configure.naming import factor_names, value_text
 from bench.report.plotting import Figure, factor_levels, save_figure
+from bench.verdicts import stats
 
 
 def crossed(t: Any, axis: str, axes: list[str]) -> bool:
     """True when every level of `axis` appears with every combination of the other factors that
     occurs: the marginal means are then comparisons at equal conditions (a full factorial)."""
     others = [a for a in axes if a != axis]
-    levels = {show(v) for v in t[axis]}
+    levels = {value_text(v) for v in t[axis]}
     if len(levels) < 2:
         return False
-    combos = {tuple(show(r[a]) for a in others) for _, r in t.iterrows()}
-    cells = {tuple(show(r[a]) for a in [axis, *others]) for _, r in t.iterrows()}
+    combos = {tuple(value_text(r[a]) for a in others) for _, r in t.iterrows()}
+    cells = {tuple(value_text(r[a]) for a in [axis, *others]) for _, r in t.iterrows()}
     return len(cells) == len(levels) * len(combos)
 
 
@@ -32,11 +32,11 @@ def matched_pairs(t: Any, axis: str, axes: list[str]) -> list[tuple[int, int]]:
     others = [a for a in axes if a != axis]
     groups: dict[tuple[str, ...], list[int]] = {}
     for i in range(len(t)):
-        groups.setdefault(tuple(show(t.iloc[i][a]) for a in others), []).append(i)
+        groups.setdefault(tuple(value_text(t.iloc[i][a]) for a in others), []).append(i)
     pairs = []
     for rows in groups.values():
         for j in rows[1:]:
-            if show(t.iloc[j][axis]) != show(t.iloc[rows[0]][axis]):
+            if value_text(t.iloc[j][axis]) != value_text(t.iloc[rows[0]][axis]):
                 pairs.append((rows[0], j))
     return sorted(pairs)
 
@@ -72,7 +72,7 @@ def _level_means(t: Any, axis: str, levels: list[str], nm: str, outdir: Path) ->
     fig, ax = plt.subplots(figsize=(6, 3.6))
     means, lows, highs, ns = [], [], [], []
     for lv in levels:
-        rows = t[[show(v) == lv for v in t[axis]]]
+        rows = t[[value_text(v) == lv for v in t[axis]]]
         runs = [float(v) for i in rows.index for v in (seeds[i].values() if seeds else [rows.loc[i, "miou"]])]
         vals = np.array(runs)
         m = float(vals.mean())
@@ -119,13 +119,13 @@ def _pair_differences(
     stem = _stem(axis)
     seeds = t.attrs.get("seed_values", {}).get("miou")
     others = [a for a in axes if a != axis]
-    vary = [a for a in others if len({show(t.iloc[k][a]) for p in pairs for k in p}) > 1]
+    vary = [a for a in others if len({value_text(t.iloc[k][a]) for p in pairs for k in p}) > 1]
     labels, ds, los, his = [], [], [], []
-    steps = {(show(t.iloc[i][axis]), show(t.iloc[j][axis])) for i, j in pairs}
+    steps = {(value_text(t.iloc[i][axis]), value_text(t.iloc[j][axis])) for i, j in pairs}
     for i, j in pairs:
         a, b = t.iloc[i], t.iloc[j]
-        ctx = " · ".join(show(a[o]) for o in vary if show(a[o]) != "-")
-        step = f"  {show(a[axis])} → {show(b[axis])}" if len(steps) > 1 else ""
+        ctx = " · ".join(value_text(a[o]) for o in vary if value_text(a[o]) != "-")
+        step = f"  {value_text(a[axis])} → {value_text(b[axis])}" if len(steps) > 1 else ""
         labels.append(f"#{a['row']}→#{b['row']}{step}" + (f"  ({ctx})" if ctx else ""))
         sa, sb = (seeds[i], seeds[j]) if seeds else ({}, {})
         if len(sa) >= 2 and len(sb) >= 2:

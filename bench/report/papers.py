@@ -7,9 +7,9 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from bench.config import is_experiment_key
+from bench.configure.config import is_experiment_key
+from bench.configure.naming import factor_names, value_text
 from bench.errors import UserError
-from bench.labels import factor_names, show
 from bench.report.tables import num
 
 
@@ -39,7 +39,7 @@ def paper_vs_measured(t: Any, ref: Any) -> Any | None:
         for k in keys:
             sel = sel[sel[k].astype(str) == str(pr[k])]
         row = {"#": str(sel.iloc[0]["row"]) if not sel.empty else "-"}
-        row.update({names[k]: show(pr[k]) for k in keys})
+        row.update({names[k]: value_text(pr[k]) for k in keys})
         row["paper mIoU (%)"] = f"{pr['miou']:.2f}"
         if sel.empty:
             row["measured mIoU (%)"], row["difference"] = "-", "-"

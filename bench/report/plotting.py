@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.configure.naming import value_text
 from bench.files import atomic_path
-from bench.labels import show
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "p", "h", "<", ">"]
 
@@ -28,7 +28,7 @@ def palette(n: int) -> list[Any]:
 
 
 def factor_levels(t: Any, axis: str) -> list[str]:
-    return list(dict.fromkeys(show(v) for v in t[axis]))
+    return list(dict.fromkeys(value_text(v) for v in t[axis]))
 
 
 def save_figure(fig: Any, path: Path) -> None:
@@ -109,9 +109,9 @@ def place_labels(ax: Any, xs: list[float], ys: list[float], texts: list[str], *,
 def constant_value(df: Any, col: str) -> str | None:
     if col not in df.columns:
         return None
-    vals = {show(v) for v in df[col].dropna()}
+    vals = {value_text(v) for v in df[col].dropna()}
     return vals.pop() if len(vals) == 1 else None
 
 
 def compact_label(r: Any, axes: list[str]) -> str:
-    return " · ".join(show(r[a]) for a in axes if show(r[a]) != "-") or "all runs"
+    return " · ".join(value_text(r[a]) for a in axes if value_text(r[a]) != "-") or "all runs"

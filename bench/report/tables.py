@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench import stats
-from bench.config import is_experiment_key
+from bench.configure.config import is_experiment_key
+from bench.configure.identity import NOT_IDENTITY
+from bench.configure.naming import factor_names, is_missing, row_label, value_text
 from bench.errors import UserError
-from bench.identity import NOT_IDENTITY
-from bench.labels import factor_names, is_missing, row_label, show
 from bench.report.latex import tex_escape
+from bench.verdicts import stats
 
 HIGHER_BETTER = {"miou": True, "pixel_acc": True, "params_m": False, "gmacs": False, "fps_bs1": True}
 
@@ -179,7 +179,7 @@ def display_frame(t: Any, axes: list[str], tex: bool = False) -> tuple[Any, Any]
         out: dict[str, str] = {"#": str(r["row"])}
         mark: dict[str, bool] = {"#": False}
         for a in axes:
-            out[esc(names[a])] = esc(show(r[a]))
+            out[esc(names[a])] = esc(value_text(r[a]))
             mark[esc(names[a])] = False
         out["seeds"] = str(r["n"])
         mark["seeds"] = False

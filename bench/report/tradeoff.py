@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench.labels import factor_names, show
+from bench.configure.naming import factor_names, value_text
 from bench.report.plotting import MARKERS, Figure, constant_value, factor_levels, palette, place_labels, save_figure
 
 
@@ -43,8 +43,8 @@ def tradeoff(t: Any, df: Any, axes: list[str], cost: str, outdir: Path) -> Figur
     fig = plt.figure(figsize=(8.5, 4.8))
     ax = fig.add_axes((0.09, 0.12, 0.6, 0.8))
     for i, (_, r) in enumerate(t.iterrows()):
-        c = colours[show(r[hue])] if hue else "C0"
-        m = markers[show(r[style])] if style else "o"
+        c = colours[value_text(r[hue])] if hue else "C0"
+        m = markers[value_text(r[style])] if style else "o"
         if not (math.isfinite(x.iloc[i]) and math.isfinite(y.iloc[i])):
             continue
         ax.errorbar(

@@ -11,101 +11,16 @@ Speed is compared only where the environment fingerprints are equal, or, with
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
-from bench import stats
-from bench.config import RunConfig as _RC
-from bench.config import config_keys, flatten, is_config_key, is_experiment_key
+from bench.configure.config import RunConfig as _RC
+from bench.configure.config import config_keys, flatten, is_config_key, is_experiment_key
+from bench.configure.identity import NOT_IDENTITY, config_id
+from bench.configure.naming import row_label
 from bench.errors import UserError, did_you_mean
-from bench.identity import NOT_IDENTITY, config_from_row, config_id, identity_of_dict
-from bench.labels import row_label
-from bench.results import collect
+from bench.verdicts import stats
 
-__all__ = ["load_table", "regress", "seed_miou"]
-
-
-def load_table(path: str | Path) -> Any:
-    """A results folder (collected on the fly) or a collected table (.parquet / .csv), with each
-    row's identity (`_identity`, `_config`) computed from its config columns."""
-    import pandas as pd
-
-    p = Path(path)
-    try:
-        if p.is_dir():
-            df, _ = collect(p)
-        elif p.suffix == ".parquet" and p.is_file():
-            df = pd.read_parquet(p)
-        elif p.suffix == ".csv" and p.is_file():
-            df = pd.read_csv(p)
-        else:
-            raise UserError(
-                f"{p}: not a results folder or a collected table (.parquet or .csv)"
-                + ("" if p.exists() else "; no such file or folder")
-            )
-    except UserError:
-        raise
-    except (ValueError, OSError, ImportError) as e:  # pandas / pyarrow parse errors are ValueError subclasses
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise UserError(f"{p}: cannot be read as a {p.suffix.lstrip('.')} table ({first}); give a table written by "
-                        "'aspp-bench collect'") from None  # fmt: skip
-    if df.empty or "miou" not in df.columns:
-        raise UserError(f"{p}: no finished runs with a miou column; give a table written by 'aspp-bench collect'")
-    if "status" in df.columns:
-        df = df[df["status"] == "done"]
-    return _identify(_checked_numbers(df.reset_index(drop=True), p), p)
-
-
-# Measured columns a table is read for, and the range a real value lies in.
-_RANGES = {"miou": (0.0, 1.0), "latency_ms_p50": (0.0, None), "latency_ms_p90": (0.0, None)}
-
-
-def _checked_numbers(df: Any, source: Path) -> Any:
-    """The table with its measured columns as numbers; a value that is text, NaN, infinite or out
-    of range (an mIoU of -5, or in points where a fraction is kept) is a UserError naming the row."""
-    import math
-
-    import pandas as pd
-
-    df = df.copy()
-    for col, (lo, hi) in _RANGES.items():
-        if col not in df.columns:
-            continue
-        values = pd.to_numeric(df[col], errors="coerce")
-        for i, (v, raw) in enumerate(zip(values, df[col], strict=True)):
-            if col != "miou" and pd.isna(raw):
-                continue  # a run profiled without latency
-            if not (math.isfinite(v) and v >= lo and (hi is None or v <= hi)):
-                allowed = f"a number from {lo:g} to {hi:g}" if hi is not None else f"a number of at least {lo:g}"
-                raise UserError(
-                    f"{source}: row {i}: {col} is {str(raw)[:40]!r}, not {allowed}"
-                    + (" (mIoU is kept as a fraction, as 'aspp-bench collect' writes it)" if col == "miou" else "")
-                    + "; fix or drop that row"
-                )
-        df[col] = values
-    return df
-
-
-def _identify(df: Any, source: Path) -> Any:
-    """Add `_identity` (run identity) and `_config` (the same without the seed) to every row."""
-    if not any(is_experiment_key(c) for c in df.columns):
-        raise UserError(
-            f"{source}: no config columns (model.*, data.*, ...): rows are matched by the configuration they "
-            "ran, not by position or folder name; give a table written by 'aspp-bench collect'"
-        )
-    ids, cfgs, resolved = [], [], []
-    for i, row in df.iterrows():
-        try:
-            rid, cid, r = identity_of_dict(config_from_row(row), source=f"{source}: row {i}")
-        except UserError as e:
-            raise UserError(f"{source}: row {i} does not describe a configuration that resolves ({e})") from None
-        ids.append(rid)
-        cfgs.append(cid)
-        resolved.append(r)
-    df = df.copy()
-    df["_identity"], df["_config"], df["_resolved"] = ids, cfgs, resolved
-    dup = df["_identity"].duplicated(keep="first")
-    return df[~dup].reset_index(drop=True)  # one experiment counted once, never as two seeds
+__all__ = ["regress", "seed_miou"]
 
 
 def seed_miou(g: Any) -> dict[int, float]:

@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["cell_label", "factor_names", "is_missing", "row_label", "show"]
+__all__ = ["cell_label", "factor_names", "is_missing", "row_label", "value_text"]
 
 
 def factor_names(axes: list[str]) -> dict[str, str]:
@@ -27,14 +27,14 @@ def is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or str(v) in ("nan", "None", "<NA>", "")
 
 
-def show(v: Any) -> str:
+def value_text(v: Any) -> str:
     """A factor's value as a reader reads it: `3,6,9,12`, yes/no, 0.001, `-` where it does not apply."""
     if is_missing(v):
         return "-"
     if isinstance(v, bool) or str(v) in ("True", "False"):
         return "yes" if str(v) == "True" else "no"
     if isinstance(v, list | tuple):
-        return ",".join(show(x) for x in v)
+        return ",".join(value_text(x) for x in v)
     if isinstance(v, float):
         return f"{v:g}"
     return str(v)
@@ -43,7 +43,7 @@ def show(v: Any) -> str:
 def row_label(row: Any, axes: list[str], empty: str = "all runs") -> str:
     """One table row (a configuration) by its factors: `arch=aspp_unet, rates=3,6,9,12`."""
     names = factor_names(axes)
-    return ", ".join(f"{names[a]}={show(row[a])}" for a in axes) if axes else empty
+    return ", ".join(f"{names[a]}={value_text(row[a])}" for a in axes) if axes else empty
 
 
 def cell_label(varying: dict[str, Any]) -> str:

@@ -11,16 +11,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from bench.checkpoint import read_checkpoint
-from bench.config import apply_overrides, parse_set, read_yaml_mapping, validate
+from bench.configure.config import apply_overrides, parse_set, read_yaml_mapping, validate
+from bench.configure.identity import run_id
 from bench.data import build_dataset, dataset_facts, eval_split, load_split, make_loader
 from bench.distributed import SINGLE, World
 from bench.errors import UserError
-from bench.identity import run_id
 from bench.metrics import SegMetrics
 from bench.models import build_model
-from bench.store import CONFIG, RESULT
-from bench.threads import plan_threads
+from bench.results.folders import CONFIG, RESULT
+from bench.run.checkpoint import read_checkpoint
+from bench.run.threads import plan_threads
 
 __all__ = ["AMP_DTYPES", "evaluate_checkpoint", "evaluate_model", "main_logits", "resolve_device"]
 
@@ -125,7 +125,7 @@ def evaluate_checkpoint(
         )
     split = load_split(cfg.data, cfg.data.split, native_masks=resolution == "label")
     device = resolve_device(cfg.train.device)
-    threads = plan_threads(None).threads if device.type == "cpu" else None  # every usable CPU (bench.threads)
+    threads = plan_threads(None).threads if device.type == "cpu" else None  # every usable CPU (bench.run.threads)
     if threads:
         torch.set_num_threads(threads)
     model = build_model(cfg.model.arch, **cfg.model.knobs())

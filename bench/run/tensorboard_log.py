@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.labels import row_label
-from bench.results import read_manifest
-from bench.store import TENSORBOARD
+from bench.configure.naming import row_label
+from bench.results.folders import TENSORBOARD
+from bench.results.table import read_manifest
 
 __all__ = ["tensorboard_logger", "tensorboard_name"]
 

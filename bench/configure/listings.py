@@ -15,10 +15,10 @@ import bench.losses  # noqa: F401  (registers the losses)
 import bench.models  # noqa: F401  (registers the zoo)
 import bench.optim  # noqa: F401  (registers the optimisers and schedules)
 from bench import registry as reg
-from bench.config import RunConfig, config_keys, load_run_config
+from bench.configure.config import RunConfig, config_keys, load_run_config
+from bench.configure.identity import resolve
 from bench.errors import UserError
 from bench.explain import annotation, describe_type
-from bench.identity import resolve
 from bench.models.context import context_option_defaults, context_option_types
 
 __all__ = ["context_option_rows", "field_rows", "registry_listing"]

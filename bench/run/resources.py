@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from bench.bf16 import bf16_problem
 from bench.errors import UserError
 from bench.models import build_model
 from bench.models.backbones import weights_check_only
+from bench.run.bf16 import bf16_problem
 
 __all__ = [
     "Needs",
@@ -200,7 +200,7 @@ def step_gflop(cfg: Any) -> float | None:
 
 def device_problem(device: str, amp: str) -> str | None:
     """Why `train.device` / `train.amp` cannot run here (or, for bf16 on a CPU, would run slower
-    than fp32: bench.bf16), or None."""
+    than fp32: bench.run.bf16), or None."""
     if device == "cuda" and not torch.cuda.is_available():
         return "train.device=cuda: this machine has no CUDA device (torch.cuda.is_available() is False); use cpu"
     resolved = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"

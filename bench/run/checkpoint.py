@@ -15,7 +15,7 @@ import torch
 from bench.distributed import World
 from bench.errors import UserError
 from bench.files import atomic_path, space_report
-from bench.training import TrainState
+from bench.run.training import TrainState
 
 __all__ = [
     "pack",

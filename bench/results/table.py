@@ -1,22 +1,29 @@
-"""Reading a results folder: one table row per finished run (flattened config, metrics with
-per-class and per-size IoU, cost, speed and the environment), the index of which folder holds
-which run, and the sweep manifest (sweep.json) a launcher wrote beside the runs.
+"""The results table: one row per finished run of a results folder (flattened config, metrics
+with per-class and per-size IoU, cost, speed and the environment), the index of which folder
+holds which run, the sweep manifest (sweep.json) a launcher wrote beside the runs; and the way
+back, a saved table (or a folder) loaded with each row parsed into its configuration and
+identity (`load_table`, `config_from_row`), for the report, the gate and the planner.
 """
 
 from __future__ import annotations
 
-__all__ = ["RunIndex", "collect", "read_manifest", "result_row", "run_folders"]
 import json
+import math
 from pathlib import Path
 from typing import Any
 
-from bench.config import flatten
+from pydantic import BaseModel
+
+from bench.configure.config import OPEN_SECTIONS, RunConfig, config_keys, flatten, is_experiment_key
+from bench.configure.identity import identity_of_dict
+from bench.configure.naming import is_missing
 from bench.errors import UserError
 from bench.files import read_json_file
-from bench.identity import identity_of_dict
-from bench.models.context import context_option_defaults
+from bench.models.context import context_option_defaults, context_option_types
 from bench.registry import contexts
-from bench.store import CHECKPOINT, CONFIG, MANIFEST, RESULT, TENSORBOARD, known_identity, read_result
+from bench.results.folders import CHECKPOINT, CONFIG, MANIFEST, RESULT, TENSORBOARD, known_identity, read_result
+
+__all__ = ["RunIndex", "collect", "config_from_row", "load_table", "read_manifest", "result_row", "run_folders"]
 
 METRIC_COLUMNS = ("miou", "pixel_acc", "mean_class_acc", "fw_iou", "macro_f1", "mean_dice")
 
@@ -203,3 +210,137 @@ def read_manifest(results: str | Path) -> dict[str, Any]:
     if "cells" in out and not all(isinstance(v, dict) for v in out["cells"].values()):
         del out["cells"]
     return out
+
+
+def load_table(path: str | Path) -> Any:
+    """A results folder (collected on the fly) or a collected table (.parquet / .csv), with each
+    row's identity (`_identity`, `_config`) computed from its config columns."""
+    import pandas as pd
+
+    p = Path(path)
+    try:
+        if p.is_dir():
+            df, _ = collect(p)
+        elif p.suffix == ".parquet" and p.is_file():
+            df = pd.read_parquet(p)
+        elif p.suffix == ".csv" and p.is_file():
+            df = pd.read_csv(p)
+        else:
+            raise UserError(
+                f"{p}: not a results folder or a collected table (.parquet or .csv)"
+                + ("" if p.exists() else "; no such file or folder")
+            )
+    except UserError:
+        raise
+    except (ValueError, OSError, ImportError) as e:  # pandas / pyarrow parse errors are ValueError subclasses
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"{p}: cannot be read as a {p.suffix.lstrip('.')} table ({first}); give a table written by "
+                        "'aspp-bench collect'") from None  # fmt: skip
+    if df.empty or "miou" not in df.columns:
+        raise UserError(f"{p}: no finished runs with a miou column; give a table written by 'aspp-bench collect'")
+    if "status" in df.columns:
+        df = df[df["status"] == "done"]
+    return _identify(_checked_numbers(df.reset_index(drop=True), p), p)
+
+
+# Measured columns a table is read for, and the range a real value lies in.
+_RANGES = {"miou": (0.0, 1.0), "latency_ms_p50": (0.0, None), "latency_ms_p90": (0.0, None)}
+
+
+def _checked_numbers(df: Any, source: Path) -> Any:
+    """The table with its measured columns as numbers; a value that is text, NaN, infinite or out
+    of range (an mIoU of -5, or in points where a fraction is kept) is a UserError naming the row."""
+    import pandas as pd
+
+    df = df.copy()
+    for col, (lo, hi) in _RANGES.items():
+        if col not in df.columns:
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        for i, (v, raw) in enumerate(zip(values, df[col], strict=True)):
+            if col != "miou" and pd.isna(raw):
+                continue  # a run profiled without latency
+            if not (math.isfinite(v) and v >= lo and (hi is None or v <= hi)):
+                allowed = f"a number from {lo:g} to {hi:g}" if hi is not None else f"a number of at least {lo:g}"
+                raise UserError(
+                    f"{source}: row {i}: {col} is {str(raw)[:40]!r}, not {allowed}"
+                    + (" (mIoU is kept as a fraction, as 'aspp-bench collect' writes it)" if col == "miou" else "")
+                    + "; fix or drop that row"
+                )
+        df[col] = values
+    return df
+
+
+def _identify(df: Any, source: Path) -> Any:
+    """Add `_identity` (run identity) and `_config` (the same without the seed) to every row."""
+    if not any(is_experiment_key(c) for c in df.columns):
+        raise UserError(
+            f"{source}: no config columns (model.*, data.*, ...): rows are matched by the configuration they "
+            "ran, not by position or folder name; give a table written by 'aspp-bench collect'"
+        )
+    ids, cfgs, resolved = [], [], []
+    for i, row in df.iterrows():
+        try:
+            rid, cid, r = identity_of_dict(config_from_row(row), source=f"{source}: row {i}")
+        except UserError as e:
+            raise UserError(f"{source}: row {i} does not describe a configuration that resolves ({e})") from None
+        ids.append(rid)
+        cfgs.append(cid)
+        resolved.append(r)
+    df = df.copy()
+    df["_identity"], df["_config"], df["_resolved"] = ids, cfgs, resolved
+    dup = df["_identity"].duplicated(keep="first")
+    return df[~dup].reset_index(drop=True)  # one experiment counted once, never as two seeds
+
+
+def config_from_row(row: Any) -> dict[str, Any]:
+    """A nested config mapping from a collected table row (dotted columns, lists as '3,6,9,12')."""
+    out: dict[str, Any] = {}
+    open_keys = [k for k in row.keys() if isinstance(k, str) and k.rpartition(".")[0] in OPEN_SECTIONS]  # noqa: SIM118
+    for key in [*config_keys(), *open_keys]:
+        if key not in row or is_missing(row[key]):
+            continue
+        v = row[key]
+        if hasattr(v, "item"):  # numpy scalars from pandas
+            v = v.item()
+        context = row["model.context"] if "model.context" in row else None
+        if isinstance(v, str) and _is_tuple_field(key, context):
+            parts = [p.strip() for p in v.split(",")]
+            v = parts
+            if key != "loss.class_weights" or v[0] not in ("none", "median_freq", "inverse_freq"):
+                v = [_number(p) for p in parts]
+            else:
+                v = v[0]
+        elif isinstance(v, int | float) and _is_tuple_field(key, context):
+            v = [v]
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = v
+    return out
+
+
+def _number(s: str) -> int | float:
+    try:
+        return int(s)
+    except ValueError:
+        return float(s)
+
+
+def _is_tuple_field(key: str, context: Any = None) -> bool:
+    """Whether the key holds a list (a table writes it as '3,6,9,12'): by the config's declared
+    type, or for a context option by the type its variant declares."""
+    section, _, knob = key.rpartition(".")
+    if section in OPEN_SECTIONS:
+        hint = context_option_types(context).get(knob) if isinstance(context, str) and context in contexts else None
+        return any(t in str(hint) for t in ("Sequence", "tuple", "list"))
+    node: Any = RunConfig
+    for part in key.split("."):
+        info = node.model_fields[part]
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            node = ann
+            continue
+        return "tuple" in str(ann)
+    return False

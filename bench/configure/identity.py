@@ -22,37 +22,31 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import math
 from typing import Any
-
-from pydantic import BaseModel
 
 import bench.losses  # noqa: F401  (registers the losses)
 import bench.models  # noqa: F401  (registers the zoo)
 import bench.optim  # noqa: F401  (registers the optimisers and schedules)
-from bench.config import (
-    OPEN_SECTIONS,
+from bench.configure.config import (
     DataConfig,
     LossConfig,
     ModelConfig,
     OptimConfig,
     RunConfig,
     TrainConfig,
-    config_keys,
     flatten,
     validate,
 )
 from bench.data import dataset_facts
 from bench.errors import KnobError, UserError, clip
 from bench.models.blocks import check_rates
-from bench.models.context import check_context_options, context_option_defaults, context_option_types
+from bench.models.context import check_context_options, context_option_defaults
 from bench.registry import architectures, contexts, datasets, losses, optimizers, schedulers
 
 __all__ = [
     "NOT_IDENTITY",
     "config_diff",
     "config_id",
-    "config_from_row",
     "identity_of_dict",
     "resolve",
     "run_id",
@@ -286,60 +280,3 @@ def config_diff(a: RunConfig, b: RunConfig) -> list[str]:
         for k in sorted(set(fa) | set(fb))
         if fa.get(k) != fb.get(k) and k not in NOT_IDENTITY
     ]
-
-
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v in ("", "nan", "None"))
-
-
-def config_from_row(row: Any) -> dict[str, Any]:
-    """A nested config mapping from a collected table row (dotted columns, lists as '3,6,9,12')."""
-    out: dict[str, Any] = {}
-    open_keys = [k for k in row.keys() if isinstance(k, str) and k.rpartition(".")[0] in OPEN_SECTIONS]  # noqa: SIM118
-    for key in [*config_keys(), *open_keys]:
-        if key not in row or _missing(row[key]):
-            continue
-        v = row[key]
-        if hasattr(v, "item"):  # numpy scalars from pandas
-            v = v.item()
-        context = row["model.context"] if "model.context" in row else None
-        if isinstance(v, str) and _is_tuple_field(key, context):
-            parts = [p.strip() for p in v.split(",")]
-            v = parts
-            if key != "loss.class_weights" or v[0] not in ("none", "median_freq", "inverse_freq"):
-                v = [_number(p) for p in parts]
-            else:
-                v = v[0]
-        elif isinstance(v, int | float) and _is_tuple_field(key, context):
-            v = [v]
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = v
-    return out
-
-
-def _number(s: str) -> int | float:
-    try:
-        return int(s)
-    except ValueError:
-        return float(s)
-
-
-def _is_tuple_field(key: str, context: Any = None) -> bool:
-    """Whether the key holds a list (a table writes it as '3,6,9,12'): by the config's declared
-    type, or for a context option by the type its variant declares."""
-    section, _, knob = key.rpartition(".")
-    if section in OPEN_SECTIONS:
-        hint = context_option_types(context).get(knob) if isinstance(context, str) and context in contexts else None
-        return any(t in str(hint) for t in ("Sequence", "tuple", "list"))
-    node: Any = RunConfig
-    for part in key.split("."):
-        info = node.model_fields[part]
-        ann = info.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            node = ann
-            continue
-        return "tuple" in str(ann)
-    return False

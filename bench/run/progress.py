@@ -12,7 +12,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.training import TrainState
+from bench.run.training import TrainState
 
 __all__ = ["ProgressLine", "duration", "progress_bar"]
 

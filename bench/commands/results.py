@@ -7,13 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from bench.config import read_text_file
+from bench.configure.config import read_text_file
 from bench.errors import UserError
 from bench.files import atomic_path
-from bench.plan import plan
-from bench.regress import load_table, regress
 from bench.report import build_report
-from bench.results import collect
+from bench.results.table import collect, load_table
+from bench.verdicts.gate import regress
+from bench.verdicts.plan import plan
 
 
 def cmd_collect(args: argparse.Namespace) -> int:

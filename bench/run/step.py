@@ -3,7 +3,7 @@
 The step: the batch onto the device (channels_last where asked), the forward under autocast at
 `train.amp`, the loss in fp32 whatever the autocast dtype (bf16 logits would round the
 log-softmax) with the auxiliary head's loss weighted in, in a cell of several ranks the global
-batch's loss agreed with the ranks' stop and checkpoint requests (bench.stopping), then backward
+batch's loss agreed with the ranks' stop and checkpoint requests (bench.run.stopping), then backward
 through the AMP scaler, gradient clipping, the optimiser and scheduler steps. A non-finite loss
 takes no step at all.
 """
@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.evaluate import autocast
-from bench.stopping import StepRequests
+from bench.run.evaluate import autocast
+from bench.run.stopping import StepRequests
 
 __all__ = ["OptimStep"]
 

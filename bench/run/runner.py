@@ -16,24 +16,34 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from bench.bf16 import probe as bf16_probe
-from bench.checkpoint import seed_everything
-from bench.config import RunConfig
+from bench.configure.config import RunConfig
+from bench.configure.identity import resolve
 from bench.data import build_dataset, data_problem, eval_split, load_split, make_loader
 from bench.distributed import SINGLE, World, gather_objects, sync_batchnorm
-from bench.engine import Trainer, TrainSpec
 from bench.errors import UserError
-from bench.evaluate import resolve_device
 from bench.files import make_new_folder, remove_new_paths, write_json, write_yaml
-from bench.identity import resolve
 from bench.losses import run_loss
 from bench.models import build_model
 from bench.optim import make_optimizer, make_scheduler
 from bench.profile import ProfileSpec, environment, profile_model
-from bench.resources import check_disk, check_memory, device_problem, step_gflop
-from bench.store import CHECKPOINT, CONFIG, LOCK, LOG, RESULT, RunLock, check_folder, read_result, remove_stale_temps
-from bench.tensorboard_log import tensorboard_logger
-from bench.threads import plan_threads, torch_threads_kept, wait_policy
+from bench.results.folders import (
+    CHECKPOINT,
+    CONFIG,
+    LOCK,
+    LOG,
+    RESULT,
+    RunLock,
+    check_folder,
+    read_result,
+    remove_stale_temps,
+)
+from bench.run.bf16 import probe as bf16_probe
+from bench.run.checkpoint import seed_everything
+from bench.run.engine import Trainer, TrainSpec
+from bench.run.evaluate import resolve_device
+from bench.run.resources import check_disk, check_memory, device_problem, step_gflop
+from bench.run.tensorboard_log import tensorboard_logger
+from bench.run.threads import plan_threads, torch_threads_kept, wait_policy
 
 __all__ = ["build_data", "execute"]
 
@@ -121,7 +131,7 @@ def _close_log(out: Path, world: World) -> None:
 def _preflight(cfg: RunConfig, out: Path) -> None:
     """What can be refused before the run folder is touched: the model (built on the meta device:
     no memory, no weights), the dataset's files, the device and its number format, the memory the
-    cell needs and the disk its checkpoints need (bench.resources)."""
+    cell needs and the disk its checkpoints need (bench.run.resources)."""
     needs = check_memory(cfg, source=f"{out}")
     problem = data_problem(cfg.data, (cfg.data.split, eval_split(cfg.data.split)))
     problem = problem or device_problem(cfg.train.device, cfg.train.amp)
@@ -173,7 +183,7 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
 
 def _device(cfg: RunConfig, world: World) -> tuple[torch.device, Any]:
     """The device (one per task when distributed) and, on the CPU, the thread plan set for training:
-    threads from the CPUs this process may use and the step's work (bench.threads)."""
+    threads from the CPUs this process may use and the step's work (bench.run.threads)."""
     device = resolve_device(cfg.train.device)
     if device.type == "cuda" and world.distributed:
         device = torch.device("cuda", world.local_rank)

@@ -5,8 +5,8 @@ history) every `checkpoint_every` epochs and whenever `request_checkpoint()` is 
 launcher calls it on preemption), resumes from a checkpoint, stops on a non-finite or exploding
 loss and reports the run as `diverged`. Shuffling is re-seeded per epoch from (seed, epoch), so a
 run resumed at an epoch boundary sees the same batches as one that was never interrupted. The
-checkpoint file itself is bench.checkpoint's, the scoring bench.evaluate's, the progress report
-bench.progress's.
+checkpoint file itself is bench.run.checkpoint's, the scoring bench.run.evaluate's, the progress report
+bench.run.progress's.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from bench.checkpoint import (
+from bench.data.loaders import epoch_batches
+from bench.distributed import SINGLE, World, gather_objects
+from bench.errors import UserError
+from bench.run.checkpoint import (
     pack,
     rank_seed,
     read_checkpoint,
@@ -32,14 +35,11 @@ from bench.checkpoint import (
     unpack,
     write_checkpoint,
 )
-from bench.data.loaders import epoch_batches
-from bench.distributed import SINGLE, World, gather_objects
-from bench.errors import UserError
-from bench.evaluate import evaluate_model
-from bench.progress import ProgressLine, progress_bar
-from bench.step import OptimStep
-from bench.stopping import StepRequests, StopForRequeue
-from bench.training import TrainSpec, TrainState
+from bench.run.evaluate import evaluate_model
+from bench.run.progress import ProgressLine, progress_bar
+from bench.run.step import OptimStep
+from bench.run.stopping import StepRequests, StopForRequeue
+from bench.run.training import TrainSpec, TrainState
 
 __all__ = ["StopForRequeue", "TrainSpec", "Trainer"]  # TrainSpec: the argument Trainer takes
 
@@ -122,7 +122,7 @@ class Trainer:
         self.requests.request_checkpoint()
 
     def at_step_boundary(self, fn: Callable[[], None]) -> None:
-        """Run `fn` (a handler that checkpoints and exits) at the next step boundary: bench.stopping."""
+        """Run `fn` (a handler that checkpoints and exits) at the next step boundary: bench.run.stopping."""
         self.requests.at_step_boundary(fn)
 
     def _stateful(self) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench import stats
-from bench.config import is_experiment_key
+from bench.configure.config import is_experiment_key
+from bench.configure.naming import row_label
 from bench.errors import UserError
-from bench.labels import row_label
-from bench.regress import seed_miou
+from bench.verdicts import stats
+from bench.verdicts.gate import seed_miou
 
 __all__ = ["plan"]
 
@@ -24,7 +24,7 @@ __all__ = ["plan"]
 def plan(
     df: Any, *, difference: float, alpha: float = 0.05, power: float = 0.8, baseline: str | None = None
 ) -> tuple[str, list[dict[str, Any]]]:
-    """(Markdown table, records) over the configurations of a loaded table (bench.regress.load_table)."""
+    """(Markdown table, records) over the configurations of a loaded table (bench.results.table.load_table)."""
     import numpy as np
 
     if difference <= 0:

@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
+from bench.configure.identity import config_diff, identity_of_dict, run_id
 from bench.errors import UserError
 from bench.files import read_json_file
-from bench.identity import config_diff, identity_of_dict, run_id
 
 __all__ = [
     "CHECKPOINT",

@@ -1,0 +1,1 @@
+"""Verdicts: the regression gate, seed planning and the statistics both use."""
