@@ -61,3 +61,19 @@ def make_voc(root: Path, split: str = "train", n: int = 3, h: int = 30, w: int =
         names.append(name)
     (base / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
     return root
+
+
+def write_sweep(
+    folder: Path, name: str, *, model: str, data: str, train: str, launch: str, grid: str | None = None
+) -> Path:
+    """A sweep file FOLDER/NAME.yaml as a user writes it: each section given as the inside of its
+    YAML flow mapping (`model="arch: aspp_unet, width: 4"`), `grid` as one `key: [values]` line;
+    latency profiling off, as every tiny test sweep has it."""
+    lines = [f"name: {name}", "base:", f"  model: {{{model}}}", f"  data: {{{data}}}", f"  train: {{{train}}}",
+             "  profile: {latency: false}"]  # fmt: skip
+    if grid is not None:
+        lines += ["grid:", f"  {grid}"]
+    lines.append(f"launch: {{{launch}}}")
+    path = folder / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import socket
-import textwrap
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from bench.distributed import SINGLE, GlobalBatchNorm, ShardedBatchSampler, World, shard_indices, sync_batchnorm
+from tests.fixtures import write_sweep
 
 # --------------------------------------------------------------------------- sharding
 
@@ -137,19 +137,10 @@ def test_global_batchnorm_is_plain_batchnorm_without_a_process_group() -> None:
 
 
 def _sweep(tmp_path: Path, launch: str, base_extra: str = "", name: str = "ddp", epochs: int = 2) -> Path:
-    p = tmp_path / f"{name}.yaml"
-    p.write_text(
-        textwrap.dedent(f"""
-    name: {name}
-    base:
-      model: {{arch: aspp_unet, width: 4}}
-      data: {{size: [32, 32], count: 16, batch_size: 4{base_extra}}}
-      train: {{epochs: {epochs}, device: cpu, eval_every: 1000}}
-      profile: {{latency: false}}
-    launch: {{{launch}}}
-    """)
-    )
-    return p
+    return write_sweep(
+        tmp_path, name, model="arch: aspp_unet, width: 4", data=f"size: [32, 32], count: 16, batch_size: 4{base_extra}",
+        train=f"epochs: {epochs}, device: cpu, eval_every: 1000", launch=launch,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(

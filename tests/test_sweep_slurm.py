@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from bench.launch import cell_states
 from bench.sweep import expand, load_sweep
+from tests.fixtures import write_sweep
 
 pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,21 +30,11 @@ def cluster() -> None:
 
 
 def _spec(tmp_path: Path, name: str, rates: str, epochs: int) -> Path:
-    p = tmp_path / f"{name}.yaml"
-    p.write_text(
-        textwrap.dedent(f"""
-    name: {name}
-    base:
-      model: {{arch: aspp_unet, width: 2}}
-      data: {{size: [24, 24], count: 4, batch_size: 2}}
-      train: {{epochs: {epochs}, eval_every: 100000, checkpoint_every: 50}}
-      profile: {{latency: false}}
-    grid:
-      model.rates: {rates}
-    launch: {{executor: slurm, slurm_partition: debug, cpus_per_task: 1, timeout_min: 30, signal_delay_s: 30}}
-    """)
-    )
-    return p
+    return write_sweep(
+        tmp_path, name, model="arch: aspp_unet, width: 2", data="size: [24, 24], count: 4, batch_size: 2",
+        train=f"epochs: {epochs}, eval_every: 100000, checkpoint_every: 50", grid=f"model.rates: {rates}",
+        launch="executor: slurm, slurm_partition: debug, cpus_per_task: 1, timeout_min: 30, signal_delay_s: 30",
+    )  # fmt: skip
 
 
 def _wait(cells, results: Path, states=("done",), timeout: float = 600) -> list:
@@ -168,20 +158,12 @@ def test_time_limit_with_no_requeue_left_says_so(cli, tmp_path) -> None:
 
 
 def _ddp_spec(tmp_path: Path, name: str, epochs: int, executor: str = "slurm") -> Path:
-    p = tmp_path / f"{name}.yaml"
     slurm = "slurm_partition: debug, signal_delay_s: 30, " if executor == "slurm" else ""
-    p.write_text(
-        textwrap.dedent(f"""
-    name: {name}
-    base:
-      model: {{arch: aspp_unet, width: 4}}
-      data: {{size: [32, 32], count: 16, batch_size: 4}}
-      train: {{epochs: {epochs}, device: cpu, eval_every: 100000, checkpoint_every: 5}}
-      profile: {{latency: false}}
-    launch: {{executor: {executor}, {slurm}tasks_per_node: 2, cpus_per_task: 1, timeout_min: 30}}
-    """)
-    )
-    return p
+    return write_sweep(
+        tmp_path, name, model="arch: aspp_unet, width: 4", data="size: [32, 32], count: 16, batch_size: 4",
+        train=f"epochs: {epochs}, device: cpu, eval_every: 100000, checkpoint_every: 5",
+        launch=f"executor: {executor}, {slurm}tasks_per_node: 2, cpus_per_task: 1, timeout_min: 30",
+    )  # fmt: skip
 
 
 def test_two_task_cell_on_slurm_gives_one_result_of_world_size_2(cli, tmp_path) -> None:
