@@ -132,3 +132,18 @@ def test_signal_mid_step_is_handled_at_the_step_boundary(tmp_path) -> None:
     assert resumed.fit()["train"]["iterations"] == 4
     for (n, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), n
+
+
+def test_the_train_spec_takes_every_field_it_shares_with_the_train_section() -> None:
+    """TrainSpec.from_config copies by field name, so a field added to both is carried, never dropped."""
+    import dataclasses
+
+    from bench.configure.config import TrainConfig
+
+    shared = {f.name for f in dataclasses.fields(TrainSpec)} & set(TrainConfig.model_fields)
+    assert {"amp", "channels_last", "compile", "epochs", "grad_clip", "iters", "seed"} <= shared
+    given = TrainConfig(epochs=None, iters=7, amp="bf16", channels_last=True, compile=True, seed=3, eval_every=2,
+                        checkpoint_every=4, grad_clip=0.5)  # fmt: skip
+    spec = TrainSpec.from_config(given)
+    assert {k: getattr(spec, k) for k in shared} == {k: getattr(given, k) for k in shared}
+    assert all(getattr(spec, k) != getattr(TrainSpec(), k) for k in shared)  # each one really set

@@ -116,10 +116,14 @@ class OptimConfig(_Frozen):
     power: float | None = Field(None, gt=0, examples=[0.9])  # None: 0.9 for poly (resolved); other schedules take none
 
 
+# train.amp: the one list of mixed-precision modes (the trainer and the pre-flight read it from here)
+AMP_MODES = ("none", "bf16", "fp16")
+
+
 class TrainConfig(_Frozen):
     epochs: int | None = Field(5, ge=1, le=100_000)
     iters: int | None = Field(None, ge=1, le=100_000_000)
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    amp: Literal[AMP_MODES] = "none"  # none: fp32 throughout
     channels_last: bool = False  # NHWC activations and weights (faster convolutions on CPU and GPU)
     compile: bool = False  # torch.compile the training forward
     seed: int = Field(0, ge=0, le=MAX_SEED)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from bench.configure.config import AMP_MODES
 from bench.data.loaders import epoch_batches
 from bench.distributed import SINGLE, World, gather_objects
 from bench.errors import UserError
@@ -73,8 +74,8 @@ class Trainer:
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
         world: World = SINGLE,
     ) -> None:
-        if spec.amp not in ("none", "bf16", "fp16"):
-            raise UserError(f"train.amp={spec.amp!r}: allowed are none, bf16, fp16")
+        if spec.amp not in AMP_MODES:
+            raise UserError(f"train.amp={spec.amp!r}: allowed are {', '.join(AMP_MODES)}")
         if spec.amp == "fp16" and device.type != "cuda":
             raise UserError("train.amp=fp16 needs CUDA; use train.amp=bf16 on the CPU")
         self.world = world

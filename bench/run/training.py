@@ -6,7 +6,7 @@ advance it), and the rule that says a run has diverged.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = ["FIRST_LOSSES", "TrainSpec", "TrainState", "diverged"]
@@ -35,9 +35,8 @@ class TrainSpec:
 
     @classmethod
     def from_config(cls, t: Any) -> TrainSpec:
-        """From a RunConfig's `train` section."""
-        keys = ("epochs", "iters", "eval_every", "checkpoint_every", "amp", "channels_last", "compile", "grad_clip")
-        return cls(**{k: getattr(t, k) for k in keys}, seed=t.seed)
+        """From a RunConfig's `train` section: every field the two share, by name (no list to keep)."""
+        return cls(**{f.name: getattr(t, f.name) for f in fields(cls) if f.name in type(t).model_fields})
 
 
 @dataclass
