@@ -309,7 +309,7 @@ def time_limit(work: Path, ex: str, ref: Path, epochs: int) -> Row:
     # the cell is made long enough to need several attempts, and has its own reference run. How many
     # depends on the machine's speed and load (3 here, more on a busy CI machine), so the requeue
     # allowance is well above it: the scenario tests resuming, not the allowance (the allowance
-    # running out is `failed` with its own message: tests/test_sweep_slurm.py)
+    # running out is `failed` with its own message: tests/test_launch_slurm.py)
     epochs *= 2  # ~60-100 s of training against ~25 s an attempt: 2-4 requeues (x4 took 21 min of CI)
     ref = reference(work, epochs, name="reference-2x")
     t0 = time.time()

@@ -1,11 +1,22 @@
-"""Tiny datasets in the exact on-disk layouts, written by the tests themselves."""
+"""Shared test builders: tiny datasets in the exact on-disk layouts, sweep files, the tiny run's
+settings, and a tree's content hashes (what "nothing changed" is compared by)."""
 
 from __future__ import annotations
 
+import hashlib
+import textwrap
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+
+from bench.data import build_dataset, make_loader
+from bench.data.synthetic import make_synthetic
+from bench.losses import build_loss
+from bench.models import build_model
+from bench.optim import make_optimizer, make_scheduler
+from bench.run.engine import Trainer, TrainSpec
 
 
 def _rgb(rng: np.random.Generator, h: int, w: int) -> Image.Image:
@@ -63,6 +74,13 @@ def make_voc(root: Path, split: str = "train", n: int = 3, h: int = 30, w: int =
     return root
 
 
+def write_spec(folder: Path, text: str, name: str = "s.yaml") -> Path:
+    """A sweep (or config) file FOLDER/NAME written from TEXT as given, dedented."""
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
 def write_sweep(
     folder: Path, name: str, *, model: str, data: str, train: str, launch: str, grid: str | None = None
 ) -> Path:
@@ -77,3 +95,69 @@ def write_sweep(
     path = folder / f"{name}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# The smallest run the command-line tests train: a width-4 network on 16 synthetic 32x32 images.
+TINY = ["model.width=4", "data.count=16", "data.size=[32,32]", "data.batch_size=4", "profile.latency=false"]
+
+
+def set_args(*items: str) -> list[str]:
+    """`--set` before each item, as the command line takes them."""
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def tiny_sets(*extra: str) -> list[str]:
+    """The tiny run's settings, then EXTRA (a later --set wins), as command-line arguments."""
+    return set_args(*TINY, *extra)
+
+
+def train_tiny(cli, out: Path, *extra: str) -> tuple[int, str, str]:  # noqa: ANN001
+    """`aspp-bench train` of the tiny run for one epoch into OUT, through the `cli` fixture."""
+    return cli("train", "--out", str(out), *tiny_sets("train.epochs=1", *extra))
+
+
+def tree_hashes(root: Path, *, dirs: bool = False) -> dict[str, str]:
+    """Every file under ROOT with its content hash (and, with DIRS, every folder as 'dir'): 'nothing
+    changed' is this being equal before and after."""
+    if not root.exists():
+        return {}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(root.rglob("*"))
+        if dirs or p.is_file()
+    }
+
+
+def tiny_trainer(tmp_path, *, epochs=2, lr=1e-3, ckpt=True, loss=None, seed=0, init_seed=0) -> Trainer:
+    """A Trainer of a width-4 aspp_unet on 16 synthetic 32x32 images (3 classes), Adam, poly."""
+    torch.manual_seed(init_seed)
+    data = make_synthetic(split="train", size=(32, 32), count=16, classes=3)
+    val = make_synthetic(split="val", size=(32, 32), count=4, classes=3)
+
+    class Cfg:  # the augment part of a DataConfig
+        crop = None
+
+        class augment:  # noqa: N801
+            flip, scale, rotate = True, None, 0.0
+
+    train_loader = make_loader(build_dataset(data, train=True, data_cfg=Cfg), batch_size=4, shuffle=True, seed=seed)
+    val_loader = make_loader(build_dataset(val, train=False), batch_size=4, shuffle=False)
+    model = build_model("aspp_unet", width=4, num_classes=3)
+    opt = make_optimizer("adam", model.parameters(), lr=lr, weight_decay=0.0, momentum=0.9)
+    spec = TrainSpec(epochs=epochs, seed=seed, progress=False)
+    sched = make_scheduler("poly", opt, total_iters=epochs * len(train_loader), power=0.9)
+    return Trainer(
+        model,
+        opt,
+        sched,
+        loss or build_loss("ce", ignore_index=255, weight=None),
+        train_loader,
+        val_loader,
+        spec=spec,
+        device=torch.device("cpu"),
+        num_classes=3,
+        ignore_index=255,
+        class_names=data.class_names,
+        checkpoint_path=(tmp_path / "checkpoint.pt") if ckpt else None,
+        log=lambda m: None,
+    )

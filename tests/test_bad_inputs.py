@@ -7,7 +7,6 @@ damaged checkpoints) that no case may change; `{W}` in an argument stands for it
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import shutil
 import textwrap
@@ -16,18 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-TINY = ["model.width=4", "data.count=16", "data.size=[32,32]", "data.batch_size=4", "profile.latency=false"]
-
-
-def _sets(*items: str) -> list[str]:
-    out: list[str] = []
-    for s in items:
-        out += ["--set", s]
-    return out
+from tests.fixtures import TINY, set_args, tree_hashes
 
 
 def _train(*extra: str) -> list[str]:
-    return ["train", "--out", "{W}/new_run", *_sets(*TINY, "train.epochs=1", *extra)]
+    return ["train", "--out", "{W}/new_run", *set_args(*TINY, "train.epochs=1", *extra)]
 
 
 def _spec(name: str) -> str:
@@ -124,16 +116,16 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("train-root-for-synthetic", _train("data.root=/x"), ["dataset 'synthetic' has no 'root'"]),
     (
         "train-camvid-missing",
-        ["train", "--out", "{W}/new_run", *_sets("data.name=camvid", "data.root={W}/no_camvid")],
+        ["train", "--out", "{W}/new_run", *set_args("data.name=camvid", "data.root={W}/no_camvid")],
         ["no_camvid", "SegNet"],
     ),  # fmt: skip
     ("train-config-missing", ["train", "{W}/nope.yaml", "--out", "{W}/new_run"], ["nope.yaml", "not found"]),
     ("train-config-list", ["train", _spec("list"), "--out", "{W}/new_run"], ["expected a mapping"]),
     ("train-config-yaml", ["train", _spec("invalid_yaml"), "--out", "{W}/new_run"], ["not valid YAML"]),
-    ("train-out-under-file", ["train", "--out", "{W}/afile/run", *_sets(*TINY)], ["afile is a regular file"]),
+    ("train-out-under-file", ["train", "--out", "{W}/afile/run", *set_args(*TINY)], ["afile is a regular file"]),
     (
         "train-other-config",
-        ["train", "--out", "{W}/run", *_sets(*TINY, "train.epochs=1", "optim.lr=0.5")],
+        ["train", "--out", "{W}/run", *set_args(*TINY, "train.epochs=1", "optim.lr=0.5")],
         ["optim.lr: 0.001 -> 0.5", "Nothing was changed"],
     ),  # fmt: skip
     ("train-class-weights-count", _train("loss.class_weights=[1,2]"), ["2 weights given", "6 classes"]),
@@ -180,14 +172,14 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("profile-input-text", ["profile", "unet", "--input", "abc"], ["--input"]),
     ("profile-dtype", ["profile", "unet", "--input", "3x64x64", "--dtype", "fp8"], ["fp8"]),
     ("profile-metrics", ["profile", "unet", "--input", "3x64x64", "--metrics", "params,speed"], ["speed"]),
-    ("profile-skip", ["profile", "deeplabv3", "--input", "3x64x64", *_sets("model.skip=true")], ["no knob 'skip'"]),
+    ("profile-skip", ["profile", "deeplabv3", "--input", "3x64x64", *set_args("model.skip=true")], ["no knob 'skip'"]),
     ("profile-device", ["profile", "unet", "--input", "3x64x64", "--device", "tpu"], ["tpu"]),
     # evaluate
     ("evaluate-missing", ["evaluate", "{W}/nope.pt"], ["nope.pt", "not found"]),
     ("evaluate-empty", ["evaluate", "{W}/run_empty/checkpoint.pt"], ["not a readable checkpoint", "empty"]),
     ("evaluate-truncated", ["evaluate", "{W}/run_trunc/checkpoint.pt"], ["not a readable checkpoint"]),
     ("evaluate-code", ["evaluate", "{W}/run_evil/checkpoint.pt"], ["refused", "weights_only"]),
-    ("evaluate-model-override", ["evaluate", "{W}/run/checkpoint.pt", *_sets("model.width=8")], ["data.*"]),
+    ("evaluate-model-override", ["evaluate", "{W}/run/checkpoint.pt", *set_args("model.width=8")], ["data.*"]),
     ("evaluate-no-config", ["evaluate", "{W}/run_nocfg/checkpoint.pt"], ["config.yaml", "missing"]),
     ("evaluate-bad-config", ["evaluate", "{W}/run_badcfg/checkpoint.pt"], ["config.yaml", "not valid YAML"]),
     ("evaluate-other-config", ["evaluate", "{W}/run_othercfg/checkpoint.pt"], ["belongs to run"]),
@@ -332,7 +324,7 @@ CASES += [
     ("train-cuda", _train("train.device=cuda"), ["train.device=cuda", "no CUDA device"]),
     (
         "train-crop-too-small",
-        ["train", "--out", "{W}/new_run", *_sets("model.arch=icnet", "data.size=[32,32]", "data.crop=[2,2]")],
+        ["train", "--out", "{W}/new_run", *set_args("model.arch=icnet", "data.size=[32,32]", "data.crop=[2,2]")],
         ["cannot run on a 2x2 input"],
     ),
     ("train-epochs-huge", _train("train.epochs=10000000"), ["train.epochs"]),
@@ -347,10 +339,10 @@ CASES += [
     ("train-set-huge-int", _train("train.seed=" + "9" * 5000), ["cannot be read"]),
     (
         "train-root-file",
-        ["train", "--out", "{W}/new_run", *_sets("data.name=camvid", "data.root=/etc/passwd")],
+        ["train", "--out", "{W}/new_run", *set_args("data.name=camvid", "data.root=/etc/passwd")],
         ["/etc/passwd", "is a file"],
     ),
-    ("train-out-is-file", ["train", "--out", "{W}/afile", *_sets(*TINY)], ["afile", "not a folder"]),
+    ("train-out-is-file", ["train", "--out", "{W}/afile", *set_args(*TINY)], ["afile", "not a folder"]),
     # profile
     ("profile-min-run-time-inf", ["profile", "unet", "--input", "3x32x32", "--min-run-time", "inf"], ["finite"]),
     ("profile-min-run-time-nan", ["profile", "unet", "--input", "3x32x32", "--min-run-time", "nan"], ["finite"]),
@@ -363,7 +355,7 @@ CASES += [
     ("profile-threads-text", ["profile", "unet", "--input", "3x32x32", "--threads", "many"], ["'many'"]),
     ("profile-input-huge", ["profile", "unet", "--input", "3x100000x100000"], ["--input"]),
     ("profile-input-negative", ["profile", "unet", "--input", "3x-4x32"], ["--input"]),
-    ("profile-width-huge", ["profile", "unet", "--input", "3x32x32", *_sets("model.width=100000")], ["model.width"]),
+    ("profile-width-huge", ["profile", "unet", "--input", "3x32x32", *set_args("model.width=100000")], ["model.width"]),
     (
         "profile-set-bomb",
         [
@@ -371,15 +363,15 @@ CASES += [
             "unet",
             "--input",
             "3x32x32",
-            *_sets(SET_BOMB),
+            *set_args(SET_BOMB),
         ],
         ["expands to more than"],
     ),
     # evaluate
     ("evaluate-folder", ["evaluate", "{W}/run"], ["run"]),
     ("evaluate-yaml", ["evaluate", _spec("ok")], ["config.yaml", "missing beside the checkpoint"]),
-    ("evaluate-set-not-data", ["evaluate", "{W}/run/checkpoint.pt", *_sets("train.epochs=3")], ["data.*"]),
-    ("evaluate-set-bad-split", ["evaluate", "{W}/run/checkpoint.pt", *_sets("data.split=nosuch")], ["nosuch"]),
+    ("evaluate-set-not-data", ["evaluate", "{W}/run/checkpoint.pt", *set_args("train.epochs=3")], ["data.*"]),
+    ("evaluate-set-bad-split", ["evaluate", "{W}/run/checkpoint.pt", *set_args("data.split=nosuch")], ["nosuch"]),
     # collect / report with damaged results
     ("collect-file", ["collect", "{W}/afile"], ["afile"]),
     ("collect-nothing-finished", ["collect", "{W}/huge_results"], ["no finished runs"]),
@@ -422,7 +414,7 @@ CASES += [
     ("plan-garbage", ["plan", "{W}/garbage.parquet"], ["garbage.parquet"]),
     ("plan-one-configuration", ["plan", "{W}/table.parquet", "--baseline", "arch=nosuch"], ["holds only one"]),
     # models / config
-    ("config-not-a-field", ["config", *_sets("model.rate=[6]")], ["'model.rate' is not a config field"]),
+    ("config-not-a-field", ["config", *set_args("model.rate=[6]")], ["'model.rate' is not a config field"]),
 ]
 
 
@@ -455,14 +447,14 @@ def _generated() -> list[tuple[str, list[str], list[str]]]:
         given = [s for s in shlex.split(row["example"].removeprefix("--set ")) if s.startswith("model.context=")]
         given = given if key.startswith("model.context_options.") else []
         arch, sets = ("aspp_unet" if given else "unet"), [*given, f"{key}={bad}"]
-        out.append((f"config-type-{key}{'-' + given[0] if given else ''}", ["config", *_sets(*sets)], [key]))
+        out.append((f"config-type-{key}{'-' + given[0] if given else ''}", ["config", *set_args(*sets)], [key]))
         out.append((f"train-type-{key}{'-' + given[0] if given else ''}",
-                    ["train", "--out", "{W}/new_run", *_sets(*TINY, *sets)], [key]))  # fmt: skip
+                    ["train", "--out", "{W}/new_run", *set_args(*TINY, *sets)], [key]))  # fmt: skip
         if key.startswith(("model.", "profile.")):
             out.append(
                 (
                     f"profile-type-{key}{'-' + given[0] if given else ''}",
-                    ["profile", arch, "--input", "3x32x32", *_sets(*sets)],
+                    ["profile", arch, "--input", "3x32x32", *set_args(*sets)],
                     [key],
                 )  # fmt: skip
             )
@@ -475,9 +467,9 @@ CASES += _generated()
 GOOD: list[tuple[str, list[str], list[str]]] = [
     ("config-defaults", ["config"], ["model:"]),
     ("config-fields", ["config", "--fields"], ["model.rates"]),
-    ("config-json", ["config", "--json", *_sets("model.arch=unet")], ['"arch": "unet"']),
+    ("config-json", ["config", "--json", *set_args("model.arch=unet")], ['"arch": "unet"']),
     ("config-file", ["config", _spec("config_ok")], ["width: 4"]),
-    ("config-bounded-max", ["config", *_sets("train.seed=4294967295", "data.size=[16384,16384]")], ["4294967295"]),
+    ("config-bounded-max", ["config", *set_args("train.seed=4294967295", "data.size=[16384,16384]")], ["4294967295"]),
     ("models", ["models"], ["aspp_unet"]),
     ("models-pattern", ["models", "deeplab*", "--json"], ["deeplabv3plus"]),
     ("sweep-dry-run", ["sweep", _spec("ok"), "--dry-run"], ["would submit 1 cell(s)", "nothing was written"]),
@@ -502,7 +494,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from bench.cli import main
 
     w = tmp_path_factory.mktemp("world")
-    assert main(["train", "--out", str(w / "results" / "run"), *_sets(*TINY, "train.epochs=1")]) == 0
+    assert main(["train", "--out", str(w / "results" / "run"), *set_args(*TINY, "train.epochs=1")]) == 0
     shutil.copytree(w / "results" / "run", w / "run")
     assert main(["collect", str(w / "results"), "--out", str(w / "table.parquet")]) == 0
     for name, content in (("run_empty", b""), ("run_trunc", (w / "run" / "checkpoint.pt").read_bytes()[:4000])):
@@ -563,13 +555,6 @@ class _Payload:
         return (Path.write_text, (self.target, "pwned"))
 
 
-def _tree(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-        for p in sorted(root.rglob("*"))
-    }
-
-
 COMMANDS = {
     "config",
     "models",
@@ -596,13 +581,13 @@ def test_there_are_at_least_250_distinct_cases_over_every_command() -> None:
 @pytest.mark.parametrize(("argv", "fragments"), [c[1:] for c in GOOD], ids=[c[0] for c in GOOD])
 def test_legitimate_input_exits_0_and_writes_nothing(cli, world: Path, monkeypatch, argv, fragments) -> None:
     monkeypatch.chdir(world)
-    before = _tree(world)
+    before = tree_hashes(world, dirs=True)
     code, out, err = cli(*[a.replace("{W}", str(world)) for a in argv])
     assert code == 0, (code, out, err)
     assert "Traceback" not in err + out
     for f in fragments:
         assert f in out, (f, out[-2000:])
-    assert _tree(world) == before, "a legitimate read-only command changed the tree"
+    assert tree_hashes(world, dirs=True) == before, "a legitimate read-only command changed the tree"
 
 
 @pytest.mark.parametrize(("argv", "fragments"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -610,12 +595,12 @@ def test_bad_input_exits_2_names_the_problem_and_writes_nothing(
     cli, world: Path, monkeypatch, argv: list[str], fragments: list[str]
 ) -> None:
     monkeypatch.chdir(world)  # a relative default (results/<name>) would land here
-    before = _tree(world)
+    before = tree_hashes(world, dirs=True)
     code, out, err = cli(*[a.replace("{W}", str(world)) for a in argv])
     assert code == 2, (code, out, err)
     assert "Traceback" not in err + out
     assert err.startswith("aspp-bench: error:") or err.startswith("usage:"), err
     for f in fragments:
         assert f.replace("{W}", str(world)) in err, (f, err)
-    assert _tree(world) == before, "a bad input changed the tree"
+    assert tree_hashes(world, dirs=True) == before, "a bad input changed the tree"
     assert not (world / "PWNED").exists()

@@ -2,7 +2,7 @@
 settings, failure reports (default tier); real 2-task cells through the local executor (slow):
 equal first losses to one process with the same global batch, a preemption that resumes to
 the same weights, a killed rank reported failed and retried. The Slurm half is in
-tests/test_sweep_slurm.py."""
+tests/test_launch_slurm.py."""
 
 from __future__ import annotations
 

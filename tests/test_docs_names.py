@@ -142,3 +142,14 @@ def test_no_test_cites_an_issue_number_or_a_document_the_repository_lacks() -> N
         assert not cited, f"{path.name} cites {cited}: say what the test checks instead"
         documents = set(re.findall(r"[\w./-]+\.md\b", prose)) - pages
         assert not documents, f"{path.name} names {sorted(documents)}, which the repository does not hold"
+
+
+def test_tests_mirror_bench() -> None:
+    """Each part of bench/ (a top-level module or a package) has a test module named for it:
+    tests/test_<part>.py or tests/test_<part>_<what>.py (cross-cutting suites come on top)."""
+    bench = ROOT / "bench"
+    parts = {p.stem for p in bench.glob("*.py") if p.stem != "__init__"}
+    parts |= {p.name for p in bench.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    tests = {p.stem for p in (ROOT / "tests").glob("test_*.py")}
+    missing = sorted(u for u in parts if not any(t == f"test_{u}" or t.startswith(f"test_{u}_") for t in tests))
+    assert not missing, f"parts of bench/ without a test module named for them: {missing}"

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import UserError
+from tests.fixtures import tree_hashes
 
 TINY_BASE = """
 base:
@@ -36,13 +37,6 @@ def _tiny_run(cli, out: Path, *extra: str) -> None:
     assert code == 0, err
 
 
-def _tree(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-        for p in sorted(root.rglob("*"))
-    }
-
-
 def _plant(cwd: Path) -> dict[str, str]:
     """A working directory worth keeping: a thesis, data, a results folder of another sweep."""
     (cwd / "thesis.tex").write_text("\\documentclass{article}\n")
@@ -50,7 +44,7 @@ def _plant(cwd: Path) -> dict[str, str]:
     (cwd / "data" / "images.bin").write_bytes(os.urandom(256))
     (cwd / "notes").mkdir()
     (cwd / "notes" / "todo.md").write_text("- finish\n")
-    return _tree(cwd)
+    return tree_hashes(cwd, dirs=True)
 
 
 # -- 1. a sweep name is a plain folder name; a clean-up removes only what it created ---------------
@@ -70,7 +64,7 @@ def test_a_sweep_whose_name_is_not_a_plain_folder_name_is_refused_and_nothing_ch
     code, out, err = cli("sweep", str(spec), *how)
     assert code == 2, (code, out, err)
     assert "is not a plain folder name" in err and "Traceback" not in err
-    assert _tree(tmp_path) == before  # nothing created, nothing removed
+    assert tree_hashes(tmp_path, dirs=True) == before  # nothing created, nothing removed
 
 
 @pytest.mark.parametrize(
@@ -89,12 +83,12 @@ def test_every_refused_first_submission_leaves_the_working_directory_as_it_was(
     spec = work / "two.yaml"
     spec.write_text("name: two\n" + TINY_BASE + "launch: {executor: local, tasks_per_node: 2}\n")
     before = _plant(work)
-    parent_before = _tree(tmp_path)
+    parent_before = tree_hashes(tmp_path, dirs=True)
     extra = ["--results", results] if results else []
     code, out, err = cli("sweep", str(spec), "--executor", "inline", *extra)
     assert code == 2 and "inline runs one process" in err, err
-    assert _tree(work) == before
-    assert _tree(tmp_path) == parent_before
+    assert tree_hashes(work, dirs=True) == before
+    assert tree_hashes(tmp_path, dirs=True) == parent_before
 
     submit_mod = importlib.import_module("bench.launch.submit")
 
@@ -105,7 +99,7 @@ def test_every_refused_first_submission_leaves_the_working_directory_as_it_was(
     spec.write_text("name: two\n" + TINY_BASE + "launch: {executor: local}\n")
     code, out, err = cli("sweep", str(spec), *extra)
     assert code == 2 and "refused" in err
-    assert _tree(work) == {**before, "two.yaml": _tree(work)["two.yaml"]}
+    assert tree_hashes(work, dirs=True) == {**before, "two.yaml": tree_hashes(work, dirs=True)["two.yaml"]}
     assert not (work / "results").exists() or results in (".", "..")
 
 
@@ -272,7 +266,7 @@ def test_a_partition_sbatch_refuses_leaves_the_working_directory_as_it_was(tmp_p
         r = subprocess.run([sys.executable, "-m", "bench.cli", "sweep", str(spec), *extra], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)  # fmt: skip
         assert r.returncode == 2 and "sbatch refused" in r.stderr and "Traceback" not in r.stderr, r.stderr
-        assert _tree(tmp_path) == before, extra
+        assert tree_hashes(tmp_path, dirs=True) == before, extra
 
 
 # -- 4. a full disk at checkpoint time ------------------------------------------------------------

@@ -51,32 +51,10 @@ def test_config_fields_lists_every_key_with_type_default_and_allowed(cli) -> Non
     assert "one of adam, adamw, sgd" in next(ln for ln in out.splitlines() if ln.startswith("optim.name "))
 
 
-@pytest.mark.parametrize(
-    "setting, shows",
-    [
-        ("model.rates=6,12", ["model.rates='6,12'", "a list of integers", "'model.rates=[6, 12]'"]),
-        ("data.size=64", ["data.size=64", "a list of 2 positive integers", "'data.size=[64, 64]'"]),
-        ("optim.name=sgdd", ["optim.name='sgdd'", "one of adam, adamw, sgd", "optim.name=sgd"]),
-        ("model.skip=maybe", ["model.skip='maybe'", "true or false", "model.skip=true"]),
-    ],
-)
-def test_type_errors_name_the_key_and_show_the_accepted_form(cli, tmp_path: Path, setting: str, shows) -> None:
-    code, _, err = cli("train", "--set", setting, "--out", str(tmp_path / "x"))
-    assert code == 2 and "Traceback" not in err
-    assert all(s in err for s in shows), err
-    assert "aspp-bench config --fields" in err
-    assert not (tmp_path / "x").exists()
-
-
-def test_unknown_key_points_to_config_fields(cli, tmp_path: Path) -> None:
-    code, _, err = cli("train", "--set", "model.rate=[6]", "--out", str(tmp_path / "x"))
-    assert code == 2 and "did you mean 'model.rates'" in err and "aspp-bench config --fields" in err
-
-
 def test_training_off_a_terminal_prints_progress_lines(tmp_path: Path) -> None:
-    from tests.test_engine import _trainer
+    from tests.fixtures import tiny_trainer
 
-    t = _trainer(tmp_path, epochs=2)
+    t = tiny_trainer(tmp_path, epochs=2)
     t.spec.progress_every_s = 0.0  # every step, for the test (30 s by default)
     lines: list[str] = []
     t.log = lines.append
@@ -84,7 +62,7 @@ def test_training_off_a_terminal_prints_progress_lines(tmp_path: Path) -> None:
     ticks = [ln for ln in lines if ln.startswith("iteration ")]
     assert len(ticks) == 8, lines
     assert re.fullmatch(r"iteration 8/8 \(epoch 2/2\) loss \d+\.\d{4} \d+\.\d img/s, ETA 0 s", ticks[-1]), ticks[-1]
-    quiet = _trainer(tmp_path / "q", epochs=1)
+    quiet = tiny_trainer(tmp_path / "q", epochs=1)
     quiet.log = lines.append
     before = len(lines)
     quiet.fit()  # the default interval: nothing within a sub-second run
@@ -143,22 +121,3 @@ def test_every_bench_import_in_scripts_and_tests_resolves() -> None:
                         except ImportError:
                             missing.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.module}.{alias.name}")
     assert not missing, missing
-
-
-@pytest.mark.parametrize(
-    ("setting", "key", "plural"),
-    [("model.arch=nope", "model.arch", "architectures"), ("loss.name=cee", "loss.name", "losses"),
-     ("model.context=aspx", "model.context", "contexts"), ("data.name=camvidd", "data.name", "datasets")],
-)  # fmt: skip
-def test_an_unknown_name_names_its_key_and_where_the_names_are_listed(cli, tmp_path, setting, key, plural) -> None:
-    code, _, err = cli("train", "--set", setting, "--out", str(tmp_path / "run"))
-    assert code == 2 and "Traceback" not in err
-    assert f"{key}: unknown" in err and f"registered {plural}:" in err and "'aspp-bench models'" in err
-    assert not (tmp_path / "run").exists()
-
-
-def test_a_knob_the_architecture_lacks_is_named_by_its_config_key(cli, tmp_path) -> None:
-    code, _, err = cli(
-        "train", "--set", "model.arch=deeplabv3", "--set", "model.skip=false", "--out", str(tmp_path / "r")
-    )
-    assert code == 2 and "model.skip: architecture 'deeplabv3' has no knob 'skip'" in err, err

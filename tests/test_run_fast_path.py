@@ -10,12 +10,7 @@ import torch
 
 from bench.configure.config import load_run_config
 from bench.configure.identity import run_id
-
-TINY = ["model.width=4", "data.count=16", "data.size=[32,32]", "data.batch_size=4", "profile.latency=false"]
-
-
-def _sets(*extra: str) -> list[str]:
-    return ["--set", *TINY, *extra]
+from tests.fixtures import tiny_sets
 
 
 def test_new_keys_at_their_defaults_keep_every_earlier_run_id() -> None:
@@ -61,7 +56,7 @@ def test_bf16_channels_last_training_keeps_fp32_where_it_must(cli, tmp_path) -> 
     try:
         out = tmp_path / "run"
         code, _, err = cli(
-            "train", "--out", str(out), *_sets("train.epochs=1", "train.amp=bf16", "train.channels_last=true")
+            "train", "--out", str(out), *tiny_sets("train.epochs=1", "train.amp=bf16", "train.channels_last=true")
         )
     finally:
         Trainer._step = orig
@@ -102,7 +97,7 @@ def test_compiled_training_runs_and_matches_eager_closely(cli, tmp_path) -> None
     hist = {}
     for flag in ("false", "true"):
         out = tmp_path / flag
-        code, _, err = cli("train", "--out", str(out), *_sets("train.epochs=2", f"train.compile={flag}"))
+        code, _, err = cli("train", "--out", str(out), *tiny_sets("train.epochs=2", f"train.compile={flag}"))
         assert code == 0, err
         r = json.loads((out / "result.json").read_text())
         hist[flag] = [h["loss"] for h in r["train"]["history"]]
@@ -116,7 +111,7 @@ def test_fast_path_on_cuda(cli, tmp_path, amp: str) -> None:
     """fp16 with its grad scaler (or bf16), channels_last and compile on CUDA: trains, fp32 checkpoint."""
     out = tmp_path / amp
     sets = ("train.device=cuda", "train.epochs=2", f"train.amp={amp}", "train.channels_last=true", "train.compile=true")
-    code, _, err = cli("train", "--out", str(out), *_sets(*sets))
+    code, _, err = cli("train", "--out", str(out), *tiny_sets(*sets))
     assert code == 0, err
     r = json.loads((out / "result.json").read_text())
     assert r["env"]["train_amp"] == amp and r["env"]["device"] == "cuda"

@@ -11,20 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures import make_camvid
+from tests.fixtures import make_camvid, tiny_sets
 
-TINY = [
-    "--set",
-    "model.width=4",
-    "--set",
-    "data.count=16",
-    "--set",
-    "data.size=[32,32]",
-    "--set",
-    "data.batch_size=4",
-    "--set",
-    "profile.latency=false",
-]
+TINY = tiny_sets()
 
 
 def test_train_writes_run_folder_and_is_idempotent(cli, tmp_path) -> None:

@@ -121,3 +121,15 @@ def test_aticnet_drops_one_stage5_block_and_adds_atrous_levels() -> None:
     with torch.inference_mode():
         at.eval()(torch.randn(1, 3, 96, 128))
     assert calls == [(48, 64), (24, 32)]  # one module, the 1/2 then the 1/4 resolution input
+
+
+def test_every_shipped_published_table_reads_as_a_table() -> None:
+    """bench/references: the papers' tables a sweep may cite (`reference:`), each readable with rows."""
+    from bench.references import names
+    from bench.report import reference_table
+
+    shipped = names()
+    assert {"asppunet_table1", "asppunet_table3", "deeplabv3_report_table1", "dualaspp_table1"} <= set(shipped)
+    for name in shipped:
+        table = reference_table(name)
+        assert len(table) >= 1 and len(table.columns) >= 2, name

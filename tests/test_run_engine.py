@@ -3,64 +3,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.data import build_dataset, make_loader
-from bench.data.synthetic import make_synthetic
-from bench.losses import build_loss
-from bench.models import build_model
-from bench.optim import make_optimizer, make_scheduler
-from bench.run.engine import Trainer, TrainSpec
-
-
-def _trainer(tmp_path, *, epochs=2, lr=1e-3, ckpt=True, loss=None, seed=0, init_seed=0) -> Trainer:
-    torch.manual_seed(init_seed)
-    data = make_synthetic(split="train", size=(32, 32), count=16, classes=3)
-    val = make_synthetic(split="val", size=(32, 32), count=4, classes=3)
-
-    class Cfg:  # the augment part of a DataConfig
-        crop = None
-
-        class augment:  # noqa: N801
-            flip, scale, rotate = True, None, 0.0
-
-    train_loader = make_loader(build_dataset(data, train=True, data_cfg=Cfg), batch_size=4, shuffle=True, seed=seed)
-    val_loader = make_loader(build_dataset(val, train=False), batch_size=4, shuffle=False)
-    model = build_model("aspp_unet", width=4, num_classes=3)
-    opt = make_optimizer("adam", model.parameters(), lr=lr, weight_decay=0.0, momentum=0.9)
-    spec = TrainSpec(epochs=epochs, seed=seed, progress=False)
-    sched = make_scheduler("poly", opt, total_iters=epochs * len(train_loader), power=0.9)
-    return Trainer(
-        model,
-        opt,
-        sched,
-        loss or build_loss("ce", ignore_index=255, weight=None),
-        train_loader,
-        val_loader,
-        spec=spec,
-        device=torch.device("cpu"),
-        num_classes=3,
-        ignore_index=255,
-        class_names=data.class_names,
-        checkpoint_path=(tmp_path / "checkpoint.pt") if ckpt else None,
-        log=lambda m: None,
-    )
+from bench.run.engine import TrainSpec
+from tests.fixtures import tiny_trainer
 
 
 def test_fit_reports_metrics_and_history(tmp_path) -> None:
-    r = _trainer(tmp_path).fit()
+    r = tiny_trainer(tmp_path).fit()
     assert r["status"] == "done" and 0 <= r["metrics"]["miou"] <= 1
     assert r["train"]["iterations"] == 8 and r["train"]["epochs"] == 2 and len(r["train"]["history"]) == 2
     assert r["train"]["images_per_s"] > 0 and (tmp_path / "checkpoint.pt").is_file()
 
 
 def test_resume_at_epoch_boundary_equals_uninterrupted(tmp_path) -> None:
-    straight = _trainer(tmp_path / "a", epochs=3, ckpt=False)
+    straight = tiny_trainer(tmp_path / "a", epochs=3, ckpt=False)
     (tmp_path / "a").mkdir()
     straight.fit()
     (tmp_path / "b").mkdir()
-    first = _trainer(tmp_path / "b", epochs=3)
+    first = tiny_trainer(tmp_path / "b", epochs=3)
     first.total_iters = 4  # stop after the first epoch, as if killed right after its checkpoint
     first.fit()
-    resumed = _trainer(tmp_path / "b", epochs=3, init_seed=123)  # another process state; RNG comes from the checkpoint
+    resumed = tiny_trainer(
+        tmp_path / "b", epochs=3, init_seed=123
+    )  # another process state; RNG comes from the checkpoint
     logs: list[str] = []
     resumed.log = logs.append
     r = resumed.fit()
@@ -71,13 +35,13 @@ def test_resume_at_epoch_boundary_equals_uninterrupted(tmp_path) -> None:
 
 
 def test_checkpoint_on_request_mid_epoch_then_resume(tmp_path) -> None:
-    t = _trainer(tmp_path, epochs=1)
+    t = tiny_trainer(tmp_path, epochs=1)
     t.request_checkpoint()
     t.total_iters = 2  # leave after two batches of the first epoch
     t.fit()
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert ckpt["state"]["iteration"] >= 1
-    t2 = _trainer(tmp_path, epochs=1)
+    t2 = tiny_trainer(tmp_path, epochs=1)
     logs: list[str] = []
     t2.log = logs.append
     r = t2.fit()
@@ -90,19 +54,19 @@ def test_non_finite_loss_marks_the_run_diverged(tmp_path) -> None:
         def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             return logits.sum() * float("inf")
 
-    r = _trainer(tmp_path, loss=Exploding()).fit()
+    r = tiny_trainer(tmp_path, loss=Exploding()).fit()
     assert r["status"] == "diverged" and r["train"]["iterations"] == 1
 
 
 def test_signal_mid_step_is_handled_at_the_step_boundary(tmp_path) -> None:
     """A preemption handler that arrives inside a step runs after it, with the counters advanced:
     the checkpoint holds whole optimiser steps and a resumed run ends where an unbroken one does."""
-    straight = _trainer(tmp_path / "a", epochs=1, ckpt=False)
+    straight = tiny_trainer(tmp_path / "a", epochs=1, ckpt=False)
     (tmp_path / "a").mkdir()
     straight.fit()
 
     (tmp_path / "b").mkdir()
-    t = _trainer(tmp_path / "b", epochs=1)
+    t = tiny_trainer(tmp_path / "b", epochs=1)
     seen: list[tuple[bool, int]] = []
 
     class Preempted(Exception):
@@ -128,7 +92,7 @@ def test_signal_mid_step_is_handled_at_the_step_boundary(tmp_path) -> None:
         pass
     assert seen == [(False, 2)]
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 2
-    resumed = _trainer(tmp_path / "b", epochs=1, init_seed=7)
+    resumed = tiny_trainer(tmp_path / "b", epochs=1, init_seed=7)
     assert resumed.fit()["train"]["iterations"] == 4
     for (n, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), n
