@@ -1,10 +1,11 @@
-"""Ablation sweeps: the YAML spec, its expansion into cells, and run identity.
+"""Ablation sweeps: the YAML spec (with its launch settings, `LaunchConfig`) and its expansion
+into cells, each named by the run identity of bench.configure.identity.
 
 A sweep states only its difference from the RunConfig defaults (`base`), the axes to vary
 (`grid`: cartesian; `zip`: keys that vary together), cells to drop (`exclude`) and `seeds`.
-Every cell is a validated, resolved, frozen RunConfig; its run_id is a short hash of the
-canonical JSON of that resolved config (bench.configure.identity; launcher settings are not part of it),
-so the same experiment always lands in the same folder, however the sweep spells it.
+Every cell is a validated, resolved, frozen RunConfig with its run_id (launcher settings are
+not part of it), so the same experiment always lands in the same folder, however the sweep
+spells it; two cells that resolve alike are one (`Expansion.duplicates`).
 """
 
 from __future__ import annotations

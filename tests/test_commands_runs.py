@@ -188,3 +188,23 @@ def test_evaluate_a_checkpoint_scores_in_the_memory_format_it_trained_in(cli, tm
     assert seen.get("channels_last") is True
     ran = json.loads((out / "result.json").read_text())
     assert r["metrics"]["miou"] == ran["metrics"]["miou"]  # the same split, weights and kernels: the same score
+
+
+def test_train_resolves_its_config_once(cli, tmp_path, monkeypatch) -> None:
+    """`train` resolves the config to check the folder, and the runner takes it as resolved."""
+    import bench.commands.runs
+    import bench.run.runner
+    from bench.configure.identity import resolve
+    from tests.fixtures import train_tiny
+
+    calls: list[int] = []
+
+    def counted(cfg):  # noqa: ANN001, ANN202
+        calls.append(1)
+        return resolve(cfg)
+
+    monkeypatch.setattr(bench.commands.runs, "resolve", counted)
+    monkeypatch.setattr(bench.run.runner, "resolve", counted)
+    code, _, err = train_tiny(cli, tmp_path / "run")
+    assert code == 0, err
+    assert len(calls) == 1

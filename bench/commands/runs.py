@@ -21,7 +21,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{out / RESULT} exists: run {rid} is finished (remove the folder to run it again)")
         return 0
 
-    result = execute(cfg, out)
+    result = execute(cfg, out, resolved=True)
     m = result["metrics"] or {}
     print(
         json.dumps(

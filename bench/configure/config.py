@@ -1,8 +1,9 @@
 """RunConfig: every knob of one experiment, validated and frozen; YAML and `--set` loading.
 
 One defaults object holds every key (dinov2/LazyConfig style); a config file or a sweep
-states only its difference. Field names equal builder keyword names, so the config is
-consumed in one place (the builders) with no translation table.
+states only its difference. Field names equal builder keyword names (model knobs, losses,
+optimisers) and the trainer's spec takes the train section by field name, so no table
+translates one into another.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""execute(RunConfig, out_dir): the one place a run's config is consumed.
+"""execute(RunConfig, out_dir): one configuration trained, evaluated and profiled into its run folder.
 
 data -> model -> loss -> optimiser -> Trainer (resumes a checkpoint if there is one) ->
 profile -> result.json (atomic). A folder whose result.json exists is left untouched.
@@ -74,14 +74,17 @@ def build_data(cfg: RunConfig):  # type: ignore[no-untyped-def]
     return train, val
 
 
-def execute(cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, world: World = SINGLE) -> dict[str, Any]:
+def execute(
+    cfg: RunConfig, out_dir: str | Path, *, trainer_hook: Any = None, world: World = SINGLE, resolved: bool = False
+) -> dict[str, Any]:
     """Train, evaluate and profile one configuration into out_dir; returns the result. The
     config is resolved first; a folder that holds another experiment is refused (UserError)
     before anything in it changes. The folder is locked for the whole run: a second process on
     it stops with an error. In a distributed cell every rank calls this; rank 0 alone locks and
-    writes the folder, and tells the others whether to train."""
+    writes the folder, and tells the others whether to train. `resolved=True`: the caller has
+    resolved it (as `train` has, to check the folder first), so it is not resolved twice."""
     out = Path(out_dir)
-    cfg = resolve(cfg)
+    cfg = cfg if resolved else resolve(cfg)
     rid = check_folder(cfg, out)
     done = read_result(out)
     if done is not None:
