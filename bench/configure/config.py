@@ -18,6 +18,7 @@ from bench.errors import UserError, clip, did_you_mean
 from bench.explain import explain
 
 __all__ = [
+    "LIST_SEP",
     "DataConfig",
     "LossConfig",
     "ModelConfig",
@@ -31,6 +32,7 @@ __all__ = [
     "config_keys",
     "is_config_key",
     "flatten",
+    "list_items",
     "is_experiment_key",
     "load_run_config",
     "load_yaml_text",
@@ -362,6 +364,16 @@ def load_run_config(path: str | Path | None = None, sets: list[str] | None = Non
     return validate(data, source=source if not overrides else f"{source} + --set")
 
 
+# How a table cell holds a list (rates, a crop size): its items joined by this, '3,6,9,12'. The
+# flattener writes it, naming shows it, the results table reads it back (`list_items`).
+LIST_SEP = ","
+
+
+def list_items(text: str) -> list[str]:
+    """The items of a list as a table cell holds it ('3,6,9,12' -> ['3', '6', '9', '12'])."""
+    return [p.strip() for p in text.split(LIST_SEP)]
+
+
 def flatten(d: dict[str, Any], prefix: str = "", *, join_lists: bool = False) -> dict[str, Any]:
     """{'model': {'rates': [..]}} -> {'model.rates': [..]}: the one flattener of nested configs
     (sections such as `data.augment` flatten too; an empty mapping stays a value). With
@@ -372,7 +384,7 @@ def flatten(d: dict[str, Any], prefix: str = "", *, join_lists: bool = False) ->
         if isinstance(v, dict) and v:
             out.update(flatten(v, key + ".", join_lists=join_lists))
         elif join_lists and isinstance(v, list | tuple):
-            out[key] = ",".join(str(x) for x in v)
+            out[key] = LIST_SEP.join(str(x) for x in v)
         else:
             out[key] = v
     return out

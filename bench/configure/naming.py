@@ -7,6 +7,8 @@ import json
 import math
 from typing import Any
 
+from bench.configure.config import LIST_SEP
+
 __all__ = ["cell_label", "factor_names", "is_missing", "row_label", "value_text"]
 
 
@@ -34,7 +36,7 @@ def value_text(v: Any) -> str:
     if isinstance(v, bool) or str(v) in ("True", "False"):
         return "yes" if str(v) == "True" else "no"
     if isinstance(v, list | tuple):
-        return ",".join(value_text(x) for x in v)
+        return LIST_SEP.join(value_text(x) for x in v)
     if isinstance(v, float):
         return f"{v:g}"
     return str(v)

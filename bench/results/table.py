@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bench.configure.config import OPEN_SECTIONS, RunConfig, config_keys, flatten, is_experiment_key
+from bench.configure.config import OPEN_SECTIONS, RunConfig, config_keys, flatten, is_experiment_key, list_items
 from bench.configure.identity import identity_of_dict
 from bench.configure.naming import is_missing
 from bench.errors import UserError
@@ -305,7 +305,7 @@ def config_from_row(row: Any) -> dict[str, Any]:
             v = v.item()
         context = row["model.context"] if "model.context" in row else None
         if isinstance(v, str) and _is_tuple_field(key, context):
-            parts = [p.strip() for p in v.split(",")]
+            parts = list_items(v)
             v = parts
             if key != "loss.class_weights" or v[0] not in ("none", "median_freq", "inverse_freq"):
                 v = [_number(p) for p in parts]
