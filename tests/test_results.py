@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.configure.config import RunConfig, validate
 from bench.configure.identity import resolve
-from bench.results.table import config_from_row
+from bench.results.table import config_from_row, result_row
 from bench.sweep import expand, load_sweep
 from tests.fixtures import train_tiny, tree_hashes
 
@@ -26,10 +26,8 @@ def test_legacy_baseline_maps_onto_the_sweep_that_made_it() -> None:
 
 
 def test_config_from_row_round_trips() -> None:
-    from bench.results.table import result_row
-
     cfg = resolve(RunConfig.model_validate({"model": {"arch": "dual_aspp"}, "loss": {"class_weights": [1.0] * 6}}))
-    row = result_row("x", {"config": json.loads(cfg.model_dump_json())})
+    row = _row_of(cfg)
     assert resolve(validate(config_from_row(row), source="row")) == cfg
 
 
@@ -41,15 +39,14 @@ def test_a_missing_value_is_missing_however_pandas_spells_it() -> None:
     from bench.configure.naming import is_missing
 
     cfg = resolve(RunConfig.model_validate({"model": {"arch": "unet"}}))
-    row = pd.Series(result_row_of(cfg)).astype(object)
+    row = pd.Series(_row_of(cfg)).astype(object)
     row["model.backbone"] = pd.NA
     assert is_missing(row["model.backbone"])
     assert resolve(validate(config_from_row(row), source="row")) == cfg
 
 
-def result_row_of(cfg: RunConfig) -> dict:
-    from bench.results.table import result_row
-
+def _row_of(cfg: RunConfig) -> dict:
+    """The table row `collect` makes of a result holding CFG."""
     return result_row("x", {"config": json.loads(cfg.model_dump_json())})
 
 
