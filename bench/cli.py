@@ -11,6 +11,7 @@ from pathlib import Path
 from bench import __version__
 from bench.errors import UserError, clip
 from bench.files import space_report
+from bench.precision import PRECISIONS
 
 __all__ = ["main"]
 
@@ -105,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--device", default="cpu", help="cpu or cuda")
     pr.add_argument("--threads", type=_count(1, 1024), default=None, help="CPU threads (default: torch's)")
-    pr.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16")
+    pr.add_argument("--dtype", default="fp32", help=f"{', '.join(PRECISIONS)} (as train.amp spells them)")
     pr.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     pr.add_argument("--compile", action="store_true", help="torch.compile the model first")
     pr.add_argument("--metrics", default="params,flops,latency", help="comma-separated subset of params,flops,latency")

@@ -95,3 +95,19 @@ def test_how_often_a_run_is_evaluated_or_checkpointed_is_not_another_experiment(
     other = load_run_config(None, ["model.arch=aspp_unet", "train.eval_every=7", "train.checkpoint_every=3"])
     assert run_id(base) == run_id(other) and config_id(base) == config_id(other)
     assert run_id(base) != run_id(load_run_config(None, ["model.arch=aspp_unet", "train.epochs=3"]))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_run_folders_are_named_by_their_configs_run_id() -> None:
+    """Every run folder the repository ships is named by the run_id of its own config.yaml, so a
+    change to identity that would rename runs already written fails here first."""
+    import yaml
+
+    folders = sorted(p.parent for p in (ROOT / "results").glob("*/*/config.yaml"))
+    assert len(folders) >= 10
+    for folder in folders:
+        cfg = validate(yaml.safe_load((folder / "config.yaml").read_text()), source=str(folder))
+        assert run_id(cfg) == folder.name, folder
+

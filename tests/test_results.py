@@ -23,6 +23,8 @@ def test_legacy_baseline_maps_onto_the_sweep_that_made_it() -> None:
     cells = expand(load_sweep(root / "ablations" / "camvid_cpu.yaml"))
     assert set(df["_identity"]) == {c.run_id for c in cells} and len(df) == 12
     assert df["_config"].nunique() == 4  # 4 configurations x 3 seeds
+    # written when fp32 was spelled `none`: read in today's one spelling, as a collected folder shows it
+    assert set(df["train.amp"]) == {"fp32"}
 
 
 def test_config_from_row_round_trips() -> None:

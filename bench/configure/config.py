@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bench.errors import UserError, clip, did_you_mean
 from bench.explain import explain
+from bench.precision import PRECISIONS, canonical
 
 __all__ = [
     "LIST_SEP",
@@ -119,14 +120,12 @@ class OptimConfig(_Frozen):
     power: float | None = Field(None, gt=0, examples=[0.9])  # None: 0.9 for poly (resolved); other schedules take none
 
 
-# train.amp: the one list of mixed-precision modes (the trainer and the pre-flight read it from here)
-AMP_MODES = ("none", "bf16", "fp16")
 
 
 class TrainConfig(_Frozen):
     epochs: int | None = Field(5, ge=1, le=100_000)
     iters: int | None = Field(None, ge=1, le=100_000_000)
-    amp: Literal[AMP_MODES] = "none"  # none: fp32 throughout
+    amp: Literal[tuple(PRECISIONS)] = "fp32"  # bench.precision's names; fp32: no autocast
     channels_last: bool = False  # NHWC activations and weights (faster convolutions on CPU and GPU)
     compile: bool = False  # torch.compile the training forward
     seed: int = Field(0, ge=0, le=MAX_SEED)
@@ -137,6 +136,8 @@ class TrainConfig(_Frozen):
     # batch norm over the global batch when a cell trains on several devices (launch.tasks_per_node,
     # launch.nodes); with one device it changes nothing. false: each device normalises its own share.
     sync_bn: bool = True
+
+    _amp_alias = field_validator("amp", mode="before")(canonical)  # `none`, the first spelling, is fp32
 
 
 class ProfileConfig(_Frozen):

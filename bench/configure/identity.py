@@ -65,6 +65,9 @@ ADDED_LATER = {
     ("train", "sync_bn"): True,
     ("model", "context_options"): None,
 }
+# Values renamed after identities were first written: hashed under their first spelling, so a
+# run_id written before the rename stays the run's id (train.amp fp32 was spelled `none`).
+HASHED_AS = {("train", "amp"): {"fp32": "none"}}
 _EMPTY = inspect.Parameter.empty
 
 
@@ -243,6 +246,9 @@ def _canonical(cfg: RunConfig, drop: tuple[str, ...]) -> str:
     for (section, key), default in ADDED_LATER.items():
         if d.get(section, {}).get(key, default) == default:
             d.get(section, {}).pop(key, None)
+    for (section, key), first in HASHED_AS.items():
+        if key in d.get(section, {}):
+            d[section][key] = first.get(d[section][key], d[section][key])
     for key in drop:
         *path, name = key.split(".")
         node = d

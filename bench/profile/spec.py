@@ -8,8 +8,9 @@ from typing import Any
 import torch
 
 from bench.errors import UserError
+from bench.precision import PRECISIONS
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {name: getattr(torch, attr) for name, attr in PRECISIONS.items()}  # --dtype, as train.amp spells it
 METRICS = ("params", "flops", "latency")
 DISAGREE = 0.05
 

@@ -20,6 +20,7 @@ from bench.configure.naming import is_missing
 from bench.errors import UserError
 from bench.files import read_json_file
 from bench.models.context import context_option_defaults, context_option_types
+from bench.precision import canonical
 from bench.registry import contexts
 from bench.results.folders import CHECKPOINT, CONFIG, MANIFEST, RESULT, TENSORBOARD, known_identity, read_result
 
@@ -240,6 +241,8 @@ def load_table(path: str | Path) -> Any:
         raise UserError(f"{p}: no finished runs with a miou column; give a table written by 'aspp-bench collect'")
     if "status" in df.columns:
         df = df[df["status"] == "done"]
+    if "train.amp" in df.columns:  # a table written when fp32 was spelled `none`: today's one spelling
+        df = df.assign(**{"train.amp": df["train.amp"].map(canonical)})
     return _identify(_checked_numbers(df.reset_index(drop=True), p), p)
 
 

@@ -22,10 +22,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from bench.configure.config import AMP_MODES
 from bench.data.loaders import epoch_batches
 from bench.distributed import SINGLE, World, gather_objects
 from bench.errors import UserError
+from bench.precision import PRECISIONS, canonical
 from bench.run.checkpoint import (
     pack,
     rank_seed,
@@ -74,8 +74,8 @@ class Trainer:
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
         world: World = SINGLE,
     ) -> None:
-        if spec.amp not in AMP_MODES:
-            raise UserError(f"train.amp={spec.amp!r}: allowed are {', '.join(AMP_MODES)}")
+        if canonical(spec.amp) not in PRECISIONS:  # a TrainSpec built in code, not from a config
+            raise UserError(f"train.amp={spec.amp!r}: allowed are {', '.join(PRECISIONS)}")
         if spec.amp == "fp16" and device.type != "cuda":
             raise UserError("train.amp=fp16 needs CUDA; use train.amp=bf16 on the CPU")
         self.world = world

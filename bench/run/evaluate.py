@@ -20,28 +20,13 @@ from bench.metrics import SegMetrics
 from bench.models import build_model
 from bench.results.folders import CONFIG, RESULT
 from bench.run.checkpoint import read_checkpoint
+from bench.run.device import autocast, resolve_device
 from bench.run.threads import plan_threads
 
-__all__ = ["AMP_DTYPES", "evaluate_checkpoint", "evaluate_model", "main_logits", "resolve_device"]
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device=cuda: CUDA is not available on this machine; use cpu or auto")
-    return torch.device(name)
-
+__all__ = ["evaluate_checkpoint", "evaluate_model", "main_logits"]
 
 def main_logits(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
     return out["out"] if isinstance(out, dict) else out
-
-
-def autocast(device: torch.device, amp: str) -> Any:
-    """torch.autocast at the run's train.amp (none: disabled, fp32)."""
-    return torch.autocast(device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp != "none")
 
 
 @torch.no_grad()
@@ -53,7 +38,7 @@ def evaluate_model(
     ignore_index: int | None,
     class_names: list[str] | tuple[str, ...],
     device: torch.device,
-    amp: str = "none",
+    amp: str = "fp32",
     size_buckets: bool = True,
     channels_last: bool = False,
     world: World = SINGLE,

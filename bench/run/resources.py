@@ -207,5 +207,5 @@ def device_problem(device: str, amp: str) -> str | None:
     if amp == "fp16" and resolved != "cuda":
         return f"train.amp=fp16 needs CUDA (train.device={device} is {resolved}); use train.amp=bf16"
     if amp == "bf16" and resolved == "cpu":
-        return bf16_problem("train.amp=bf16", "train.amp=none")
+        return bf16_problem("train.amp=bf16", "train.amp=fp32")
     return None

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.run.evaluate import autocast
+from bench.run.device import autocast
 from bench.run.stopping import StepRequests
 
 __all__ = ["OptimStep"]

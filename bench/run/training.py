@@ -23,7 +23,7 @@ class TrainSpec:
     iters: int | None = None
     eval_every: int = 1
     checkpoint_every: int = 1
-    amp: str = "none"
+    amp: str = "fp32"
     channels_last: bool = False
     compile: bool = False
     grad_clip: float | None = None
