@@ -16,4 +16,3 @@ def canonical(value: Any) -> Any:
     """The one spelling of a precision (an alias mapped, anything else returned as given, for the
     caller's own validation to refuse)."""
     return ALIASES.get(value, value) if isinstance(value, str) else value
-

@@ -110,4 +110,3 @@ def test_committed_run_folders_are_named_by_their_configs_run_id() -> None:
     for folder in folders:
         cfg = validate(yaml.safe_load((folder / "config.yaml").read_text()), source=str(folder))
         assert run_id(cfg) == folder.name, folder
-

@@ -120,8 +120,6 @@ class OptimConfig(_Frozen):
     power: float | None = Field(None, gt=0, examples=[0.9])  # None: 0.9 for poly (resolved); other schedules take none
 
 
-
-
 class TrainConfig(_Frozen):
     epochs: int | None = Field(5, ge=1, le=100_000)
     iters: int | None = Field(None, ge=1, le=100_000_000)

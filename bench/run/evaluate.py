@@ -25,6 +25,7 @@ from bench.run.threads import plan_threads
 
 __all__ = ["evaluate_checkpoint", "evaluate_model", "main_logits"]
 
+
 def main_logits(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
     return out["out"] if isinstance(out, dict) else out
 

@@ -39,8 +39,8 @@ from bench.results.folders import (
 )
 from bench.run.bf16 import probe as bf16_probe
 from bench.run.checkpoint import seed_everything
-from bench.run.engine import Trainer, TrainSpec
 from bench.run.device import resolve_device
+from bench.run.engine import Trainer, TrainSpec
 from bench.run.resources import check_disk, check_memory, device_problem, step_gflop
 from bench.run.tensorboard_log import tensorboard_logger
 from bench.run.threads import plan_threads, torch_threads_kept, wait_policy
