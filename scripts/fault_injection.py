@@ -51,6 +51,27 @@ from bench.launch import cell_states  # noqa: E402
 from bench.sweep import expand, load_sweep  # noqa: E402
 
 CLI = [sys.executable, "-m", "bench.cli"]
+# When the whole run must end (--deadline-s): every wait stops there, so a scenario that hangs is a
+# row naming what it waited for and what Slurm said, not a suite killed from outside with nothing
+DEADLINE = [float("inf")]
+
+
+def _remaining(timeout: float) -> float:
+    return max(0.0, min(timeout, DEADLINE[0] - time.time()))
+
+
+def slurm_view() -> str:
+    """What Slurm says of the node and the queue (for a wait that timed out), if it is there."""
+    if not shutil.which("squeue"):
+        return ""
+    out = []
+    for cmd in (["sinfo", "-N", "-h", "-o", "%N %t %E"], ["squeue", "-h", "-o", "%i %T %r %M"]):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=15)
+            out.append(f"{cmd[0]}: " + " | ".join((r.stdout or r.stderr).strip().splitlines()[:5]))
+        except (OSError, subprocess.TimeoutExpired) as e:
+            out.append(f"{cmd[0]}: {type(e).__name__}")
+    return "; ".join(out)
 
 
 @dataclass
@@ -127,21 +148,23 @@ class Scenario:
         return cell_states([self.cell], self.results)[0].state
 
     def wait(self, states: tuple[str, ...] = ("done",), timeout: float = 900) -> str:
-        deadline = time.time() + timeout
+        t0, deadline = time.time(), time.time() + _remaining(timeout)
         while time.time() < deadline:
             s = self.state()
             if s in states:
                 return s
             time.sleep(1)
-        raise TimeoutError(f"{self.dir.name}: still {self.state()} after {timeout} s")
+        raise TimeoutError(f"{self.dir.name}: still {self.state()} after {time.time() - t0:.0f} s, waiting for "
+                           f"{'/'.join(states)}; {slurm_view()}")  # fmt: skip
 
     def wait_for(self, pred: Callable[[], bool], what: str, timeout: float = 600) -> None:
-        deadline = time.time() + timeout
+        t0, deadline = time.time(), time.time() + _remaining(timeout)
         while time.time() < deadline:
             if pred():
                 return
             time.sleep(0.3)
-        raise TimeoutError(f"{self.dir.name}: no {what} after {timeout} s")
+        raise TimeoutError(f"{self.dir.name}: no {what} after {time.time() - t0:.0f} s (cell {self.state()}); "
+                           f"{slurm_view()}")  # fmt: skip
 
     def wait_for_checkpoint(self) -> None:
         self.wait_for(lambda: (self.run / "checkpoint.pt").is_file(), "periodic checkpoint")
@@ -490,8 +513,11 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=120, help="training length of the cell (about 0.25 s/epoch here)")
     p.add_argument("--work", help="working folder (default: a new temporary one)")
     p.add_argument("--only", help="comma-separated scenario names")
-    p.add_argument("--json", help="write the rows as JSON here")
+    p.add_argument("--json", help="write the rows as JSON here (rewritten after every scenario)")
+    p.add_argument("--deadline-s", type=float, help="end every wait this many seconds after the start")
     a = p.parse_args()
+    if a.deadline_s:
+        DEADLINE[0] = time.time() + a.deadline_s
     work = Path(a.work or tempfile.mkdtemp(prefix="aspp-faults-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     print(f"fault injection in {work}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
@@ -502,18 +528,20 @@ def main() -> int:
             name = fn.__name__.replace("_", "-")
             if a.only and name not in a.only.split(","):
                 continue
+            started = time.time()
             try:
                 row = fn(work, ex, ref, a.epochs)
             except Exception as e:  # a scenario that breaks is a row, not a crash of the suite
-                row = Row(name, ex, f"ERROR: {type(e).__name__}: {str(e)[:200]}", 1, 0, "-", False, 0.0)
+                row = Row(name, ex, f"ERROR: {type(e).__name__}: {str(e)[:600]}", 1, 0, "-", False,
+                          time.time() - started)  # fmt: skip
             rows.append(row)
             print(f"{row.scenario:<20} {row.executor:<6} lost {row.lost} dup {row.duplicated} "
-                  f"bit-equal {row.bit_equal} exercised {'yes' if row.exercised else 'NO'}  ({row.outcome})",
-                  flush=True)  # fmt: skip
+                  f"bit-equal {row.bit_equal} exercised {'yes' if row.exercised else 'NO'} {row.seconds:4.0f} s "
+                  f"({row.outcome})", flush=True)  # fmt: skip
+            if a.json:  # after every scenario: a run stopped from outside still leaves its rows
+                Path(a.json).write_text(json.dumps([asdict(r) for r in rows], indent=2))
     print()
     print(markdown(rows))
-    if a.json:
-        Path(a.json).write_text(json.dumps([asdict(r) for r in rows], indent=2))
     bad = [r for r in rows if not r.ok]
     print(f"\n{len(rows) - len(bad)} of {len(rows)} scenarios: fault exercised, 0 lost, 0 duplicated, bit-equal")
     return 1 if bad else 0

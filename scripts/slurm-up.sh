@@ -56,6 +56,12 @@ SelectTypeParameters=CR_Core_Memory
 # and launch.array_parallelism would have no effect)
 DefMemPerCPU=$(( mem / cpus ))
 ReturnToService=2
+# A step that outlives its kill by this long drains the node ("Kill task failed") and every later job
+# waits forever; Slurm's 60 s is short for a busy 2-core machine
+UnkillableStepTimeout=300
+# Logs, so that a failed Slurm test leaves Slurm's own account (CI prints their tails on failure)
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
 SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
 SlurmdSpoolDir=/var/spool/slurmd
@@ -69,15 +75,19 @@ NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 )
+changed=0
 if [ ! -f "$CONF" ] || [ "$(cat "$CONF")" != "$conf" ]; then
   mkdir -p /etc/slurm
   printf '%s\n' "$conf" > "$CONF"
+  changed=1
 fi
-mkdir -p /var/spool/slurmd /var/spool/slurmctld
+mkdir -p /var/spool/slurmd /var/spool/slurmctld /var/log/slurm
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 if ! alive /run/slurmctld.pid; then slurmctld; echo started > "$STATE/slurmctld"; fi
 if ! alive /run/slurmd.pid; then slurmd; echo started > "$STATE/slurmd"; fi
+# daemons of ours that were already running read a changed slurm.conf only when told
+[ "$changed" = 1 ] && scontrol reconfigure 2>/dev/null || true
 
 for _ in $(seq 120); do
   st=$(sinfo -h -N -o %t 2>/dev/null | head -1 || true)

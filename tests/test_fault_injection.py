@@ -19,13 +19,13 @@ def _run(tmp_path: Path, executors: str) -> list[dict]:
     out = tmp_path / "rows.json"
     r = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "fault_injection.py"), "--executors", executors,
-         "--epochs", "120", "--work", str(tmp_path / "work"), "--json", str(out)],
-        capture_output=True, text=True, timeout=3000,
+         "--epochs", "120", "--work", str(tmp_path / "work"), "--json", str(out), "--deadline-s", "2400"],
+        capture_output=True, text=True, timeout=2700,
     )  # fmt: skip
     assert out.is_file(), r.stdout + r.stderr
     rows = json.loads(out.read_text())
     bad = [row for row in rows if row["lost"] or row["duplicated"] or row["bit_equal"] != "yes" or not row["exercised"]]
-    assert not bad and r.returncode == 0, r.stdout[-4000:]
+    assert not bad and r.returncode == 0, "\n".join(f"{b['scenario']}: {b['outcome']}" for b in bad) + r.stdout[-3000:]
     return rows
 
 
