@@ -104,7 +104,8 @@ def main() -> int:
         r.update(scenario=name, looks=list(design.looks()), spending=a.spending, seconds=round(time.time() - t0, 1))
         rows.append(r)
         looks = ",".join(map(str, design.looks()))
-        print(f"| {name} | {looks} | {r['false_different']:.4f} ± {r['mc_error']:.4f} ({r['naive_false_different']:.4f}) "
+        print(f"| {name} | {looks} | {r['false_different']:.4f} ± {r['mc_error']:.4f} "
+              f"({r['naive_false_different']:.4f}) "
               f"| {r['power']:.3f} ({r['fixed_power']:.3f}) | {r['expected_seeds']:.2f} / {r['n_fix']} "
               f"({100 * r['saving']:.0f}%) | {r['equivalent_null']:.3f} / {r['fixed_equivalent_null']:.3f} "
               f"| {r['false_equivalent_at_delta']:.4f} |", flush=True)  # fmt: skip
