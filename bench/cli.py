@@ -143,6 +143,11 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--dry-run", action="store_true", help="print the cells and what would be submitted; write nothing")
     sw.add_argument("--retry-failed", action="store_true", help="also resubmit failed and diverged cells")
     sw.add_argument("--wait", action="store_true", help="follow progress until every cell has finished")
+    sw.add_argument(
+        "--until-decided", action="store_true",
+        help="the sweep's seeds as a first wave, then more seeds in waves, only where a comparison of its "
+        "'decide:' section is still open (waits; resumable)",
+    )  # fmt: skip
     sw.add_argument("--results", help="results folder (default results/<sweep name>)")
     sw.set_defaults(func=_lazy("sweeps", "cmd_sweep"))
 

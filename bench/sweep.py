@@ -36,7 +36,17 @@ from bench.errors import UserError, clip, did_you_mean
 from bench.explain import explain
 from bench.references import names as reference_names
 
-__all__ = ["Cell", "Expansion", "LaunchConfig", "Sweep", "expand", "expand_sweep", "load_sweep", "run_id"]
+__all__ = [
+    "Cell",
+    "DecideConfig",
+    "Expansion",
+    "LaunchConfig",
+    "Sweep",
+    "expand",
+    "expand_sweep",
+    "load_sweep",
+    "run_id",
+]
 
 
 MAX_NAME = 100
@@ -140,6 +150,26 @@ class LaunchConfig(BaseModel):
         return self
 
 
+class DecideConfig(BaseModel):
+    """What a sweep exists to decide (`sweep --until-decided`, bench/verdicts/waves.py): each
+    configuration against a base (`against`: key values naming one configuration of the grid), or
+    every pair (`against: each-other`); seeds are added in waves of `wave` until each comparison is
+    different, equivalent within +-delta, or undecided at `max_seeds` per configuration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    against: dict[str, Any] | Literal["each-other"]
+    delta: float = Field(2.0, gt=0, le=100)  # mIoU points: the smallest difference that matters
+    max_seeds: int = Field(10, ge=2, le=1000)
+    wave: int = Field(2, ge=1, le=1000)
+    alpha: float = Field(0.05, gt=0, lt=1)  # false-decision rate, over all looks (and comparisons: correction)
+    power: float = Field(0.8, gt=0, lt=1)  # what `plan` sizes max_seeds for
+    # Lan-DeMets spending: obrien-fleming, pocock or hsd:GAMMA (checked where the design is built:
+    # bench.verdicts.waves.design_of, by every command that reads a decide section)
+    spending: str = "hsd:-2"
+    correction: Literal["bonferroni", "none"] = "bonferroni"  # alpha split over the comparisons
+
+
 class Sweep(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -152,6 +182,7 @@ class Sweep(BaseModel):
     launch: LaunchConfig = LaunchConfig()
     reference: tuple[str, ...] = ()  # paper tables (bench/references); YAML may give one name or a list
     description: str | None = None
+    decide: DecideConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -212,7 +243,9 @@ def load_sweep(path: str | Path) -> Sweep:
     except ValidationError as e:
 
         def allowed(key: str) -> list[str]:
-            return list(Sweep.model_fields) if "." not in key else list(LaunchConfig.model_fields)
+            if "." not in key:
+                return list(Sweep.model_fields)
+            return list((DecideConfig if key.startswith("decide.") else LaunchConfig).model_fields)
 
         raise UserError(explain(e, model=Sweep, source=str(p), keys=[], allowed_at=allowed, noun="sweep")) from None
 

@@ -23,8 +23,10 @@ from bench.launch import (
     submit,
 )
 from bench.launch.submit import time_limit_problem
+from bench.results.folders import read_result
 from bench.run.resources import GiB, machine_memory
 from bench.sweep import expand_sweep, load_sweep
+from bench.verdicts.waves import comparisons, design_of, seed_order, wanted_cells
 
 
 def _sweep_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -58,6 +60,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         problem = time_limit_problem(sweep.launch)
         if problem:
             raise UserError(f"{args.sweep}: {problem}; nothing was submitted")
+    if sweep.decide is not None or args.until_decided:
+        design = design_of(sweep, source=str(args.sweep))  # a bad decide section is refused by every command
+        if args.until_decided and args.dry_run:
+            print(f"{sweep.name}: until decided, seeds per configuration at the looks {list(design.looks())} "
+                  f"(seed order {seed_order(sweep)}); the first wave:")  # fmt: skip
+        elif args.until_decided:
+            return _until_decided(args, sweep, results, executor, where)
     if args.dry_run:
         model_errors, data_errors = cell_problems(cells, source=str(args.sweep), **where)
         if model_errors:
@@ -127,6 +136,82 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _until_decided(args: argparse.Namespace, sweep, results: Path, executor: str, where: dict) -> int:  # type: ignore[no-untyped-def]
+    """Waves of seeds until every comparison of the decide section is decided or at max_seeds:
+    each wave submits only the cells the open comparisons' next look needs (and any earlier cell
+    not yet finished), waits for them, and looks again. The state is read from the results folder
+    each time, so a launcher started again after dying carries on where the first stopped."""
+    source = str(args.sweep)
+    cells = expand_sweep(sweep.model_copy(update={"seeds": seed_order(sweep)}), source=source).cells
+    check_cells(cells, source=source, **where)
+    wave, seen, submitted = 0, None, []
+    while True:
+        wave += 1
+        miou = _finished_miou(cells, results)
+        if seen is not None and set(miou) == seen and not submitted:  # nothing ran, nothing ended: no progress
+            print(f"{sweep.name}: no cell finished since the last look and none was submitted; see 'aspp-bench "
+                  f"status {source}'", file=sys.stderr)  # fmt: skip
+            return 1
+        seen = set(miou)
+        comps = comparisons(sweep, cells, miou, source=source)
+        wanted = wanted_cells(sweep, cells, comps)
+        missing = [c for c in wanted if c.run_id not in miou]
+        print(f"{sweep.name}: look {wave}: {len([c for c in comps if c.state == 'open'])} of {len(comps)} "
+              f"comparison(s) open", flush=True)  # fmt: skip
+        for line in comparison_lines(comps, sweep.decide.delta):
+            print(f"  {line}", flush=True)
+        if not missing:
+            undecided = sum(c.state == "undecided" for c in comps)
+            print(f"{sweep.name}: every comparison decided" + (f" or at max_seeds ({undecided} undecided)" if undecided
+                  else "") + f"; {len(wanted)} runs in {results}")  # fmt: skip
+            return 0
+        submitted, skipped = submit(sweep, wanted, results, executor=executor, retry_failed=args.retry_failed)
+        print(f"{sweep.name}: wave {wave}: submitted {len(submitted)} cell(s) ({executor}), "
+              f"{len(missing) - len(submitted)} already queued or running", flush=True)  # fmt: skip
+        if not submitted and any(s.state in RETRYABLE for s in skipped) and not args.retry_failed:
+            bad = [s for s in skipped if s.state in RETRYABLE]
+            for s in bad:
+                print(f"  {s.cell.run_id}  {s.state}: {s.detail}  ({cell_label(s.cell.varying)})")
+            print(f"  {len(bad)} cell(s) of this wave failed before: the comparisons they belong to stay open; add "
+                  "--retry-failed to run them again")  # fmt: skip
+            return 1
+        rc = _wait(missing, results, poll=0 if executor == "inline" else 5)
+        if rc:
+            print(f"{sweep.name}: wave {wave} ended with failed cells (above); the comparisons they belong to stay "
+                  f"open. Fix the cause, then 'aspp-bench sweep {source} --until-decided --retry-failed'")  # fmt: skip
+            return rc
+
+
+def _finished_miou(cells, results: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """run_id -> mIoU in points of the cells whose runs have finished."""
+    out = {}
+    for s in cell_states(cells, results):
+        if s.state == "done" and s.folder is not None:
+            r = read_result(s.folder)
+            m = r.get("metrics") if isinstance(r, dict) else None
+            if isinstance(m, dict) and isinstance(m.get("miou"), int | float):
+                out[s.cell.run_id] = 100 * float(m["miou"])
+    return out
+
+
+def comparison_lines(comps, delta: float) -> list[str]:  # type: ignore[no-untyped-def]
+    """One line per comparison: its state, the difference with its interval, and its seeds."""
+    lines = []
+    for c in comps:
+        what = f"{c.current.label} vs {c.base.label}"
+        shown = f"{c.diff:+.2f} [{c.low:+.2f}, {c.high:+.2f}] points" if c.diff == c.diff else "no look yet"
+        if c.state == "different":
+            state = f"different: {shown} (p {c.p:.3g} <= its look's level), at {int(c.n)} seeds"
+        elif c.state == "equivalent":
+            state = f"equivalent within ±{delta:g}: {shown} (TOST p {c.p_equivalence:.3g}), at {int(c.n)} seeds"
+        elif c.state == "undecided":
+            state = f"undecided at max_seeds ({int(c.n)}): {shown}"
+        else:
+            state = f"open: {c.seeds} seed(s) finished, {shown}; the next look needs {c.needs}"
+        lines.append(f"{what}: {state}")
+    return lines
+
+
 def _wait(cells, results: Path, poll: float, *, summary_every: float = 60.0) -> int:  # type: ignore[no-untyped-def]
     """Watch the cells until every one has ended. On a terminal: a progress bar. Off one (a CI log,
     a pane piped to a file, a login-node script): a line for each cell that ends while watched,
@@ -183,6 +268,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise UserError(
             f"--results {results}: no such folder; give the folder the sweep wrote to (default results/<name>)"
         )
+    comps = []
+    if sweep.decide is not None:  # the cells of every wave so far, and where each comparison stands
+        design_of(sweep, source=str(args.sweep))
+        every = expand_sweep(sweep.model_copy(update={"seeds": seed_order(sweep)}), source=str(args.sweep)).cells
+        comps = comparisons(sweep, every, _finished_miou(every, results), source=str(args.sweep))
+        wanted = {c.run_id for c in wanted_cells(sweep, every, comps)}
+        cells = [c for c, s in zip(every, cell_states(every, results), strict=True)
+                 if c.run_id in wanted or s.state != "missing"]  # fmt: skip
     states = cell_states(cells, results)
     counts: dict[str, int] = {}
     for s in states:
@@ -198,6 +291,28 @@ def cmd_status(args: argparse.Namespace) -> int:
                         {"run_id": s.cell.run_id, "state": s.state, "detail": s.detail, "varying": s.cell.varying}
                         for s in states
                     ],
+                    "comparisons": [
+                        {
+                            "base": c.base.label,
+                            "current": c.current.label,
+                            "state": c.state,
+                            "seeds": c.seeds,
+                            "needs": c.needs,
+                            "alpha": c.alpha,
+                            **{
+                                k: (None if v != v else v)
+                                for k, v in (
+                                    ("n", c.n),
+                                    ("diff", c.diff),
+                                    ("low", c.low),
+                                    ("high", c.high),
+                                    ("p", c.p),
+                                    ("p_equivalence", c.p_equivalence),
+                                )
+                            },
+                        }
+                        for c in comps
+                    ],  # fmt: skip
                 },
                 indent=2,
             )
@@ -209,4 +324,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"  {s.cell.run_id}  {s.state:<8}  {cell_label(s.cell.varying)}" + (f"  [{s.detail}]" if s.detail else "")
         )
     print("  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    if comps:
+        print(f"comparisons (decide: delta {sweep.decide.delta:g} points, max_seeds {sweep.decide.max_seeds}):")
+        for line in comparison_lines(comps, sweep.decide.delta):
+            print(f"  {line}")
     return 0

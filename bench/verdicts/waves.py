@@ -1,0 +1,172 @@
+"""Seeds in waves until each declared comparison is decided (`sweep --until-decided`): which
+comparisons a sweep's `decide:` section names, where each stands given the finished runs, and
+which seeds each configuration needs next.
+
+Everything here is a function of the sweep file and the results folder, nothing else: a launcher
+that dies and is started again finds the same state, the same next wave, and submits only the
+cells that are neither finished nor queued nor running (the launcher's rule), so no seed is
+trained twice. Seeds continue the sweep's own list: `seeds: [0, 1, 2]` with `wave: 2` adds 3 and
+4, then 5 and 6, ..., up to `max_seeds` per configuration; every configuration draws from the one
+list, so the two sides of a comparison ran the same seeds and pair (the paired t-test).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from bench.configure.identity import config_id
+from bench.configure.naming import cell_label
+from bench.errors import UserError
+from bench.sweep import Cell, Sweep
+from bench.verdicts.sequential import OPEN, Design, decide_arrays, spending_function
+
+__all__ = ["Comparison", "Configuration", "comparisons", "configurations", "design_of", "seed_order", "wanted_cells"]
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One configuration of the grid: its identity without the seed, its label, and its cell
+    for each seed of the sweep's seed order."""
+
+    config_id: str
+    label: str
+    varying: dict[str, Any]
+    cells: dict[int, Cell]  # seed -> cell
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """current against base, where the finished runs leave it."""
+
+    base: Configuration
+    current: Configuration
+    state: str  # open / different / equivalent / undecided
+    seeds: int  # seeds per side that both have finished, in the seed order
+    n: float  # seeds per side at the look that decided, or the last look taken (nan: none yet)
+    diff: float  # current - base, mIoU points, at that look
+    low: float
+    high: float
+    p: float
+    p_equivalence: float
+    needs: int | None  # seeds per side the next look needs (None: decided, or at max_seeds)
+    alpha: float  # this comparison's share of the sweep's alpha
+
+
+def design_of(sweep: Sweep, *, comparisons_count: int = 1, source: str = "sweep") -> Design:
+    """The sequential design a sweep's decide section states (alpha split over the comparisons
+    under the Bonferroni correction); UserError naming the key where it cannot be built."""
+    d = sweep.decide
+    if d is None:
+        raise UserError(
+            f"{source}: no 'decide:' section, so --until-decided has nothing to decide; add e.g. "
+            "decide: {against: {model.arch: unet}, delta: 2.0, max_seeds: 10}"
+        )
+    try:
+        spending_function(d.spending)
+    except ValueError as e:
+        raise UserError(f"{source}: decide.{e}") from None
+    if d.max_seeds < len(sweep.seeds):
+        raise UserError(
+            f"{source}: decide.max_seeds={d.max_seeds} is below the {len(sweep.seeds)} seeds the sweep lists; give "
+            f"max_seeds of at least {len(sweep.seeds)}"
+        )
+    alpha = d.alpha / comparisons_count if d.correction == "bonferroni" else d.alpha
+    return Design(delta=d.delta, max_seeds=d.max_seeds, first=len(sweep.seeds), wave=d.wave, alpha=alpha,
+                  power=d.power, spending=d.spending)  # fmt: skip
+
+
+def seed_order(sweep: Sweep) -> list[int]:
+    """The sweep's seeds, then the next integers after its largest, up to decide.max_seeds."""
+    seeds = list(sweep.seeds)
+    top = max(seeds)
+    while sweep.decide is not None and len(seeds) < sweep.decide.max_seeds:
+        top += 1
+        seeds.append(top)
+    return seeds
+
+
+def configurations(cells: list[Cell]) -> list[Configuration]:
+    """The grid's configurations in grid order, each with its cells by seed."""
+    out: dict[str, dict[str, Any]] = {}
+    for c in cells:
+        cid = config_id(c.config, resolved=True)
+        varying = {k: v for k, v in c.varying.items() if k != "train.seed"}
+        entry = out.setdefault(cid, {"varying": varying, "cells": {}})
+        entry["cells"][c.config.train.seed] = c
+    return [Configuration(cid, cell_label(e["varying"]) or "all", e["varying"], e["cells"]) for cid, e in out.items()]
+
+
+def _pairs(sweep: Sweep, configs: list[Configuration], source: str) -> list[tuple[Configuration, Configuration]]:
+    against = sweep.decide.against  # type: ignore[union-attr]
+    if against == "each-other":
+        return list(combinations(configs, 2))
+    hits = [c for c in configs if all(_same(c.cells[min(c.cells)].config, k, v) for k, v in against.items())]
+    labels = "; ".join(c.label for c in configs)
+    if len(hits) != 1:
+        what = "no configuration" if not hits else f"{len(hits)} configurations ({'; '.join(c.label for c in hits)})"
+        raise UserError(
+            f"{source}: decide.against {against} matches {what}; it must name exactly one, the base every other is "
+            f"compared with. The configurations are: {labels}. Give more keys, or against: each-other for every pair"
+        )
+    base = hits[0]
+    return [(base, c) for c in configs if c is not base]
+
+
+def _same(cfg: Any, key: str, value: Any) -> bool:
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part, None)
+    norm = tuple(value) if isinstance(value, list) else value
+    return node == norm or (isinstance(node, tuple) and tuple(node) == norm)
+
+
+def comparisons(sweep: Sweep, cells: list[Cell], miou: dict[str, float], *, source: str = "sweep") -> list[Comparison]:
+    """Every declared comparison where the finished runs (`miou`: run_id -> mIoU in points) leave it."""
+    configs = configurations(cells)
+    pairs = _pairs(sweep, configs, source)
+    design = design_of(sweep, comparisons_count=len(pairs), source=source)
+    order = seed_order(sweep)
+    out = []
+    for base, cur in pairs:
+        seeds = 0  # the longest prefix of the seed order both sides have finished
+        for s in order:
+            if s in base.cells and s in cur.cells and base.cells[s].run_id in miou and cur.cells[s].run_id in miou:
+                seeds += 1
+            else:
+                break
+        b = np.array([[miou[base.cells[s].run_id] for s in order[:seeds]]])
+        c = np.array([[miou[cur.cells[s].run_id] for s in order[:seeds]]])
+        if seeds >= 2:
+            r = decide_arrays(design, b, c, paired=True)
+            state, n, diff, low, high, p, peq = (r.state[0], r.n[0], r.diff[0], r.low[0], r.high[0], r.p[0],
+                                                  r.p_equivalence[0])  # fmt: skip
+        else:
+            state, n, diff, low, high, p, peq = OPEN, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan
+        looked = max((k for k in design.looks() if k <= seeds), default=0)
+        needs = (design.next_look(looked) if looked else design.looks()[0]) if state == OPEN else None
+        out.append(Comparison(base, cur, str(state), seeds, float(n), float(diff), float(low), float(high),
+                              float(p), float(peq), needs, design.alpha))  # fmt: skip
+    return out
+
+
+def wanted_cells(sweep: Sweep, cells: list[Cell], comps: list[Comparison]) -> list[Cell]:
+    """The cells the next wave needs, cumulative (earlier waves included): each configuration's
+    first `seeds` of the seed order, at least the first wave, and as many as its open comparisons'
+    next look needs."""
+    order = seed_order(sweep)
+    target: dict[str, int] = {}
+    for c in configurations(cells):
+        target[c.config_id] = len(sweep.seeds)
+    for cp in comps:
+        if cp.needs:
+            for side in (cp.base, cp.current):
+                target[side.config_id] = max(target[side.config_id], cp.needs)
+    out = []
+    for c in configurations(cells):
+        out += [c.cells[s] for s in order[: target[c.config_id]] if s in c.cells]
+    return sorted(out, key=lambda cell: cell.index)
