@@ -35,7 +35,7 @@ def _script():
 
 def test_ten_thousand_null_comparisons_hold_alpha_where_peeking_does_not() -> None:
     """10,000 simulated comparisons per truth, the paired design with max 36 seeds (sd 2 points
-    per configuration, delta 2): the numbers docs/verdicts.md records for this scenario."""
+    per configuration, delta 2): the numbers docs/sweeps.md records for this scenario."""
     r = _script().scenario(Design(delta=2.0, max_seeds=36, first=4, wave=2), 2.0, True, 10_000, seed=7)
     mc = 3 * r["mc_error"]
     assert r["false_different"] <= 0.05 + mc, r
