@@ -45,6 +45,7 @@ __all__ = [
     "expand",
     "expand_sweep",
     "load_sweep",
+    "matches",
     "run_id",
 ]
 
@@ -163,7 +164,6 @@ class DecideConfig(BaseModel):
     max_seeds: int = Field(10, ge=2, le=1000)
     wave: int = Field(2, ge=1, le=1000)
     alpha: float = Field(0.05, gt=0, lt=1)  # false-decision rate, over all looks (and comparisons: correction)
-    power: float = Field(0.8, gt=0, lt=1)  # what `plan` sizes max_seeds for
     # Lan-DeMets spending: obrien-fleming, pocock or hsd:GAMMA (checked where the design is built:
     # bench.verdicts.waves.design_of, by every command that reads a decide section)
     spending: str = "hsd:-2"
@@ -231,7 +231,8 @@ def _norm(v: Any) -> Any:
     return v
 
 
-def _excluded(rule: dict[str, Any], cfg: RunConfig) -> bool:
+def matches(rule: dict[str, Any], cfg: RunConfig) -> bool:
+    """The config takes every value the rule names (an `exclude` rule, a `decide.against`)."""
     return all(_norm(_get(cfg, k)) == _norm(v) for k, v in rule.items())
 
 
@@ -264,6 +265,8 @@ def _check_keys(sweep: Sweep, source: str) -> None:
     named = [(f"grid key '{k}'", k) for k in sweep.grid]
     named += [(f"zip key '{k}'", k) for group in sweep.zip for k in group]
     named += [(f"exclude key '{k}'", k) for rule in sweep.exclude for k in rule]
+    if sweep.decide is not None and isinstance(sweep.decide.against, dict):
+        named += [(f"decide.against key '{k}'", k) for k in sweep.decide.against]
     for what, k in named:
         if not is_config_key(k, keys):
             raise UserError(f"{source}: {what} is not a config field{did_you_mean(k, keys)}")
@@ -352,7 +355,7 @@ def expand_sweep(sweep: Sweep, *, source: str = "sweep") -> Expansion:
         except UserError as e:
             errors.append(f"{where}: {e}")
             continue
-        if any(_excluded(rule, raw) or _excluded(rule, cfg) for rule in sweep.exclude):
+        if any(matches(rule, raw) or matches(rule, cfg) for rule in sweep.exclude):
             continue
         ws = sweep.launch.world_size
         if cfg.data.batch_size % ws:

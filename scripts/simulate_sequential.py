@@ -26,6 +26,7 @@ import numpy as np
 from statsmodels.stats.power import TTestIndPower, TTestPower
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.sweep import DecideConfig  # noqa: E402
 from bench.verdicts.sequential import (  # noqa: E402
     DIFFERENT,
     EQUIVALENT,
@@ -87,7 +88,8 @@ def scenario(design: Design, sd: float, paired: bool, sims: int, seed: int) -> d
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sims", type=int, default=20_000, help="simulated comparisons per scenario and truth")
-    p.add_argument("--spending", default=Design().spending, help="obrien-fleming, pocock or hsd:GAMMA")
+    defaults = {k: f.default for k, f in DecideConfig.model_fields.items()}  # a decide section's own defaults
+    p.add_argument("--spending", default=defaults["spending"], help="obrien-fleming, pocock or hsd:GAMMA")
     p.add_argument("--json", help="write the rows as JSON here")
     a = p.parse_args()
     rows = []
@@ -98,7 +100,7 @@ def main() -> int:
     )
     print("|---|---|---|---|---|---|---|")
     for i, (name, kw, sd, paired) in enumerate(SCENARIOS):
-        design = Design(delta=2.0, spending=a.spending, **kw)
+        design = Design(delta=2.0, alpha=defaults["alpha"], spending=a.spending, **kw)
         t0 = time.time()
         r = scenario(design, sd, paired, a.sims, seed=1000 + i)
         r.update(scenario=name, looks=list(design.looks()), spending=a.spending, seconds=round(time.time() - t0, 1))

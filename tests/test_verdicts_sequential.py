@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from bench.sweep import DecideConfig
 from bench.verdicts.sequential import (
     DIFFERENT,
     EQUIVALENT,
@@ -24,6 +25,7 @@ from bench.verdicts.sequential import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS = {k: DecideConfig.model_fields[k].default for k in ("alpha", "spending")}  # a decide section's own
 
 
 def _script():
@@ -36,7 +38,7 @@ def _script():
 def test_ten_thousand_null_comparisons_hold_alpha_where_peeking_does_not() -> None:
     """10,000 simulated comparisons per truth, the paired design with max 36 seeds (sd 2 points
     per configuration, delta 2): the numbers docs/sweeps.md records for this scenario."""
-    r = _script().scenario(Design(delta=2.0, max_seeds=36, first=4, wave=2), 2.0, True, 10_000, seed=7)
+    r = _script().scenario(Design(delta=2.0, max_seeds=36, first=4, wave=2, **DEFAULTS), 2.0, True, 10_000, seed=7)
     mc = 3 * r["mc_error"]
     assert r["false_different"] <= 0.05 + mc, r
     assert r["naive_false_different"] > 0.05 + mc, r  # stop-when-p<0.05 on the same draws: ~0.23
@@ -71,7 +73,7 @@ def test_spending_functions_spend_alpha_by_the_end_and_not_before() -> None:
 
 
 def test_a_decision_stands_at_its_look_and_an_open_one_names_the_next() -> None:
-    design = Design(delta=2.0, max_seeds=7, first=3, wave=2)
+    design = Design(delta=2.0, max_seeds=7, first=3, wave=2, **DEFAULTS)
     assert design.looks() == (3, 5, 7) and design.next_look(3) == 5 and design.next_look(7) is None
     base = np.zeros((3, 7))
     far = np.array([[10.0, 10.2, 9.8, 10.1, 9.9, -50.0, -50.0]])  # seeds 6-7 would flip it: never read
@@ -86,5 +88,5 @@ def test_a_decision_stands_at_its_look_and_an_open_one_names_the_next() -> None:
 
 def test_bit_equal_sides_are_equivalent_not_an_error() -> None:
     same = np.array([[40.0, 41.0, 39.5]])
-    got = decide_arrays(Design(max_seeds=3, first=3), same, same, paired=True)
+    got = decide_arrays(Design(delta=2.0, max_seeds=3, first=3, wave=2, **DEFAULTS), same, same, paired=True)
     assert got.state[0] == EQUIVALENT and got.diff[0] == 0.0

@@ -23,10 +23,9 @@ from bench.launch import (
     submit,
 )
 from bench.launch.submit import time_limit_problem
-from bench.results.folders import read_result
 from bench.run.resources import GiB, machine_memory
 from bench.sweep import expand_sweep, load_sweep
-from bench.verdicts.waves import comparisons, design_of, seed_order, wanted_cells
+from bench.verdicts.waves import comparisons, design_of, every_wave_cells, seed_order, wanted_cells
 
 
 def _sweep_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -142,7 +141,7 @@ def _until_decided(args: argparse.Namespace, sweep, results: Path, executor: str
     not yet finished), waits for them, and looks again. The state is read from the results folder
     each time, so a launcher started again after dying carries on where the first stopped."""
     source = str(args.sweep)
-    cells = expand_sweep(sweep.model_copy(update={"seeds": seed_order(sweep)}), source=source).cells
+    cells = every_wave_cells(sweep, source=source)
     check_cells(cells, source=source, **where)
     wave, seen, submitted = 0, None, []
     while True:
@@ -183,15 +182,8 @@ def _until_decided(args: argparse.Namespace, sweep, results: Path, executor: str
 
 
 def _finished_miou(cells, results: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """run_id -> mIoU in points of the cells whose runs have finished."""
-    out = {}
-    for s in cell_states(cells, results):
-        if s.state == "done" and s.folder is not None:
-            r = read_result(s.folder)
-            m = r.get("metrics") if isinstance(r, dict) else None
-            if isinstance(m, dict) and isinstance(m.get("miou"), int | float):
-                out[s.cell.run_id] = 100 * float(m["miou"])
-    return out
+    """run_id -> mIoU in points of the cells whose runs have finished (as their states read it)."""
+    return {s.cell.run_id: 100 * s.miou for s in cell_states(cells, results) if s.miou is not None}
 
 
 def comparison_lines(comps, delta: float) -> list[str]:  # type: ignore[no-untyped-def]
@@ -271,7 +263,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     comps = []
     if sweep.decide is not None:  # the cells of every wave so far, and where each comparison stands
         design_of(sweep, source=str(args.sweep))
-        every = expand_sweep(sweep.model_copy(update={"seeds": seed_order(sweep)}), source=str(args.sweep)).cells
+        every = every_wave_cells(sweep, source=str(args.sweep))
         comps = comparisons(sweep, every, _finished_miou(every, results), source=str(args.sweep))
         wanted = {c.run_id for c in wanted_cells(sweep, every, comps)}
         cells = [c for c, s in zip(every, cell_states(every, results), strict=True)
@@ -291,28 +283,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                         {"run_id": s.cell.run_id, "state": s.state, "detail": s.detail, "varying": s.cell.varying}
                         for s in states
                     ],
-                    "comparisons": [
-                        {
-                            "base": c.base.label,
-                            "current": c.current.label,
-                            "state": c.state,
-                            "seeds": c.seeds,
-                            "needs": c.needs,
-                            "alpha": c.alpha,
-                            **{
-                                k: (None if v != v else v)
-                                for k, v in (
-                                    ("n", c.n),
-                                    ("diff", c.diff),
-                                    ("low", c.low),
-                                    ("high", c.high),
-                                    ("p", c.p),
-                                    ("p_equivalence", c.p_equivalence),
-                                )
-                            },
-                        }
-                        for c in comps
-                    ],  # fmt: skip
+                    "comparisons": [c.record() for c in comps],
                 },
                 indent=2,
             )

@@ -35,6 +35,7 @@ class CellState:
     state: str  # one of STATES
     detail: str = ""
     folder: Path | None = None
+    miou: float | None = None  # a done cell's val mIoU (0-1), read with its result
 
 
 class SchedulerUnavailable(Exception):
@@ -132,7 +133,8 @@ def _result_state(c: Cell, res: Path) -> CellState | None:
         return CellState(c, "corrupt", f"{e}; --retry-failed reruns it", res.parent)
     if r.get("status", "done") == "diverged":
         return CellState(c, "diverged", str(r.get("diverged") or "diverged")[:300], res.parent)
-    return CellState(c, "done", f"mIoU {100 * r['metrics']['miou']:.2f}", res.parent)
+    miou = float(r["metrics"]["miou"])
+    return CellState(c, "done", f"mIoU {100 * miou:.2f}", res.parent, miou)
 
 
 EXECUTORS = ("inline", "local", "slurm")

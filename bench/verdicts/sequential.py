@@ -34,7 +34,6 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
-    "DEFAULT_SPENDING",
     "SPENDING",
     "spending_function",
     "Design",
@@ -63,17 +62,19 @@ def _hsd(t: float, alpha: float, gamma: float) -> float:
     return float(alpha * (1 - math.exp(-gamma * t)) / (1 - math.exp(-gamma)))
 
 
-SPENDING = {"obrien-fleming": _obrien_fleming, "pocock": _pocock, "hsd": _hsd}
-DEFAULT_SPENDING = "hsd:-2"
+SPENDING = {"obrien-fleming": _obrien_fleming, "pocock": _pocock}  # and hsd:GAMMA, a family
 
 
 def spending_function(name: str):
     """The spending function a design names: obrien-fleming, pocock or hsd:GAMMA."""
     kind, _, arg = name.partition(":")
     if kind == "hsd":
-        gamma = float(arg) if arg else -2.0
-        if gamma == 0:
-            raise ValueError("hsd:0 is alpha * t, the linear function; give a non-zero gamma")
+        try:
+            gamma = float(arg)
+        except ValueError:
+            gamma = math.nan
+        if not math.isfinite(gamma) or gamma == 0:
+            raise ValueError(f"spending {name!r}: hsd takes a finite, non-zero gamma, e.g. hsd:-2")
         return lambda t, alpha: _hsd(t, alpha, gamma)
     if kind not in SPENDING or arg:
         raise ValueError(f"spending {name!r}: allowed are obrien-fleming, pocock and hsd:GAMMA (e.g. hsd:-2)")
@@ -127,15 +128,15 @@ def _pvalue(base: np.ndarray, cur: np.ndarray, paired: bool, sides: int) -> np.n
 
 @dataclass(frozen=True)
 class Design:
-    """The sequential design of one sweep's comparisons (a sweep's `decide:` section)."""
+    """The sequential design of one sweep's comparisons, every field given: a sweep's `decide:`
+    section (bench.sweep.DecideConfig, the one owner of the defaults) states it."""
 
-    delta: float = 2.0  # the smallest difference that matters, in mIoU points
-    max_seeds: int = 10  # seeds per side at the last look
-    first: int = 3  # seeds of the first wave
-    wave: int = 2  # seeds each later wave adds
-    alpha: float = 0.05  # false-decision rate of each comparison, over all its looks
-    power: float = 0.8  # for planning: the power max_seeds should give at delta
-    spending: str = DEFAULT_SPENDING
+    delta: float  # the smallest difference that matters, in mIoU points
+    max_seeds: int  # seeds per side at the last look
+    first: int  # seeds of the first wave
+    wave: int  # seeds each later wave adds
+    alpha: float  # false-decision rate of each comparison, over all its looks
+    spending: str
 
     def looks(self) -> tuple[int, ...]:
         """Seeds per side at each look: first, first + wave, ..., max_seeds."""

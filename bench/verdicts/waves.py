@@ -22,10 +22,11 @@ import numpy as np
 from bench.configure.identity import config_id
 from bench.configure.naming import cell_label
 from bench.errors import UserError
-from bench.sweep import Cell, Sweep
+from bench.sweep import Cell, Sweep, expand_sweep, matches
 from bench.verdicts.sequential import OPEN, Design, decide_arrays, spending_function
 
-__all__ = ["Comparison", "Configuration", "comparisons", "configurations", "design_of", "seed_order", "wanted_cells"]
+__all__ = ["Comparison", "Configuration", "comparisons", "configurations", "design_of", "every_wave_cells",
+           "seed_order", "wanted_cells"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,13 @@ class Comparison:
     needs: int | None  # seeds per side the next look needs (None: decided, or at max_seeds)
     alpha: float  # this comparison's share of the sweep's alpha
 
+    def record(self) -> dict[str, Any]:
+        """As JSON takes it: the two sides by label, no look yet as null (not NaN)."""
+        out = {k: getattr(self, k) for k in ("state", "seeds", "n", "diff", "low", "high", "p", "p_equivalence",
+                                             "needs", "alpha")}  # fmt: skip
+        out = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in out.items()}
+        return {"base": self.base.label, "current": self.current.label, **out}
+
 
 def design_of(sweep: Sweep, *, comparisons_count: int = 1, source: str = "sweep") -> Design:
     """The sequential design a sweep's decide section states (alpha split over the comparisons
@@ -77,7 +85,7 @@ def design_of(sweep: Sweep, *, comparisons_count: int = 1, source: str = "sweep"
         )
     alpha = d.alpha / comparisons_count if d.correction == "bonferroni" else d.alpha
     return Design(delta=d.delta, max_seeds=d.max_seeds, first=len(sweep.seeds), wave=d.wave, alpha=alpha,
-                  power=d.power, spending=d.spending)  # fmt: skip
+                  spending=d.spending)  # fmt: skip
 
 
 def seed_order(sweep: Sweep) -> list[int]:
@@ -88,6 +96,11 @@ def seed_order(sweep: Sweep) -> list[int]:
         top += 1
         seeds.append(top)
     return seeds
+
+
+def every_wave_cells(sweep: Sweep, *, source: str = "sweep") -> list[Cell]:
+    """The sweep's cells over the whole seed order: every seed a wave may add."""
+    return expand_sweep(sweep.model_copy(update={"seeds": seed_order(sweep)}), source=source).cells
 
 
 def configurations(cells: list[Cell]) -> list[Configuration]:
@@ -105,7 +118,7 @@ def _pairs(sweep: Sweep, configs: list[Configuration], source: str) -> list[tupl
     against = sweep.decide.against  # type: ignore[union-attr]
     if against == "each-other":
         return list(combinations(configs, 2))
-    hits = [c for c in configs if all(_same(c.cells[min(c.cells)].config, k, v) for k, v in against.items())]
+    hits = [c for c in configs if matches(against, c.cells[min(c.cells)].config)]
     labels = "; ".join(c.label for c in configs)
     if len(hits) != 1:
         what = "no configuration" if not hits else f"{len(hits)} configurations ({'; '.join(c.label for c in hits)})"
@@ -115,14 +128,6 @@ def _pairs(sweep: Sweep, configs: list[Configuration], source: str) -> list[tupl
         )
     base = hits[0]
     return [(base, c) for c in configs if c is not base]
-
-
-def _same(cfg: Any, key: str, value: Any) -> bool:
-    node = cfg
-    for part in key.split("."):
-        node = getattr(node, part, None)
-    norm = tuple(value) if isinstance(value, list) else value
-    return node == norm or (isinstance(node, tuple) and tuple(node) == norm)
 
 
 def comparisons(sweep: Sweep, cells: list[Cell], miou: dict[str, float], *, source: str = "sweep") -> list[Comparison]:
