@@ -83,7 +83,8 @@ def test_report_tables_figures_and_latex(cli, results: Path, tmp_path) -> None:
     md = (out / "README.md").read_text()
     header = next(ln for ln in md.splitlines() if ln.startswith("| #"))
     cols = [c.strip() for c in header.strip("|").split("|")]
-    assert cols[:3] == ["#", "arch", "seeds"] and "mIoU (%)" in cols and cols[-1] == "Δ mIoU"  # a column per factor
+    assert cols[:3] == ["#", "arch", "seeds"] and "mIoU (%)" in cols  # a column per factor
+    assert cols[-2:] == ["Δ mIoU", "P(>base)"]
     assert md.index("What this ablation shows") < md.index(header)
     assert "**Protocol.** dataset synthetic; trained on train, evaluated on val; 24x32 px" in md and "seeds 0,1" in md
     rows = md.split(header)[1].splitlines()[2:4]
@@ -96,7 +97,8 @@ def test_report_tables_figures_and_latex(cli, results: Path, tmp_path) -> None:
     assert "Paper vs measured (asppunet_table2)" in md and "68.70" in md  # AsppUNet's
     assert (out / "paper_vs_asppunet_table1.tex").is_file() and (out / "paper_vs_asppunet_table2.tex").is_file()
     assert "## Per-class IoU" in md
-    stems = ("miou_vs_gmacs", "miou_vs_latency_ms", "per_class_iou", "effect_model_arch", "learning_curves")
+    stems = ("miou_vs_gmacs", "miou_vs_latency_ms", "per_class_iou", "effect_model_arch", "learning_curves",
+             "miou_intervals")  # fmt: skip
     for stem in stems:
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.pdf").is_file(), stem
         assert f"![{stem}]({stem}.png)" in md, stem  # every figure listed with its line
@@ -110,6 +112,10 @@ def test_report_tables_figures_and_latex(cli, results: Path, tmp_path) -> None:
     assert r"$\pm$" in main and "aspp\\_unet" in main and "seeds 0,1" in main
     table = pd.read_csv(out / "main_table.csv")
     assert list(table["n"]) == [2, 2] and table["p_vs_baseline"].notna().sum() == 1  # 2 seeds each: Welch's t
+    poi = table.iloc[1]  # aspp_unet against the base row, unet: its probability of improvement and interval
+    assert 0 <= poi["p_improvement_low"] <= poi["p_improvement"] <= poi["p_improvement_high"] <= 1
+    assert f"{poi['p_improvement']:.2f} ({poi['p_improvement_low']:.2f}–" in rows[1]
+    assert table["miou_ci_low"].le(table["miou"]).all() and table["miou_ci_high"].ge(table["miou"]).all()
 
 
 def test_tensorboard_events_one_run_per_cell_named_by_factors(results: Path) -> None:

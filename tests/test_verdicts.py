@@ -63,6 +63,36 @@ def test_seeds_needed_reach_the_power_by_scipys_noncentral_t(diff: float, sd: fl
     assert stats.detectable_difference(n, sd) <= diff < stats.detectable_difference(n - 1, sd)
 
 
+def test_probability_of_improvement_is_the_normalised_mann_whitney_u() -> None:
+    """P(X > Y) over all pairs of seeds, ties half: 7 of 9 pairs for (2,3,4) over (1,2,3)."""
+    from scipy.stats import mannwhitneyu
+
+    got = stats.probability_of_improvement([1.0, 2.0, 3.0], [2.0, 3.0, 4.0])
+    assert got.p == pytest.approx(7 / 9) and not got.paired
+    rng = np.random.default_rng(3)
+    b, c = rng.normal(40, 2, 7), rng.normal(41, 2, 5)
+    u = mannwhitneyu(c, b).statistic  # scipy's U of the first sample: wins plus half the ties
+    got = stats.probability_of_improvement(list(b), list(c))
+    assert got.p == pytest.approx(u / (len(b) * len(c)))
+    assert 0 <= got.low <= got.p <= got.high <= 1
+    assert stats.probability_of_improvement([1.0, 2.0], [1.0, 2.0]).p == 0.5  # the same runs: a coin toss
+
+
+def test_probability_of_improvement_interval_is_stratified_and_stays_paired() -> None:
+    """Each side resampled within itself (a side's values never mix with the other's), pairs together
+    where both sides ran the same seeds; one seed on a side: the estimate without an interval."""
+    far = stats.probability_of_improvement([30.0, 31.0, 32.0], [40.0, 41.0, 42.0])
+    assert (far.p, far.low, far.high) == (1.0, 1.0, 1.0)  # no resample of either side can overlap
+    paired = stats.probability_of_improvement({0: 40.0, 1: 38.0, 2: 42.0}, {0: 41.0, 1: 37.0, 2: 43.5})
+    assert paired.paired and paired.low <= paired.p <= paired.high
+    one = stats.probability_of_improvement([40.0], [41.0, 42.0])
+    assert one.p == 1.0 and math.isnan(one.low) and math.isnan(one.high)
+    again = stats.probability_of_improvement({0: 40.0, 1: 38.0, 2: 42.0}, {0: 41.0, 1: 37.0, 2: 43.5})
+    assert again == paired  # a fixed generator: the same table twice
+    lo, hi = stats.mean_interval([38.0, 40.0, 41.0, 43.0])
+    assert 38.0 <= lo < 40.5 < hi <= 43.0 and all(math.isnan(v) for v in stats.mean_interval([40.0]))
+
+
 # ----------------------------------------------------------------------------- the gate on the real baseline
 
 
@@ -102,6 +132,12 @@ def test_a_real_drop_of_one_configuration_fails_and_is_named(cli, tmp_path) -> N
     failed = [c for c in r["configurations"] if c["verdict"] == "FAIL"]
     assert [c["configuration"] for c in failed] == ["arch=atrous_unet, rates=-"]
     assert failed[0]["test"] == "paired" and failed[0]["p_holm"] < 0.05 and failed[0]["diff"] == pytest.approx(-8)
+    # every seed of the current side is 7-9 points down: no current run beats its baseline runs
+    assert failed[0]["p_improvement"] < 0.5 and failed[0]["p_improvement_high"] <= 0.5
+    same = [c for c in r["configurations"] if c["verdict"] != "FAIL"]
+    assert all(c["p_improvement"] == 0.5 and c["p_improvement_low"] <= 0.5 <= c["p_improvement_high"] for c in same)
+    row = next(ln for ln in cli("regress", str(BASELINE), str(BASELINE))[1].splitlines() if "arch=unet" in ln)
+    assert "| 0.50 (" in row  # the Markdown table shows it with its interval
 
 
 def test_a_single_seed_drop_is_a_threshold_verdict(cli, tmp_path) -> None:

@@ -19,7 +19,9 @@ def protocol_note(t: Any) -> str:
         "Mean ± sample sd over the seeds (n in the seeds column; no ± with one seed; Params and GMACs are "
         "the same for every seed). Δ mIoU against the row marked base; * p < 0.05, ** p < 0.01, two-sided "
         + (f"{kind}, Holm-corrected over {n} comparisons" if n else "tests need >= 2 seeds per row: none made")
-        + ". Bold: the best value of a column, only where it is significantly better than the runner-up "
+        + ". P(>base): the probability that a run of the row beats a run of the base row in mIoU (pairs of "
+        "seeds, ties half), with its 95% stratified bootstrap interval where both rows have >= 2 seeds. "
+        "Bold: the best value of a column, only where it is significantly better than the runner-up "
         "(one-sided test, p < 0.05; for Params and GMACs, strictly smaller)."
     )
 

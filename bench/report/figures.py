@@ -137,6 +137,57 @@ def learning_curves(t: Any, df: Any, axes: list[str], outdir: Path, results: Pat
     return Figure(outdir / "learning_curves", "Learning curves", cap), "learning curves: learning_curves.png"
 
 
+def intervals(t: Any, axes: list[str], outdir: Path) -> Figure | None:
+    """Per configuration: every seed's mIoU, the mean with its 95% bootstrap interval, and the
+    probability of improvement over the base row with its stratified bootstrap interval (rliable's
+    interval plots: intervals, never bars)."""
+    import matplotlib.pyplot as plt
+
+    seeds = t.attrs.get("seed_values", {}).get("miou")
+    if not seeds or max(len(s) for s in seeds) < 2:
+        return None
+    labels = [f"#{r['row']} {compact_label(r, axes)}" for _, r in t.iterrows()]
+    colours = palette(len(t))
+    ys = list(range(len(t)))[::-1]
+    height = 0.42 * len(t) + 1.3
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.5, height), sharey=True, gridspec_kw={"width_ratios": [3, 2]})
+    for y, (_, r), vals, c in zip(ys, t.iterrows(), seeds, colours, strict=True):
+        a1.scatter(list(vals.values()), [y - 0.22] * len(vals), s=14, color=c, alpha=0.7, lw=0)  # seeds, below
+        a1.errorbar(r["miou"], y, xerr=_err(r["miou"], r["miou_ci_low"], r["miou_ci_high"]), fmt="D", ms=5,
+                    color=c, capsize=3, lw=1.4)  # fmt: skip
+        if r["is_baseline"]:
+            a2.text(0.5, y, "base", ha="center", va="center", fontsize=7, color="0.35", backgroundcolor="white")
+        elif r["p_improvement"] == r["p_improvement"]:
+            err = _err(r["p_improvement"], r["p_improvement_low"], r["p_improvement_high"])
+            a2.errorbar(r["p_improvement"], y, xerr=err, fmt="o", ms=5, color=c, capsize=3, lw=1.4)
+    a1.set_yticks(ys, labels, fontsize=7)
+    a1.set_ylim(-0.6, len(t) - 0.4)
+    a1.set_xlabel("val mIoU (%): seeds (dots), mean and 95% bootstrap CI")
+    a2.axvline(0.5, color="0.4", lw=0.8, ls="--")
+    a2.set_xlim(-0.02, 1.02)
+    a2.set_xlabel("P(row > base) with 95% stratified bootstrap CI")
+    for ax in (a1, a2):
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    save_figure(fig, outdir / "miou_intervals")
+    n = ", ".join(sorted({str(v) for v in t["n"]}))
+    return Figure(
+        outdir / "miou_intervals",
+        "mIoU intervals and probability of improvement",
+        f"Left: each seed's val mIoU (dots) and the mean with its 95% percentile bootstrap interval over the "
+        f"seeds (n = {n} per configuration). Right: the probability that a run of the configuration beats a "
+        f"run of the base row (all pairs of seeds, ties half), with its 95% bootstrap interval, resampled "
+        f"within each configuration (pairs together where both ran the same seeds); 0.5 is no difference.",
+    )
+
+
+def _err(mid: float, low: float, high: float) -> Any:
+    """Errorbar extents (none where there is no interval)."""
+    if low != low or high != high:
+        return None
+    return [[max(mid - low, 0.0)], [max(high - mid, 0.0)]]
+
+
 def make_all(
     t: Any, df: Any, axes: list[str], outdir: Path, *, results: Path | None = None, per_class: Any = None
 ) -> tuple[list[Figure], list[str]]:
@@ -159,6 +210,10 @@ def make_all(
         figs.append(f)
     if per_class is not None:
         figs.append(heatmap(t, per_class, axes, outdir))
+    f = intervals(t, axes, outdir)
+    lines.append("intervals: miou_intervals.png" if f else "intervals: not drawn, every configuration has one seed")
+    if f:
+        figs.append(f)
     for axis in axes:
         f, line = effect(t, df, axis, axes, outdir)
         lines.append(line)

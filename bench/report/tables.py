@@ -118,11 +118,30 @@ def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
     t["p_vs_baseline_raw"] = raw
     t["p_vs_baseline"] = stats.holm(raw)  # Holm over the rows compared with the baseline
     t["test_vs_baseline"] = tests
+    _intervals(t, base_idx)
     t["is_baseline"] = [i == base_idx for i in range(len(t))]
     for col, hb in HIGHER_BETTER.items():
         t[f"best_{col}"] = _significant_best(t, col, hb)
     t.attrs["seed_values"] = {c: t[f"_{c}_seeds"].tolist() for c in ("miou",)}
     return t.drop(columns=[c for c in t.columns if c.startswith("_") and c.endswith("_seeds")])
+
+
+def _intervals(t: Any, base_idx: int) -> None:
+    """Each row's bootstrap interval of its mean mIoU, and its probability of improvement over the
+    baseline row, P(row > baseline) over seeds with its stratified bootstrap interval (rliable's
+    practice: intervals, not single numbers)."""
+    base = t.iloc[base_idx]["_miou_seeds"]
+    lo, hi, poi, poi_lo, poi_hi = [], [], [], [], []
+    for i, seeds in enumerate(t["_miou_seeds"]):
+        a, b = stats.mean_interval(list(seeds.values())) if seeds else (math.nan, math.nan)
+        lo.append(a)
+        hi.append(b)
+        imp = stats.probability_of_improvement(base, seeds) if i != base_idx and seeds and base else None
+        poi.append(imp.p if imp else math.nan)
+        poi_lo.append(imp.low if imp else math.nan)
+        poi_hi.append(imp.high if imp else math.nan)
+    t["miou_ci_low"], t["miou_ci_high"] = lo, hi
+    t["p_improvement"], t["p_improvement_low"], t["p_improvement_high"] = poi, poi_lo, poi_hi
 
 
 def _significant_best(t: Any, col: str, higher_better: bool) -> list[bool]:
@@ -194,6 +213,10 @@ def display_frame(t: Any, axes: list[str], tex: bool = False) -> tuple[Any, Any]
         d = r["delta_miou"]
         head = r"$\Delta$ mIoU" if tex else "Δ mIoU"
         out[head] = "base" if r["is_baseline"] else f"{d:+.2f}{_stars(r['p_vs_baseline'])}"
+        mark[head] = False
+        head = r"P($>$base)" if tex else "P(>base)"
+        poi = stats.poi_text(r["p_improvement"], r["p_improvement_low"], r["p_improvement_high"], "--" if tex else "–")
+        out[head] = "base" if r["is_baseline"] else poi
         mark[head] = False
         rows.append(out)
         bold.append(mark)

@@ -148,9 +148,11 @@ def _compare(
             continue
         comp = stats.compare(seed_miou(b), seed_miou(c))
         comps.append(comp)
+        imp = stats.probability_of_improvement(seed_miou(b), seed_miou(c))
         rec.update(
             n_base=comp.n_base, n_cur=comp.n_cur, test=comp.test, mean_base=comp.mean_base, mean_cur=comp.mean_cur,
             diff=comp.diff, ci_low=comp.ci_low, ci_high=comp.ci_high, p=comp.p, sd=comp.sd,
+            p_improvement=imp.p, p_improvement_low=imp.low, p_improvement_high=imp.high,
         )  # fmt: skip
         rec["speed"], rec["speed_fail"] = _speed(b, c, speed_tol, speed_normalised)
         records.append(rec)
@@ -195,7 +197,7 @@ def _fmt(v: Any, spec: str) -> str:
 
 def _markdown(records: list[dict[str, Any]], alpha: float) -> str:
     lines = ["| configuration | n base/cur | test | baseline mIoU | current mIoU | Δ points [95% CI] | p (Holm) | "
-             "speed | verdict |", "|---|---|---|---:|---:|---|---:|---|---|"]  # fmt: skip
+             "P(cur > base) (95% CI) | speed | verdict |", "|---|---|---|---:|---:|---|---:|---|---|---|"]  # fmt: skip
     for r in records:
         ci = (
             f" [{_fmt(r.get('ci_low'), '+.2f')}, {_fmt(r.get('ci_high'), '+.2f')}]"
@@ -207,7 +209,9 @@ def _markdown(records: list[dict[str, Any]], alpha: float) -> str:
             f"| {r['configuration']} | {r.get('n_base', 0)}/{r.get('n_cur', 0)} | {r.get('test', '-')} | "
             f"{_fmt(r.get('mean_base'), '.2f')} | {_fmt(r.get('mean_cur'), '.2f')} | "
             f"{_fmt(r.get('diff'), '+.2f')}{ci} | "
-            f"{_fmt(r.get('p_holm'), '.3g')} | {r.get('speed', '-')} | {verdict} |"
+            f"{_fmt(r.get('p_holm'), '.3g')} | "
+            f"{stats.poi_text(r.get('p_improvement', math.nan), r.get('p_improvement_low', math.nan), r.get('p_improvement_high', math.nan))} | "  # noqa: E501
+            f"{r.get('speed', '-')} | {verdict} |"
         )
     return "\n".join(lines)
 

@@ -14,7 +14,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Comparison", "compare", "detectable_difference", "holm", "seeds_needed"]
+__all__ = [
+    "BOOTSTRAP_RESAMPLES",
+    "Comparison",
+    "Improvement",
+    "compare",
+    "detectable_difference",
+    "holm",
+    "mean_interval",
+    "poi_text",
+    "probability_of_improvement",
+    "seeds_needed",
+]
+
+BOOTSTRAP_RESAMPLES = 5000  # percentile intervals; a fixed generator seed, so a table reads the same twice
 
 
 @dataclass(frozen=True)
@@ -133,3 +146,92 @@ def detectable_difference(n: int, sd: float, *, alpha: float = 0.05, power: floa
     else:
         effect = TTestIndPower().solve_power(nobs1=n, alpha=alpha, power=power, alternative="larger")
     return float(np.asarray(effect).item()) * sd
+
+
+@dataclass(frozen=True)
+class Improvement:
+    """P(X_cur > X_base): the chance that a run of the current configuration beats a run of the
+    baseline, ties counted half (rliable's probability of improvement, Agarwal et al. 2021), with
+    a stratified bootstrap interval (nan where a side has one seed)."""
+
+    p: float
+    low: float
+    high: float
+    paired: bool  # the bootstrap resampled seeds as pairs (both sides ran the same seeds)
+
+
+def _poi(c: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The normalised Mann-Whitney U of c over b along `axis` (vectorised for scipy's bootstrap)."""
+    c, b = np.moveaxis(c, axis, -1), np.moveaxis(b, axis, -1)
+    wins = (c[..., :, None] > b[..., None, :]).mean(axis=(-2, -1))
+    ties = (c[..., :, None] == b[..., None, :]).mean(axis=(-2, -1))
+    return wins + 0.5 * ties
+
+
+def _samples(
+    base: Sequence[float] | dict[int, float], cur: Sequence[float] | dict[int, float]
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The two sides as arrays, in seed order where they pair."""
+    bd = base if isinstance(base, dict) else None
+    cd = cur if isinstance(cur, dict) else None
+    if _paired(bd, cd):
+        seeds = sorted(bd)  # type: ignore[arg-type]
+        return np.array([bd[s] for s in seeds]), np.array([cd[s] for s in seeds]), True  # type: ignore[index]
+    b = np.asarray(list(base.values()) if bd is not None else base, dtype=float)
+    c = np.asarray(list(cur.values()) if cd is not None else cur, dtype=float)
+    return b, c, False
+
+
+def probability_of_improvement(
+    base: Sequence[float] | dict[int, float],
+    cur: Sequence[float] | dict[int, float],
+    *,
+    confidence: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> Improvement:
+    """P(current > baseline) over their seeds with a percentile bootstrap interval (scipy). The
+    bootstrap is stratified by side, as rliable's is by task: each side's seeds are resampled
+    within that side; where both sides ran the same seeds the pairs are resampled together, so a
+    paired design stays paired. A side with one seed gives the point value and no interval."""
+    from scipy import stats
+
+    b, c, paired = _samples(base, cur)
+    if len(b) == 0 or len(c) == 0:
+        raise ValueError("probability_of_improvement needs at least one value on each side")
+    p = float(_poi(c, b))
+    if len(b) < 2 or len(c) < 2:
+        return Improvement(p, math.nan, math.nan, paired)
+    if _flat(np.concatenate([b, c])):
+        return Improvement(p, p, p, paired)
+    res = stats.bootstrap(
+        (c, b), _poi, paired=paired, vectorized=True, n_resamples=resamples, confidence_level=confidence,
+        method="percentile", rng=np.random.default_rng(0),
+    )  # fmt: skip
+    ci = res.confidence_interval
+    return Improvement(p, float(ci.low), float(ci.high), paired)
+
+
+def mean_interval(
+    values: Sequence[float], *, confidence: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES
+) -> tuple[float, float]:
+    """A percentile bootstrap interval of one configuration's mean over its seeds (nan with one seed;
+    the value itself where every seed gave the same)."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return math.nan, math.nan
+    if _flat(x):
+        return float(x[0]), float(x[0])
+    res = stats.bootstrap(
+        (x,), np.mean, vectorized=True, n_resamples=resamples, confidence_level=confidence, method="percentile",
+        rng=np.random.default_rng(0),
+    )  # fmt: skip
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def poi_text(p: float, low: float, high: float, dash: str = "–") -> str:
+    """P(improvement) as a reader sees it: the estimate and, where there is one, its interval."""
+    if p != p:
+        return "-"
+    return f"{p:.2f}" if low != low else f"{p:.2f} ({low:.2f}{dash}{high:.2f})"
