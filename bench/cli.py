@@ -208,6 +208,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="config key left out when matching configurations (e.g. train.epochs to gate a shorter schedule)",
     )
+    rg.add_argument(
+        "--noise-model",
+        default="auto",
+        metavar="NAME",
+        help="how far a result moves between environments, for one-seed comparisons between two environments: "
+        "auto (the model of the results' dataset, if one was measured), none (plain threshold), or a model's name "
+        "(bench/verdicts/environment_noise.csv)",
+    )
     rg.set_defaults(func=_lazy("results", "cmd_regress"))
     pl = sub.add_parser("plan", help="how many seeds each comparison needs, from measured results")
     pl.add_argument("results", help="results folder or collected table (.parquet/.csv)")

@@ -67,6 +67,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         speed_normalised=args.speed_normalised,
         ignore=tuple(args.ignore),
+        noise_model=args.noise_model,
     )
     counts = {v: sum(r["verdict"] == v for r in records) for v in ("ok", "INCONCLUSIVE", "FAIL")}
     summary = (
@@ -74,7 +75,8 @@ def cmd_regress(args: argparse.Namespace) -> int:
         f"{counts['FAIL']} failed of {len(records)} configurations. A configuration fails when its mean mIoU "
         f"drops by more than {args.miou_tol} points and the drop is significant (one-sided Welch, or paired "
         f"where both sides ran the same seeds; Holm-corrected over {len(records)} configurations; alpha "
-        f"{args.alpha}); with one seed on a side, on the threshold alone. Speed: "
+        f"{args.alpha}); with one seed on a side, on the threshold, and between two environments also beyond "
+        f"the environment noise model where one applies (each such row names it). Speed: "
         + ("fractions of the measured matmul peak" if args.speed_normalised else "latency between equal environments")
         + f", tolerance x{1 + args.speed_tol:.2f}."
     )

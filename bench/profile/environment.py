@@ -81,7 +81,23 @@ def environment(spec: ProfileSpec, *, train_threads: int | None = None, train_wo
         "compile": spec.compile,
         "train_world_size": train_world_size,
         "plugins": plugins(),  # ASPP_BENCH_PLUGINS modules whose variants this process could build
+        "host": host_id(),
     }
+
+
+def host_id() -> str:
+    """Which machine, since which boot: a hash of the host name and the kernel's boot id. Two
+    machines of one kind share a fingerprint yet do not repeat each other's results to the bit,
+    so `regress` needs this to know that two results came from one environment (the raw names
+    are not recorded)."""
+    import hashlib
+    import socket
+
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return hashlib.sha256(f"{socket.gethostname()}|{boot}".encode()).hexdigest()[:12]
 
 
 FINGERPRINT_KEYS = ("device", "device_name", "device_features", "kernels", "torch", "threads", "train_threads",

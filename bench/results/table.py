@@ -47,7 +47,7 @@ PROFILE_COLUMNS = (
 
 
 ENV_COLUMNS = ("device_name", "device_features", "kernels", "torch", "threads", "train_threads", "cpu_count",
-               "load_avg", "dtype", "train_amp", "train_channels_last", "train_compile")  # fmt: skip
+               "load_avg", "dtype", "train_amp", "train_channels_last", "train_compile", "host")  # fmt: skip
 
 
 def result_row(run_id: str, r: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from bench.configure.config import config_keys, flatten, is_config_key, is_exper
 from bench.configure.identity import NOT_IDENTITY, config_id
 from bench.configure.naming import row_label
 from bench.errors import UserError, did_you_mean
-from bench.verdicts import stats
+from bench.verdicts import noise, stats
 
 __all__ = ["regress", "seed_miou"]
 
@@ -79,6 +79,7 @@ def regress(
     alpha: float = 0.05,
     speed_normalised: bool = False,
     ignore: tuple[str, ...] = (),
+    noise_model: str = "auto",
 ) -> tuple[bool, str, list[dict[str, Any]]]:
     """(passed, Markdown table, one record per configuration of the baseline).
 
@@ -88,14 +89,19 @@ def regress(
     both sides ran the same seeds), p Holm-corrected across the configurations compared, below
     `alpha`. A drop beyond the tolerance that is not significant is INCONCLUSIVE (listed with the
     seeds that would resolve it at the measured spread; it does not fail). With one seed on a side
-    no test is possible and the plain threshold decides, marked as such."""
+    no test is possible: between two environments (not provably one host and one fingerprint) the
+    drop is judged against the environment noise model of the results' dataset
+    (bench.verdicts.noise; `noise_model` 'auto', 'none' or a model's name), else the plain
+    threshold decides; the verdict says which."""
     _check_arguments(baseline, current, miou_tol, speed_tol, alpha)
+    data = set(baseline["data.name"].astype(str)) if "data.name" in baseline.columns else set()
+    model = noise.choose(noise_model, data)
     baseline, current = _with_ignored(baseline, current, ignore)
     records, comps = _compare(baseline, current, ignore, speed_tol, speed_normalised)
     adjusted = stats.holm([cp.p if cp is not None else math.nan for cp in comps])
     for rec, comp, p_holm in zip(records, comps, adjusted, strict=True):
         if comp is not None:
-            _judge(rec, comp, p_holm, miou_tol, alpha)
+            _judge(rec, comp, p_holm, miou_tol, alpha, None if rec["same_environment"] else model)
     passed = all(r["verdict"] != "FAIL" for r in records)
     return passed, _markdown(records, alpha), records
 
@@ -155,20 +161,29 @@ def _compare(
             p_improvement=imp.p, p_improvement_low=imp.low, p_improvement_high=imp.high,
         )  # fmt: skip
         rec["speed"], rec["speed_fail"] = _speed(b, c, speed_tol, speed_normalised)
+        rec["same_environment"] = noise.same_environment(b, c)
         records.append(rec)
     return records, comps
 
 
-def _judge(rec: dict[str, Any], comp: Any, p_holm: float, miou_tol: float, alpha: float) -> None:
-    """The verdict of one compared configuration, with why, written into its record."""
+def _judge(
+    rec: dict[str, Any], comp: Any, p_holm: float, miou_tol: float, alpha: float, model: noise.NoiseModel | None
+) -> None:
+    """The verdict of one compared configuration, with why, written into its record. `model`: the
+    environment noise a one-seed comparison is judged against (None: the plain threshold)."""
     rec["p_holm"] = p_holm
     drop = -comp.diff
     fails: list[str] = []
-    if comp.test == "threshold":
+    if comp.test == "threshold" and model is not None:
+        verdict = _within_noise(rec, comp, miou_tol, alpha, model, fails)
+    elif comp.test == "threshold":
         if drop > miou_tol:
             fails.append(f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} (threshold: one seed, no test)")
         verdict = "FAIL" if fails else "ok"
-        rec["why"] = "threshold verdict: one seed on a side, no test possible"
+        rec["noise_model"] = None
+        rec["why"] = "threshold verdict: one seed on a side, no test possible" + (
+            "; one environment (same host and fingerprint), where results repeat to the bit"
+            if rec.get("same_environment") else "; no environment noise model for these results")  # fmt: skip
     elif drop > miou_tol and p_holm < alpha:
         fails.append(f"mIoU {comp.diff:+.2f} points, significant (p {p_holm:.3g} after Holm < {alpha})")
         verdict = "FAIL"
@@ -189,6 +204,30 @@ def _judge(rec: dict[str, Any], comp: Any, p_holm: float, miou_tol: float, alpha
     if fails:
         rec["why"] = "; ".join(fails)
     rec["verdict"] = verdict
+
+
+def _within_noise(
+    rec: dict[str, Any], comp: Any, miou_tol: float, alpha: float, model: noise.NoiseModel, fails: list[str]
+) -> str:
+    """A one-seed comparison between environments: a drop beyond the tolerance fails only where it
+    is also beyond what the environment change alone gives with probability 1 - alpha."""
+    drop, limit = -comp.diff, model.limit(alpha)
+    rec["noise_model"] = {"name": model.name, "sd": model.sd, "n": model.n, "limit": limit}
+    if drop > miou_tol and drop > limit:
+        fails.append(f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} and beyond the {limit:.2f} points that the "
+                     f"{model.describe()} gives at alpha {alpha}")  # fmt: skip
+        return "FAIL"
+    if drop > miou_tol:
+        need = stats.seeds_needed(drop, model.sd, alpha=alpha)
+        rec["seeds_needed"] = need
+        rec["why"] = (
+            f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} but inside the {limit:.2f} points that the "
+            f"{model.describe()} gives at alpha {alpha}; "
+            + (f"{need} seeds per side would resolve a drop this size" if need else "more than 1000 seeds needed")
+        )
+        return "INCONCLUSIVE"
+    rec["why"] = f"one seed on a side: judged against the {model.describe()}"
+    return "ok"
 
 
 def _fmt(v: Any, spec: str) -> str:

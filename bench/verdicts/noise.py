@@ -1,0 +1,104 @@
+"""Environment noise models: how far one experiment (same resolved config, same seed) moves when
+only the environment changes (another machine of the same kind, another CPU, another thread
+count), measured by this project and kept as data (environment_noise.csv beside this file).
+
+A one-seed comparison between two environments cannot use a test over seeds; `regress` then
+judges the drop against the model of the baseline's dataset: a drop inside the one-sided
+(1 - alpha) limit of the model's spread is INCONCLUSIVE, not a FAIL. Where both sides provably
+ran in one environment (the same host and the same fingerprint), results repeat to the bit and
+the plain threshold decides.
+
+The spread of a model is the root mean square of its measured changes (an environment change
+has no direction: the mean change is taken as 0), so a model of n pairs states sd, n and the
+largest change seen, and the verdict names which model it used.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+
+__all__ = ["NOISE_FILE", "NoiseModel", "choose", "models", "same_environment"]
+
+NOISE_FILE = Path(__file__).with_name("environment_noise.csv")
+COLUMNS = ("model", "data.name", "change", "experiment", "seed", "first", "second", "source")
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """One named environment noise model: the spread of an experiment's mIoU between environments."""
+
+    name: str
+    data: str  # the dataset its experiments ran on (data.name): a model serves that dataset's results
+    changes: tuple[str, ...]  # what differed between the environments (machine, threads, ...)
+    n: int  # measured pairs (same experiment, two environments)
+    sd: float  # root mean square of the changes, in mIoU points
+    max_abs: float  # the largest change seen, in points
+    source: str  # where the pairs were measured
+
+    def limit(self, alpha: float) -> float:
+        """The largest drop (points) this noise gives with probability 1 - alpha (one-sided, normal)."""
+        from scipy.stats import norm
+
+        return float(norm.ppf(1 - alpha) * self.sd)
+
+    def describe(self) -> str:
+        return (f"environment noise model '{self.name}' (sd {self.sd:.2f} points over {self.n} pairs of the same "
+                f"experiment: {', '.join(self.changes)} changed; largest change {self.max_abs:.2f})")  # fmt: skip
+
+
+def models(path: Path = NOISE_FILE) -> dict[str, NoiseModel]:
+    """Every noise model the file holds, by name."""
+    rows: dict[str, list[dict[str, str]]] = {}
+    with path.open(newline="") as f:
+        reader = csv.DictReader(line for line in f if not line.startswith("#"))
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path}: columns {missing} are missing; the file needs {', '.join(COLUMNS)}")
+        for r in reader:
+            rows.setdefault(r["model"], []).append(r)
+    out = {}
+    for name, rs in rows.items():
+        diffs = [float(r["second"]) - float(r["first"]) for r in rs]
+        out[name] = NoiseModel(
+            name=name,
+            data=rs[0]["data.name"],
+            changes=tuple(dict.fromkeys(r["change"] for r in rs)),
+            n=len(diffs),
+            sd=math.sqrt(sum(d * d for d in diffs) / len(diffs)),
+            max_abs=max(abs(d) for d in diffs),
+            source="; ".join(dict.fromkeys(r["source"] for r in rs)),
+        )
+    return out
+
+
+def choose(spec: str, data_names: set[str]) -> NoiseModel | None:
+    """The model a comparison uses: `spec` is 'auto' (the model of the results' dataset, or none),
+    'none', or a model's name."""
+    if spec == "none":
+        return None
+    known = models()
+    if spec == "auto":
+        fits = [m for m in known.values() if m.data in data_names]
+        return max(fits, key=lambda m: m.sd) if len(data_names) == 1 and fits else None
+    if spec not in known:
+        raise UserError(
+            f"--noise-model {spec!r}: no such model in {NOISE_FILE.name}; known are "
+            f"{', '.join(sorted(known))}, or 'auto' (the model of the results' dataset) and 'none'"
+        )
+    return known[spec]
+
+
+def same_environment(b: Any, c: Any) -> bool:
+    """Both sides provably ran in one environment: every row records the same host and the same
+    environment fingerprint (results then repeat to the bit). Rows without a host say nothing."""
+    cols = ("env.host", "env_fingerprint")
+    if any(col not in t.columns for t in (b, c) for col in cols):
+        return False
+    values = {tuple(str(v) for v in row) for t in (b, c) for row in t[list(cols)].itertuples(index=False)}
+    return len(values) == 1 and not any(v in ("None", "nan", "") for v in next(iter(values)))
