@@ -106,7 +106,9 @@ def test_committed_run_folders_are_named_by_their_configs_run_id() -> None:
     import yaml
 
     folders = sorted(p.parent for p in (ROOT / "results").glob("*/*/config.yaml"))
-    assert len(folders) >= 10
+    # the repository ships the finished runs of its long experiment (results/asppunet_claim: config.yaml
+    # and result.json of each), so this holds on a fresh clone, not only where runs were left behind
+    assert len(folders) >= 9, f"{len(folders)} run folders under {ROOT / 'results'}"
     for folder in folders:
         cfg = validate(yaml.safe_load((folder / "config.yaml").read_text()), source=str(folder))
         assert run_id(cfg) == folder.name, folder
