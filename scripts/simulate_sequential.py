@@ -32,6 +32,7 @@ from bench.verdicts.sequential import (  # noqa: E402
     EQUIVALENT,
     Design,
     decide_arrays,
+    draws,
     fixed_arrays,
     naive_arrays,
 )
@@ -46,26 +47,19 @@ SCENARIOS = [
 ]
 
 
-def draws(rng: np.random.Generator, sims: int, n: int, sd: float, shift: float, paired: bool
-          ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """(base, current) seeds: independent per-configuration noise of sd `sd`; the current side
-    shifted by `shift`. Paired designs pair them by seed (their difference has sd * sqrt(2))."""
-    return rng.normal(0.0, sd, (sims, n)), rng.normal(shift, sd, (sims, n))
-
-
 def scenario(design: Design, sd: float, paired: bool, sims: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     delta, n = design.delta, design.max_seeds
-    b0, c0 = draws(rng, sims, n, sd, 0.0, paired)
-    b1, c1 = draws(rng, sims, n, sd, delta, paired)
+    b0, c0 = draws(rng, sims, n, sd, 0.0)
+    b1, c1 = draws(rng, sims, n, sd, delta)
     null, alt = decide_arrays(design, b0, c0, paired=paired), decide_arrays(design, b1, c1, paired=paired)
     naive = naive_arrays(design, b0, c0, paired=paired, alpha=design.alpha)
     power = float(np.mean(alt.state == DIFFERENT))
     effect = delta / (sd * math.sqrt(2)) if paired else delta / sd
     solver = TTestPower() if paired else TTestIndPower()
     n_fix = int(math.ceil(float(solver.solve_power(effect_size=effect, alpha=design.alpha, power=min(power, 0.999)))))
-    fb0, fc0 = draws(rng, sims, n_fix, sd, 0.0, paired)
-    fb1, fc1 = draws(rng, sims, n_fix, sd, delta, paired)
+    fb0, fc0 = draws(rng, sims, n_fix, sd, 0.0)
+    fb1, fc1 = draws(rng, sims, n_fix, sd, delta)
     fixed_null = fixed_arrays(fb0, fc0, paired=paired, delta=delta, alpha=design.alpha)
     fixed_alt = fixed_arrays(fb1, fc1, paired=paired, delta=delta, alpha=design.alpha)
     asn = float(np.mean(alt.n))

@@ -281,6 +281,14 @@ def test_plan_on_the_baseline(cli) -> None:
     assert r["test"] == "paired" and r["sd"] == pytest.approx(sd) and r["difference"] == pytest.approx((b - a).mean())
     assert r["seeds_for_difference"] == stats.seeds_needed(2, sd, paired=True)
     assert r["detectable"] == pytest.approx(stats.detectable_difference(3, sd, paired=True))
+    from statsmodels.stats.power import TTestPower
+
+    n_fix = TTestPower().solve_power(effect_size=2 / sd, alpha=0.05, power=0.8, alternative="two-sided")
+    assert r["fixed_seeds"] == math.ceil(n_fix)  # the fixed design: two-sided test of 2 points at power 0.8
+    seq = r["sequential"]  # the --until-decided design, simulated at the measured spread
+    assert seq["max_seeds"] == math.ceil(1.25 * r["fixed_seeds"]) and seq["power"] >= 0.75
+    assert seq["expected_seeds"] <= r["fixed_seeds"] and 0 <= seq["saving"] < 1
+    assert "sequential (--until-decided)" in cli("plan", str(BASELINE), "--baseline", "arch=unet", "--delta", "2")[1]
     code, _, err = cli("plan", str(BASELINE), "--difference", "0")
     assert code == 2 and "--delta/--difference: '0'" in err
 

@@ -4,7 +4,10 @@ For every configuration against the first (the baseline) it reports the differen
 the spread the comparison sees (the sd of the per-seed differences where both ran the same
 seeds, as the paired test uses, else the pooled sd), the smallest difference the current seeds
 detect (one-sided t-test, `alpha`, `power`), and the seeds per configuration needed to detect a
-given difference and the measured one.
+given difference and the measured one. And, with the machinery `sweep --until-decided` runs
+(bench.verdicts.sequential), what deciding it would cost: the seeds a fixed design needs for the
+two-sided test of the difference at `power`, against the sequential design's power and expected
+seeds (simulated at the measured spread) when its max_seeds is 1.25 times that fixed n.
 """
 
 from __future__ import annotations
@@ -15,10 +18,45 @@ from typing import Any
 from bench.configure.config import is_experiment_key
 from bench.configure.naming import row_label
 from bench.errors import UserError
+from bench.sweep import DecideConfig
 from bench.verdicts import stats
 from bench.verdicts.gate import seed_miou
+from bench.verdicts.sequential import Design, simulate
 
 __all__ = ["plan"]
+
+SEQUENTIAL_INFLATION = 1.25  # the sequential design's max_seeds over the fixed design's n
+SIMULATED_UP_TO = 60  # fixed designs beyond this many seeds per side are not simulated
+SIMULATIONS = 2000  # comparisons per truth: Monte-Carlo error of a power near 0.8 is about 0.01
+
+
+def sequential_cost(difference: float, sd: float, *, paired: bool, alpha: float, power: float) -> dict[str, Any]:
+    """The fixed design's seeds per side for the two-sided test of `difference` at `power`, and the
+    sequential design's (a sweep's decide: defaults, max_seeds 1.25 times that n) simulated power
+    and expected seeds at `difference` and at none. `sd`: as the comparison sees it (the sd of
+    the per-seed differences where paired, else the pooled sd)."""
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    out: dict[str, Any] = {"fixed_seeds": None, "sequential": None}
+    if not sd or math.isnan(sd) or sd <= 0:
+        return out
+    solver = TTestPower() if paired else TTestIndPower()
+    n = solver.solve_power(effect_size=difference / sd, alpha=alpha, power=power, alternative="two-sided")
+    n_fix = max(2, int(math.ceil(float(n))))
+    out["fixed_seeds"] = n_fix
+    if n_fix > SIMULATED_UP_TO:
+        return out
+    d = DecideConfig(against="each-other")
+    design = Design(delta=difference, max_seeds=max(int(math.ceil(SEQUENTIAL_INFLATION * n_fix)), 4), first=3,
+                    wave=d.wave, alpha=alpha, spending=d.spending)  # fmt: skip
+    per_config = sd / math.sqrt(2) if paired else sd  # simulate() draws each configuration's seeds
+    sim = simulate(design, per_config, paired=paired, sims=SIMULATIONS)
+    out["sequential"] = {
+        "max_seeds": design.max_seeds, "power": sim.power, "expected_seeds": sim.expected_seeds,
+        "expected_seeds_null": sim.expected_seeds_null, "equivalent_null": sim.equivalent_null,
+        "saving": 1 - sim.expected_seeds / n_fix,
+    }  # fmt: skip
+    return out
 
 
 def plan(
@@ -72,6 +110,7 @@ def plan(
                 "seeds_for_measured": stats.seeds_needed(measured, sd, alpha=alpha, power=power, paired=paired)
                 if not math.isnan(sd) and measured
                 else None,
+                **sequential_cost(difference, sd, paired=paired, alpha=alpha, power=power),
             }
         )
 
@@ -81,17 +120,26 @@ def plan(
     def seeds(v: Any) -> str:
         return "> 1000" if v is None else str(v)
 
+    def sequential(r: dict[str, Any]) -> str:
+        q = r["sequential"]
+        if q is None:
+            return "-" if r["fixed_seeds"] is None else f"not simulated (fixed n > {SIMULATED_UP_TO})"
+        return (f"max {q['max_seeds']}, power {q['power']:.2f}: {q['expected_seeds']:.1f} at {difference:g} "
+                f"({100 * q['saving']:.0f}% fewer), {q['expected_seeds_null']:.1f} at 0")  # fmt: skip
+
     lines = [
         f"against {row_label(base.iloc[0], varying, empty='all')} ({len(b)} seeds); one-sided t-test, "
         f"alpha {alpha}, power {power}",
         "",
         f"| configuration | seeds | test | Δ mIoU measured | sd | detectable now | seeds for {difference:g} points "
-        "| seeds for the measured Δ |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        f"| seeds for the measured Δ | fixed design, two-sided, power {power} | sequential (--until-decided): "
+        "expected seeds per side |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in records:
         lines.append(
             f"| {r['configuration']} | {r['n']} | {r['test']} | {f(r['difference'], '+.2f')} | {f(r['sd'], '.2f')} | "
-            f"{f(r['detectable'], '.2f')} | {seeds(r['seeds_for_difference'])} | {seeds(r['seeds_for_measured'])} |"
+            f"{f(r['detectable'], '.2f')} | {seeds(r['seeds_for_difference'])} | {seeds(r['seeds_for_measured'])} | "
+            f"{seeds(r['fixed_seeds'])} | {sequential(r)} |"
         )
     return "\n".join(lines), records

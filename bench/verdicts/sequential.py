@@ -41,6 +41,8 @@ __all__ = [
     "decide_arrays",
     "fixed_arrays",
     "naive_arrays",
+    "simulate",
+    "Simulated",
 ]
 
 OPEN, DIFFERENT, EQUIVALENT, UNDECIDED = "open", "different", "equivalent", "undecided"
@@ -248,3 +250,36 @@ def naive_arrays(design: Design, base: np.ndarray, cur: np.ndarray, *, paired: b
         _, _, _, p, _ = _tests(base[:, :n], cur[:, :n], paired, design.delta)
         hit |= p < alpha
     return hit
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """A design's operating characteristics at one spread, by simulation of `decide_arrays`."""
+
+    power: float  # P(different) when the true difference is delta
+    expected_seeds: float  # seeds per side used on average when the true difference is delta
+    expected_seeds_null: float  # ... when there is no difference
+    equivalent_null: float  # P(equivalent) when there is no difference
+    false_different: float  # P(different) when there is no difference
+
+
+def draws(rng: np.random.Generator, sims: int, n: int, sd: float, shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """(base, current) seeds: independent per-configuration noise of sd `sd`, the current side
+    shifted by `shift`. A paired design pairs them by seed (their difference has sd * sqrt(2))."""
+    return rng.normal(0.0, sd, (sims, n)), rng.normal(shift, sd, (sims, n))
+
+
+def simulate(design: Design, sd: float, *, paired: bool, sims: int = 4000, seed: int = 0) -> Simulated:
+    """Run the design on `sims` simulated comparisons with no difference and `sims` with a true
+    difference of delta, each configuration's seeds normal with spread `sd` (mIoU points)."""
+    rng = np.random.default_rng(seed)
+    b0, c0 = draws(rng, sims, design.max_seeds, sd, 0.0)
+    b1, c1 = draws(rng, sims, design.max_seeds, sd, design.delta)
+    null, alt = decide_arrays(design, b0, c0, paired=paired), decide_arrays(design, b1, c1, paired=paired)
+    return Simulated(
+        power=float(np.mean(alt.state == DIFFERENT)),
+        expected_seeds=float(np.mean(alt.n)),
+        expected_seeds_null=float(np.mean(null.n)),
+        equivalent_null=float(np.mean(null.state == EQUIVALENT)),
+        false_different=float(np.mean(null.state == DIFFERENT)),
+    )
