@@ -97,6 +97,41 @@ def write_sweep(
     return path
 
 
+def deciding_sweep(folder: Path, *, launch: str, alpha: float = 0.05) -> Path:
+    """FOLDER/deciding.yaml: three configurations, two seeds as the first wave, max 3, deciding
+    each against the base (batch 1, lr 0.01). profile.batch does not touch training, so the
+    batch-2 configuration equals the base to the bit (equivalent at the first look); lr 0.011
+    trains differently (open at the first look where alpha leaves a 2-seed look no room)."""
+    path = folder / "deciding.yaml"
+    path.write_text(
+        "name: deciding\n"
+        "base:\n"
+        "  model: {arch: aspp_unet, width: 4}\n"
+        "  data: {size: [32, 32], count: 16, batch_size: 4}\n"
+        "  train: {epochs: 1}\n"
+        "  profile: {latency: false}\n"
+        "zip:\n"
+        "  - {profile.batch: [1, 2, 1], optim.lr: [0.01, 0.01, 0.011]}\n"
+        "seeds: [0, 1]\n"
+        f"decide: {{against: {{profile.batch: 1, optim.lr: 0.01}}, delta: 0.001, max_seeds: 3, wave: 1, "
+        f"alpha: {alpha}}}\n"
+        f"launch: {{{launch}}}\n"
+    )
+    return path
+
+
+def seeds_by_configuration(results: Path) -> dict[str, list[int]]:
+    """The deciding sweep's seeds per configuration, read from its run folders: 'base', 'batch2', 'lr'."""
+    import yaml
+
+    out: dict[str, list[int]] = {"base": [], "batch2": [], "lr": []}
+    for cfg in results.glob("*/config.yaml"):
+        c = yaml.safe_load(cfg.read_text())
+        batch, lr = c.get("profile", {}).get("batch", 1), c.get("optim", {}).get("lr")
+        out["batch2" if batch == 2 else "lr" if lr == 0.011 else "base"].append(c["train"]["seed"])
+    return {k: sorted(v) for k, v in out.items()}
+
+
 # The smallest run the command-line tests train: a width-4 network on 16 synthetic 32x32 images.
 TINY = ["model.width=4", "data.count=16", "data.size=[32,32]", "data.batch_size=4", "profile.latency=false"]
 

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import bench.commands.sweeps
 from bench.commands.sweeps import _wait
+from tests.fixtures import deciding_sweep, seeds_by_configuration
 
 
 def _cell(run_id: str, rates: str) -> SimpleNamespace:
@@ -38,46 +39,21 @@ def test_off_a_terminal_each_ending_cell_gets_a_line_and_the_watch_a_summary(mon
     assert summaries and "1 done" in summaries[0] and "1 running" in summaries[0] and "1 queued" in summaries[0], out
 
 
-DECIDING = """\
-name: deciding
-base:
-  model: {arch: aspp_unet, width: 4}
-  data: {size: [32, 32], count: 16, batch_size: 4}
-  train: {epochs: 1}
-  profile: {latency: false}
-zip:
-  - {profile.batch: [1, 2, 1], optim.lr: [0.01, 0.01, 0.011]}
-seeds: [0, 1]
-decide: {against: {profile.batch: 1, optim.lr: 0.01}, delta: 0.001, max_seeds: 3, wave: 1}
-launch: {executor: inline}
-"""
-
-
 def test_until_decided_adds_seeds_only_where_a_comparison_is_open(cli, tmp_path) -> None:
     """Three configurations, two seeds as the first wave, max 3. profile.batch does not touch
     training, so that configuration's runs equal the base's to the bit: equivalent at the first
     look, and it gets no third seed. The lr-0.011 one gets a third seed exactly when its comparison
     was still open after the first look; the base follows the open comparison."""
-    import yaml
-
-    spec = tmp_path / "deciding.yaml"
-    spec.write_text(DECIDING)
+    spec = deciding_sweep(tmp_path, launch="executor: inline")
     results = tmp_path / "results"
     code, out, err = cli("sweep", str(spec), "--results", str(results), "--until-decided")
     assert code == 0, out + err
-    seeds: dict[tuple, list[int]] = {}
-    for cfg in results.glob("*/config.yaml"):
-        c = yaml.safe_load(cfg.read_text())
-        key = (c.get("profile", {}).get("batch", 1), c.get("optim", {}).get("lr"))
-        seeds.setdefault(key, []).append(c["train"]["seed"])
-    batch2 = next(k for k in seeds if k[0] == 2)
-    lr = next(k for k in seeds if k[1] == 0.011)
-    base = next(k for k in seeds if k not in (batch2, lr))
-    assert sorted(seeds[batch2]) == [0, 1], seeds  # decided at the first look: no more seeds
+    seeds = seeds_by_configuration(results)
+    assert seeds["batch2"] == [0, 1], seeds  # decided at the first look: no more seeds
     first_look = out.split("look 2")[0]
     lr_open = "open:" in next(line for line in first_look.splitlines() if "optim.lr=0.011" in line)
-    assert sorted(seeds[lr]) == ([0, 1, 2] if lr_open else [0, 1]), out
-    assert sorted(seeds[base]) == sorted(seeds[lr]), seeds
+    assert seeds["lr"] == ([0, 1, 2] if lr_open else [0, 1]), out
+    assert seeds["base"] == seeds["lr"], seeds
     assert "equivalent within ±0.001" in out and "every comparison decided" in out, out
     # status says where each comparison stands, and a second launcher submits nothing (no seed twice)
     code, status, _ = cli("status", str(spec), "--results", str(results))

@@ -16,7 +16,7 @@ import pytest
 
 from bench.launch import cell_states
 from bench.sweep import expand, load_sweep
-from tests.fixtures import write_sweep
+from tests.fixtures import deciding_sweep, seeds_by_configuration, write_sweep
 
 pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,3 +211,26 @@ def test_preempted_two_task_slurm_job_resumes_to_the_weights_of_an_uninterrupted
     a = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "ref" / cell.run_id / "checkpoint.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_until_decided_submits_the_second_wave_only_for_the_open_comparison(cli, tmp_path) -> None:
+    """Two waves on Slurm: the first (seeds 0, 1 of three configurations) as one job array; at the
+    first look the batch-2 configuration is equivalent to the base (bit-equal runs) and the lr one
+    is open (alpha 0.001 leaves a 2-seed look no room to call it different), so the second wave
+    is seed 2 of the lr configuration and of the base, and nothing for the decided one."""
+    spec = deciding_sweep(
+        tmp_path, launch="executor: slurm, slurm_partition: debug, cpus_per_task: 1, timeout_min: 30", alpha=0.001
+    )
+    results = tmp_path / "results"
+    code, out, err = cli("sweep", str(spec), "--results", str(results), "--until-decided")
+    assert code == 0, out + err
+    first_look, rest = out.split("look 2", 1)
+    assert "wave 1: submitted 6 cell(s) (slurm)" in first_look, out
+    assert "open:" in next(ln for ln in first_look.splitlines() if "optim.lr=0.011" in ln), out
+    assert "equivalent" in next(ln for ln in first_look.splitlines() if "profile.batch=2" in ln), out
+    assert "wave 2: submitted 2 cell(s) (slurm)" in out, out
+    assert seeds_by_configuration(results) == {"base": [0, 1, 2], "batch2": [0, 1], "lr": [0, 1, 2]}
+    jobs = {json.loads(p.read_text())["job_id"].split("_")[0] for p in results.glob("*/job.json")}
+    assert len(jobs) == 2, jobs  # one Slurm job array per wave
+    code, again, _ = cli("sweep", str(spec), "--results", str(results), "--until-decided")
+    assert code == 0 and "submitted" not in again.split("look 1")[1].split("every comparison")[0], again
