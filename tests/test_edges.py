@@ -30,6 +30,19 @@ base:
 """
 
 
+def _local_sweep_with_a_run_folder(tmp_path: Path, name: str, grid: str = "") -> tuple:
+    """A tiny local sweep NAME and the (empty) run folder of its first cell: (file, results, cells, folder)."""
+    from bench.sweep import expand, load_sweep
+
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(f"name: {name}\n" + TINY_BASE + grid + "launch: {executor: local}\n")
+    results = tmp_path / "results"
+    cells = expand(load_sweep(spec))
+    run = results / cells[0].run_id
+    run.mkdir(parents=True)
+    return spec, results, cells, run
+
+
 def _tiny_run(cli, out: Path, *extra: str) -> None:
     """One finished 1-epoch run (width 4, eight 32x32 scenes) in `out`."""
     sets = ["model.width=4", "data.count=8", "data.size=[32,32]", "train.epochs=1", "profile.latency=false"]
@@ -372,14 +385,8 @@ DAMAGED_JOBS = {
 
 @pytest.mark.parametrize("damage", list(DAMAGED_JOBS))
 def test_a_damaged_job_record_is_reported_for_its_cell_and_never_resubmitted(cli, tmp_path, damage: str) -> None:
-    from bench.sweep import expand, load_sweep
 
-    spec = tmp_path / "d.yaml"
-    spec.write_text("name: d\n" + TINY_BASE + "grid: {model.rates: [[1], [2]]}\nlaunch: {executor: local}\n")
-    results = tmp_path / "results"
-    cells = expand(load_sweep(spec))
-    run = results / cells[0].run_id
-    run.mkdir(parents=True)
+    spec, results, cells, run = _local_sweep_with_a_run_folder(tmp_path, "d", "grid: {model.rates: [[1], [2]]}\n")
     (run / "job.json").write_text(DAMAGED_JOBS[damage])
     code, out, err = cli("status", str(spec), "--results", str(results))
     assert code == 0 and "Traceback" not in err, err
@@ -436,14 +443,8 @@ def test_a_local_pid_that_now_names_another_process_is_not_queued_forever(cli, t
     """After a reboot or pid reuse the recorded pid is alive but not the cell's chain."""
     from bench.launch import cell_states
     from bench.launch.states import process_start
-    from bench.sweep import expand, load_sweep
 
-    spec = tmp_path / "p.yaml"
-    spec.write_text("name: p\n" + TINY_BASE + "launch: {executor: local}\n")
-    results = tmp_path / "results"
-    cells = expand(load_sweep(spec))
-    run = results / cells[0].run_id
-    run.mkdir(parents=True)
+    spec, results, cells, run = _local_sweep_with_a_run_folder(tmp_path, "p")
     other = subprocess.Popen(["sleep", "60"])  # alive, and not a submitit chain
     try:
         for record in (

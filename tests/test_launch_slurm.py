@@ -54,6 +54,18 @@ def _wait_for_checkpoint(run: Path, timeout: float = 300) -> None:
     assert (run / "checkpoint.pt").is_file(), f"no periodic checkpoint in {run}"
 
 
+def _long_cell_checkpointed(cli, tmp_path: Path, name: str, rates: str) -> tuple:  # noqa: ANN001
+    """A one-cell sweep of 2000 epochs submitted to Slurm, once its first periodic checkpoint is
+    written: (sweep file, results folder, cell, run folder)."""
+    spec = _spec(tmp_path, name, rates, epochs=2000)
+    results = tmp_path / "results"
+    assert cli("sweep", str(spec), "--results", str(results))[0] == 0
+    (cell,) = expand(load_sweep(spec))
+    run = results / cell.run_id
+    _wait_for_checkpoint(run)
+    return spec, results, cell, run
+
+
 def _job(results: Path, cell) -> dict:
     return json.loads((results / cell.run_id / "job.json").read_text())
 
@@ -75,12 +87,7 @@ def test_four_cells_one_job_array_and_no_resubmission(cli, tmp_path) -> None:
 def test_preemption_requeues_and_resumes_from_checkpoint(cli, tmp_path) -> None:
     import submitit
 
-    spec = _spec(tmp_path, "preempt", "[[1]]", epochs=2000)
-    results = tmp_path / "results"
-    assert cli("sweep", str(spec), "--results", str(results))[0] == 0
-    (cell,) = expand(load_sweep(spec))
-    run = results / cell.run_id
-    _wait_for_checkpoint(run)
+    spec, results, cell, run = _long_cell_checkpointed(cli, tmp_path, "preempt", "[[1]]")
     job = _job(results, cell)
     submitit.SlurmJob(folder=job["folder"], job_id=job["job_id"])._interrupt()  # SIGTERM + USR2, as on preemption
     _wait([cell], results, timeout=540)
@@ -94,12 +101,7 @@ def test_preemption_requeues_and_resumes_from_checkpoint(cli, tmp_path) -> None:
 
 
 def test_cancelled_job_is_failed_and_retry_completes_it(cli, tmp_path) -> None:
-    spec = _spec(tmp_path, "cancel", "[[2]]", epochs=2000)
-    results = tmp_path / "results"
-    assert cli("sweep", str(spec), "--results", str(results))[0] == 0
-    (cell,) = expand(load_sweep(spec))
-    run = results / cell.run_id
-    _wait_for_checkpoint(run)
+    spec, results, cell, run = _long_cell_checkpointed(cli, tmp_path, "cancel", "[[2]]")
     subprocess.run(["scancel", _job(results, cell)["job_id"]], check=True)
     (state,) = _wait([cell], results, states=("failed",), timeout=120)
     code, out, _ = cli("status", str(spec), "--results", str(results))
