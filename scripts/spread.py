@@ -29,6 +29,14 @@ from bench.results.table import load_table  # noqa: E402
 from bench.verdicts.noise import NOISE_FILE  # noqa: E402
 
 
+def _is_report_table(path: str) -> bool:
+    """A report's main_table.csv: one row per configuration, named by its `cell` label, no run_id."""
+    if not path.endswith(".csv") or not Path(path).is_file():
+        return False
+    head = pd.read_csv(path, nrows=0).columns
+    return "cell" in head and "run_id" not in head
+
+
 def _report_pairs(first: str, second: str) -> list[tuple[str, int, float, float]]:
     """(label, seed, first, second) of two reports' main tables of one-seed grids, by cell label."""
     a, b = pd.read_csv(first), pd.read_csv(second)
@@ -45,9 +53,10 @@ def main() -> int:
     p.add_argument("--source", default="", help="what ran where and when, for the noise file")
     p.add_argument("--data", help="the dataset (data.name) of two reports' main tables, which do not record it")
     args = p.parse_args()
-    if args.noise and args.first.endswith("main_table.csv") and not args.data:
+    reports = _is_report_table(args.first) and _is_report_table(args.second)
+    if args.noise and reports and not args.data:
         p.error("--noise with two reports' main tables needs --data (their dataset, e.g. synthetic)")
-    if args.first.endswith("main_table.csv"):
+    if reports:
         pairs = _report_pairs(args.first, args.second)
         changes = [s - f for _, _, f, s in pairs]
         for label, _, f, s in pairs:
