@@ -42,18 +42,17 @@ def test_off_a_terminal_each_ending_cell_gets_a_line_and_the_watch_a_summary(mon
 def test_until_decided_adds_seeds_only_where_a_comparison_is_open(cli, tmp_path) -> None:
     """Three configurations, two seeds as the first wave, max 3. profile.batch does not touch
     training, so that configuration's runs equal the base's to the bit: equivalent at the first
-    look, and it gets no third seed. The lr-0.011 one gets a third seed exactly when its comparison
-    was still open after the first look; the base follows the open comparison."""
-    spec = deciding_sweep(tmp_path, launch="executor: inline")
+    look, and it gets no third seed. The lr-0.011 one is still open there (alpha 0.001 leaves a
+    2-seed look no room to call it different), so it gets a third seed, and the base with it."""
+    spec = deciding_sweep(tmp_path, launch="executor: inline", alpha=0.001)
     results = tmp_path / "results"
     code, out, err = cli("sweep", str(spec), "--results", str(results), "--until-decided")
     assert code == 0, out + err
     seeds = seeds_by_configuration(results)
     assert seeds["batch2"] == [0, 1], seeds  # decided at the first look: no more seeds
-    first_look = out.split("look 2")[0]
-    lr_open = "open:" in next(line for line in first_look.splitlines() if "optim.lr=0.011" in line)
-    assert seeds["lr"] == ([0, 1, 2] if lr_open else [0, 1]), out
-    assert seeds["base"] == seeds["lr"], seeds
+    first_look = out.split("look 2:")[1].split("look 3:")[0]  # look 1 is before any run finished
+    assert "open:" in next(line for line in first_look.splitlines() if "optim.lr=0.011" in line), out
+    assert seeds["lr"] == [0, 1, 2] and seeds["base"] == [0, 1, 2], seeds
     assert "equivalent within ±0.001" in out and "every comparison decided" in out, out
     # status says where each comparison stands, and a second launcher submits nothing (no seed twice)
     code, status, _ = cli("status", str(spec), "--results", str(results))

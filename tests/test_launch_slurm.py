@@ -226,11 +226,12 @@ def test_until_decided_submits_the_second_wave_only_for_the_open_comparison(cli,
     results = tmp_path / "results"
     code, out, err = cli("sweep", str(spec), "--results", str(results), "--until-decided")
     assert code == 0, out + err
-    first_look, rest = out.split("look 2", 1)
-    assert "wave 1: submitted 6 cell(s) (slurm)" in first_look, out
+    before, after_first = out.split("look 2:", 1)  # look 1 is taken before any run: it submits the first wave
+    first_look = after_first.split("look 3:")[0]  # the first look at finished runs, and the wave it submits
+    assert "wave 1: submitted 6 cell(s) (slurm)" in before, out
     assert "open:" in next(ln for ln in first_look.splitlines() if "optim.lr=0.011" in ln), out
     assert "equivalent" in next(ln for ln in first_look.splitlines() if "profile.batch=2" in ln), out
-    assert "wave 2: submitted 2 cell(s) (slurm)" in out, out
+    assert "wave 2: submitted 2 cell(s) (slurm)" in first_look, out
     assert seeds_by_configuration(results) == {"base": [0, 1, 2], "batch2": [0, 1], "lr": [0, 1, 2]}
     jobs = {json.loads(p.read_text())["job_id"].split("_")[0] for p in results.glob("*/job.json")}
     assert len(jobs) == 2, jobs  # one Slurm job array per wave
