@@ -53,6 +53,18 @@ def test_until_decided_adds_seeds_only_where_a_comparison_is_open(cli, tmp_path)
     first_look = out.split("look 2:")[1].split("look 3:")[0]  # look 1 is before any run finished
     assert "open:" in next(line for line in first_look.splitlines() if "optim.lr=0.011" in line), out
     assert seeds["lr"] == [0, 1, 2] and seeds["base"] == [0, 1, 2], seeds
+    # the report of such a sweep says each comparison's verdict, seeds, interval and P(improvement)
+    rep = tmp_path / "rep"
+    code, _, err = cli("report", str(results), "--out", str(rep), "--sweep", str(spec), "--format", "md,tex")
+    assert code == 0, err
+    md = (rep / "README.md").read_text()
+    table = md.split("## Decisions")[1].split("\n## ")[0]
+    batch2 = [c.strip() for c in next(ln for ln in table.splitlines() if "batch=2," in ln).strip("|").split("|")]
+    lr = [c.strip() for c in next(ln for ln in table.splitlines() if "lr=0.011" in ln).strip("|").split("|")]
+    assert batch2[2:] == ["equivalent within ±0.001", "2", "+0.00 [+0.00, +0.00]", "0.50 (0.50–0.50)"], batch2
+    assert lr[2:4] == ["undecided at max_seeds", "3"], lr
+    assert "Lan-DeMets spending hsd:-2, alpha 0.001, Bonferroni over 2" in table
+    assert (rep / "decisions.tex").is_file()
     assert "equivalent within ±0.001" in out and "every comparison decided" in out, out
     # status says where each comparison stands, and a second launcher submits nothing (no seed twice)
     code, status, _ = cli("status", str(spec), "--results", str(results))

@@ -17,6 +17,7 @@ from bench.errors import UserError
 from bench.files import atomic_path, atomic_write_text
 from bench.report import figures
 from bench.report.captions import protocol_caption, protocol_note
+from bench.report.decisions import decisions
 from bench.report.latex import compile_pdf, latex_tables, pdflatex, tex_document, tex_escape
 from bench.report.papers import paper_vs_measured, reference_table
 from bench.report.tables import display_frame, factor_axes, main_table, markdown, per_class
@@ -94,7 +95,7 @@ def build_report(
     nm = _Names(name, _slug(name), protocol_caption(df, axes), factor_names(axes), axes)
     main, main_labels = _main_part(t, df, res, nm, notes)
     pc = per_class(df, t, axes)
-    parts = [main, *_paper_parts(t, manifest, nm), *_per_class_parts(t, pc, nm)]
+    parts = [main, *_decision_parts(df, sweep, nm), *_paper_parts(t, manifest, nm), *_per_class_parts(t, pc, nm)]
     if skipped:
         parts.append(_Part(["## Skipped run folders", ""] + [f"- `{p}`: {why}" for p, why in skipped] + [""]))
     written: list[Path] = []
@@ -180,6 +181,19 @@ def _main_part(t: pd.DataFrame, df: pd.DataFrame, res: Path, nm: _Names, notes: 
     cap = tex_escape(f"{nm.report}. {nm.protocol} {note}")
     tex, labels, width = latex_tables(tex_disp, tex_bold, cap, f"tab:{nm.slug}-main", ids, left=len(ids))
     return _Part(md, "main", tex, width), labels
+
+
+def _decision_parts(df: pd.DataFrame, sweep: str | Path | None, nm: _Names) -> list[_Part]:
+    """The declared comparisons' verdicts, where the sweep file is given and has a decide: section."""
+    made = decisions(load_sweep(sweep), df, source=str(sweep)) if sweep else None
+    if made is None:
+        return []
+    table, caption = made
+    md = ["## Decisions", "", caption, "", markdown(table, left=3), ""]
+    tdisp = table.map(tex_escape).rename(columns=tex_escape)
+    cap = tex_escape(f"{nm.report}: {caption} {nm.protocol}")
+    body, _, w = latex_tables(tdisp, None, cap, f"tab:{nm.slug}-decisions", list(tdisp.columns[:2]), left=3)
+    return [_Part(md, "decisions", body, w)]
 
 
 def _paper_parts(t: pd.DataFrame, manifest: dict[str, Any], nm: _Names) -> list[_Part]:
