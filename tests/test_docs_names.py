@@ -153,3 +153,66 @@ def test_tests_mirror_bench() -> None:
     tests = {p.stem for p in (ROOT / "tests").glob("test_*.py")}
     missing = sorted(u for u in parts if not any(t == f"test_{u}" or t.startswith(f"test_{u}_") for t in tests))
     assert not missing, f"parts of bench/ without a test module named for them: {missing}"
+
+
+def _bench_imports(path: Path, modules: set[str]) -> tuple[set[str], list[str]]:
+    """(the bench modules PATH imports at module level, the bench imports it makes inside functions)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    local = {
+        id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef) for n in ast.walk(f)
+    }
+    top, inner = set(), []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "bench":
+            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                     for a in node.names]  # fmt: skip
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.split(".")[0] == "bench"]
+        if names and id(node) in local:
+            inner += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names]
+        elif names:
+            top |= set(names)
+    return top, inner
+
+
+def test_every_bench_import_is_at_module_level_and_none_runs_in_a_circle() -> None:
+    """A file's head states what it depends on: no bench import inside a function (the CLI's one
+    deferral goes through importlib, documented in the layout page), and the module graph has no
+    circle, so the layout reads as one direction of flow."""
+    files = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in (ROOT / "bench").rglob("*.py")
+    }
+    graph, inner = {}, []
+    for mod, path in files.items():
+        top, local = _bench_imports(path, set(files))
+        graph[mod] = {t for t in top if t in files and t != mod}
+        inner += local
+    assert not inner, f"bench imports inside functions (move them to the file's head): {inner}"
+    assert _circle(graph) is None, f"import circle: {' -> '.join(_circle(graph) or [])}"
+    assert _circle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]  # the check can fail
+
+
+def _circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A circle of the import graph (module -> the modules it imports), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(mod: str, path: list[str]) -> list[str] | None:
+        state[mod] = 1
+        for dep in sorted(graph[mod]):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            found = visit(dep, [*path, dep]) if dep not in state else None
+            if found:
+                return found
+        state[mod] = 2
+        return None
+
+    for mod in sorted(graph):
+        found = visit(mod, [mod]) if mod not in state else None
+        if found:
+            return found
+    return None
