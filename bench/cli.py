@@ -119,6 +119,23 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=_lazy("inspect", "cmd_profile"))
 
+    rf = sub.add_parser(
+        "receptive", help="theoretical receptive field, coverage/gridding and effective receptive field of a network"
+    )
+    rf.add_argument("arch", help="architecture name (see 'aspp-bench models'; with --checkpoint, the run's)")
+    _add_set(rf, "config overrides, e.g. 'model.rates=[6,12,18]'; with --checkpoint only data.* keys")
+    rf.add_argument("--input", required=True, help="input shape CxHxW for the theoretical field, e.g. 3x90x120")
+    rf.add_argument("--checkpoint", help="a run folder's checkpoint.pt: the effective field of the trained network")
+    rf.add_argument(
+        "--images",
+        type=_count(0, 100000),
+        default=None,
+        help="images of the validation split for the effective field (default 32 with --checkpoint, else 0)",
+    )
+    rf.add_argument("--figure", help="write the effective field's heat map here (.png, with a .pdf beside it)")
+    rf.add_argument("--json", action="store_true")
+    rf.set_defaults(func=_lazy("inspect", "cmd_receptive"))
+
     tr = sub.add_parser("train", help="train and evaluate one configuration into a run folder (resumes)")
     tr.add_argument("config", nargs="?", help="YAML file with the differences from the defaults")
     _add_set(tr, "config overrides (YAML values), e.g. --set train.amp=bf16 train.channels_last=true")

@@ -1,18 +1,25 @@
-"""`models`, `config`, `profile`: what the registries hold, what a config resolves to, what a
-network costs."""
+"""`models`, `config`, `profile`, `receptive`: what the registries hold, what a config resolves
+to, what a network costs, how far its output pixels see."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+import torch
+
 from bench.configure.config import load_run_config
 from bench.configure.identity import NOT_IDENTITY, resolve, run_id
 from bench.configure.listings import field_rows, registry_listing
+from bench.data import build_dataset, eval_split, load_split
 from bench.errors import UserError
 from bench.models import build_model
 from bench.models.context import context_option_defaults
 from bench.profile import ProfileSpec, check_spec, parse_input, profile_model
+from bench.profile.receptive import EffectiveField, ReceptiveField, effective_field, receptive_field
+from bench.report.figures import erf_heatmap
+from bench.run.checkpoint import seed_everything
+from bench.run.evaluate import checkpoint_config, checkpoint_model
 from bench.run.resources import bf16_problem, check_inference_memory
 from bench.run.threads import plan_threads
 
@@ -140,4 +147,64 @@ def format_profile(r: dict) -> str:
                 f"  efficiency    {r['achieved_gflops_s']:.1f} GFLOP/s achieved of a measured "
                 f"{r['peak_gflops_s']:.1f} GFLOP/s matmul peak ({100 * r['efficiency']:.1f}%)"
             )
+    return "\n".join(lines)
+
+
+def cmd_receptive(args: argparse.Namespace) -> int:
+    """The theoretical field of the centre output pixel at --input; with --images, the effective
+    field over that many validation images (at initialisation, and trained with --checkpoint)."""
+    shape = parse_input(args.input)
+    if args.checkpoint:
+        cfg, state, _ = checkpoint_config(args.checkpoint, args.set)
+        if cfg.model.arch != args.arch:
+            raise UserError(f"{args.checkpoint}: a run of {cfg.model.arch}, not {args.arch}; name its architecture")
+        trained = checkpoint_model(cfg, state, args.checkpoint)
+    else:
+        cfg, trained = load_run_config(None, [f"model.arch={args.arch}", *args.set]), None
+    check_inference_memory(cfg.model, (1, *shape), source=f"--input {args.input}")
+    seed_everything(cfg.train.seed)  # the initial weights are the run's seed's
+    init = build_model(cfg.model.arch, **cfg.model.knobs())
+    torch.set_num_threads(plan_threads(None).threads)
+    theory = receptive_field(init, shape)
+    n = args.images if args.images is not None else (32 if args.checkpoint else 0)
+    erf: dict[str, EffectiveField] = {}
+    if n:
+        split = eval_split(cfg.data.split)
+        data = build_dataset(load_split(cfg.data, split), train=False)
+        images = torch.stack([data[i][0] for i in range(min(n, len(data)))])
+        erf["initialisation"] = effective_field(init, images)
+        if trained is not None:
+            erf["trained"] = effective_field(trained, images)
+        where = f"{len(images)} {split} images of {cfg.data.name} at {'x'.join(map(str, cfg.data.size))}"
+    if args.figure and erf:
+        erf_heatmap(erf, theory, args.figure, title=f"{cfg.model.arch}: {where}")
+    record = {"arch": cfg.model.arch, "model": cfg.model.model_dump(), **theory.as_dict(), **theory.record(),
+              "effective": {k: {**e.record(theory.local), "centre": e.centre, "where": where} for k, e in erf.items()}}
+    if args.json:
+        print(json.dumps(record, indent=2, default=str))
+    else:
+        print(format_receptive(cfg.model.arch, theory, erf, where if erf else ""))
+    return 0
+
+
+def format_receptive(arch: str, t: ReceptiveField, erf: dict[str, EffectiveField], where: str) -> str:
+    """The fields in words, each with its unit and what it means."""
+
+    def box(f) -> str:  # noqa: ANN001
+        holes = f", coverage {f.coverage:.3f}" + (" (holes: gridding)" if f.holes else " (no holes)")
+        return f"{f.height} x {f.width} px{holes}" + (" [clipped by the input: the field is larger]" if f.clipped
+                                                        else "")  # fmt: skip
+
+    lines = [f"{arch} at {'x'.join(map(str, t.input))}, centre output pixel {t.centre}:"]
+    if t.global_pooling:
+        lines.append(f"  theoretical field   the whole image (global pooling); without it: {box(t.local)}")
+    else:
+        lines.append(f"  theoretical field   {box(t.local)}")
+    for name, f in t.branches.items():
+        lines.append(f"    branch {name}: {box(f)}")
+    for k, e in erf.items():
+        ratio = e.record(t.local).get("erf_ratio")
+        lines.append(f"  effective field, {k} ({where}): radius holding 50% of the gradient mass {e.r50:.1f} px, "
+                     f"90% {e.r90:.1f} px, 99% {e.r99:.1f} px"
+                     + (f"; 90% diameter / theoretical extent {ratio:.2f}" if ratio else ""))  # fmt: skip
     return "\n".join(lines)

@@ -188,6 +188,37 @@ def _err(mid: float, low: float, high: float) -> Any:
     return [[max(mid - low, 0.0)], [max(high - mid, 0.0)]]
 
 
+def erf_heatmap(erf: dict[str, Any], theory: Any, path: str | Path, *, title: str) -> Path:
+    """The effective receptive field(s) as heat maps (mean |gradient| of the centre output pixel,
+    each normalised to its maximum), with the discs holding 50/90/99% of the mass and the
+    theoretical field's box (global pooling left out). Returns the PNG written (a PDF beside it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle, Rectangle
+
+    fig, axes = plt.subplots(1, len(erf), figsize=(4.2 * len(erf) + 0.6, 4.2), squeeze=False)
+    for ax, (name, e) in zip(axes[0], erf.items(), strict=True):
+        heat = e.heat.numpy()
+        im = ax.imshow(heat / max(float(heat.max()), 1e-30), cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+        cy, cx = e.centre
+        for r, style in ((e.r50, ":"), (e.r90, "--"), (e.r99, "-")):
+            ax.add_patch(Circle((cx, cy), r, fill=False, color="cyan", lw=1.0, ls=style))
+        f = theory.local
+        ax.add_patch(Rectangle((cx - (f.width - 1) / 2, cy - (f.height - 1) / 2), f.width, f.height, fill=False,
+                               color="white", lw=0.8))  # fmt: skip
+        ax.set_title(f"{name}: r50 {e.r50:.1f}, r90 {e.r90:.1f}, r99 {e.r99:.1f} px", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=list(axes[0]), fraction=0.03, label="mean |gradient| / max")
+    fig.suptitle(title + "\ndiscs: 50% (dotted), 90% (dashed), 99% (solid) of the gradient mass; "
+                 "box: theoretical field without global pooling", fontsize=8)  # fmt: skip
+    out = Path(path).with_suffix("")
+    save_figure(fig, out)
+    return out.with_suffix(".png")
+
+
 def make_all(
     t: Any, df: Any, axes: list[str], outdir: Path, *, results: Path | None = None, per_class: Any = None
 ) -> tuple[list[Figure], list[str]]:

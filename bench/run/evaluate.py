@@ -23,7 +23,7 @@ from bench.run.checkpoint import read_checkpoint
 from bench.run.device import autocast, resolve_device
 from bench.run.threads import plan_threads
 
-__all__ = ["evaluate_checkpoint", "evaluate_model", "main_logits"]
+__all__ = ["checkpoint_config", "checkpoint_model", "evaluate_checkpoint", "evaluate_model", "main_logits"]
 
 
 def main_logits(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
@@ -68,15 +68,11 @@ def evaluate_model(
 RESOLUTIONS = ("data", "label")
 
 
-def evaluate_checkpoint(
-    checkpoint: str | Path, sets: list[str] | None = None, *, resolution: str = "data"
-) -> dict[str, Any]:
-    """Score a run's checkpoint. Without `data.split` in `sets`, on the split the run was
-    validated on (val, or test for a run trained on val). `resolution`: `data` scores at
-    `data.size` (as the run validated), `label` upsamples the logits to each annotation's own
-    size and scores there (as the papers report)."""
-    if resolution not in RESOLUTIONS:
-        raise UserError(f"--resolution {resolution!r}: allowed are {', '.join(RESOLUTIONS)}")
+def checkpoint_config(checkpoint: str | Path, sets: list[str] | None = None) -> tuple[Any, dict[str, Any], str]:
+    """(the run's config with `data.*` overrides, the checkpoint's state, what was given) of a run
+    folder's checkpoint, checked: the config beside it must be the one it was trained with, and
+    the dataset as configured must have the classes the model was trained for. Without
+    `data.split` the split the run was validated on."""
     ckpt = Path(checkpoint)
     if not ckpt.is_file():
         raise UserError(f"{ckpt}: checkpoint not found (a run folder's checkpoint.pt)")
@@ -95,7 +91,9 @@ def evaluate_checkpoint(
     overrides = dict(parse_set(s) for s in sets or [])
     bad = [k for k in overrides if not k.startswith("data.")]
     if bad:
-        raise UserError(f"--set {bad[0]}: evaluate takes data.* overrides only (the model is the checkpoint's)")
+        raise UserError(
+            f"--set {bad[0]}: with a checkpoint only data.* overrides are taken (the model is the checkpoint's)"
+        )
     given = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "no --set"
     if "data.split" not in overrides:
         overrides["data.split"] = eval_split(trained.data.split)
@@ -109,19 +107,38 @@ def evaluate_checkpoint(
             f"has {classes} classes, the model was trained for {cfg.model.num_classes}; evaluate with the protocol "
             "it was trained on (e.g. the same data.void_as_class)"
         )
-    split = load_split(cfg.data, cfg.data.split, native_masks=resolution == "label")
-    device = resolve_device(cfg.train.device)
-    threads = plan_threads(None).threads if device.type == "cpu" else None  # every usable CPU (bench.run.threads)
-    if threads:
-        torch.set_num_threads(threads)
+    return cfg, state, given
+
+
+def checkpoint_model(cfg: Any, state: dict[str, Any], ckpt: str | Path) -> nn.Module:
+    """The run's network with the checkpoint's weights (a clear error where they do not fit)."""
     model = build_model(cfg.model.arch, **cfg.model.knobs())
     try:
         model.load_state_dict(state["model"] if "model" in state else state)
     except (RuntimeError, KeyError, TypeError) as e:
         raise UserError(
-            f"{ckpt}: its weights do not fit {cfg.model.arch} as {cfg_path} configures it ({str(e)[:300]})"
+            f"{ckpt}: its weights do not fit {cfg.model.arch} as its config.yaml configures it ({str(e)[:300]})"
         ) from None
-    model = model.to(device)
+    return model
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path, sets: list[str] | None = None, *, resolution: str = "data"
+) -> dict[str, Any]:
+    """Score a run's checkpoint. Without `data.split` in `sets`, on the split the run was
+    validated on (val, or test for a run trained on val). `resolution`: `data` scores at
+    `data.size` (as the run validated), `label` upsamples the logits to each annotation's own
+    size and scores there (as the papers report)."""
+    if resolution not in RESOLUTIONS:
+        raise UserError(f"--resolution {resolution!r}: allowed are {', '.join(RESOLUTIONS)}")
+    ckpt = Path(checkpoint)
+    cfg, state, given = checkpoint_config(ckpt, sets)
+    split = load_split(cfg.data, cfg.data.split, native_masks=resolution == "label")
+    device = resolve_device(cfg.train.device)
+    threads = plan_threads(None).threads if device.type == "cpu" else None  # every usable CPU (bench.run.threads)
+    if threads:
+        torch.set_num_threads(threads)
+    model = checkpoint_model(cfg, state, ckpt).to(device)
     if resolution == "label" and split.native_masks is not None:
         metrics = _evaluate_at_label_size(model, split, cfg, device)
         scored_at = "each annotation's own size (logits upsampled bilinearly)"
