@@ -27,6 +27,9 @@ def test_train_writes_run_folder_and_is_idempotent(cli, tmp_path) -> None:
     assert set(r["metrics"]["iou"]) == {"background", "disk", "square", "triangle", "ring", "cross"}
     assert r["profile"]["params"] > 0 and r["profile"]["gmacs"] > 0 and r["train"]["images_per_s"] > 0
     assert "size_iou" in r["metrics"] and r["env"]["torch"]
+    prof = r["profile"]  # the receptive fields, with the profile: theoretical at 32x32, effective over val images
+    assert prof["rf_local_height"] > 1 and 0 < prof["rf_coverage"] <= 1 and prof["erf_images"] == 16
+    assert 0 < prof["erf_r50"] <= prof["erf_r90"] <= prof["erf_r99"] and "rf_error" not in prof
     mtime = (out / "result.json").stat().st_mtime_ns
     code, stdout, _ = cli("train", "--out", str(out), "--set", "train.epochs=1", *TINY)
     assert code == 0 and "finished" in stdout and (out / "result.json").stat().st_mtime_ns == mtime

@@ -178,8 +178,13 @@ def cmd_receptive(args: argparse.Namespace) -> int:
         where = f"{len(images)} {split} images of {cfg.data.name} at {'x'.join(map(str, cfg.data.size))}"
     if args.figure and erf:
         erf_heatmap(erf, theory, args.figure, title=f"{cfg.model.arch}: {where}")
-    record = {"arch": cfg.model.arch, "model": cfg.model.model_dump(), **theory.as_dict(), **theory.record(),
-              "effective": {k: {**e.record(theory.local), "centre": e.centre, "where": where} for k, e in erf.items()}}
+    record = {
+        "arch": cfg.model.arch,
+        "model": cfg.model.model_dump(),
+        **theory.as_dict(),
+        **theory.record(),
+        "effective": {k: {**e.record(theory.local), "centre": e.centre, "where": where} for k, e in erf.items()},
+    }
     if args.json:
         print(json.dumps(record, indent=2, default=str))
     else:

@@ -144,6 +144,9 @@ class ProfileConfig(_Frozen):
     batch: int = Field(1, ge=1, le=4096)
     latency: bool = True
     threads: int | None = Field(None, ge=1, le=1024)
+    # the theoretical receptive field at profile.input and the trained network's effective field
+    # over 16 validation images (bench.profile.receptive), recorded with the profile
+    receptive: bool = True
 
 
 class RunConfig(_Frozen):

@@ -64,6 +64,7 @@ ADDED_LATER = {
     ("train", "compile"): False,
     ("train", "sync_bn"): True,
     ("model", "context_options"): None,
+    ("profile", "receptive"): True,
 }
 # Values renamed after identities were first written: hashed under their first spelling, so a
 # run_id written before the rename stays the run's id (train.amp fp32 was spelled `none`).

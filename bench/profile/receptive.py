@@ -34,7 +34,18 @@ from torch.overrides import TorchFunctionMode
 
 from bench.models.context import ASPP, ParallelASPP
 
-__all__ = ["EffectiveField", "Field", "ReceptiveField", "effective_field", "receptive_field", "support"]
+__all__ = [
+    "ERF_IMAGES",
+    "EffectiveField",
+    "Field",
+    "ReceptiveField",
+    "effective_field",
+    "receptive_field",
+    "receptive_record",
+    "support",
+]
+
+ERF_IMAGES = 16  # validation images a run's effective field is averaged over
 
 MASS = (0.5, 0.9, 0.99)  # the effective field's radii hold these fractions of the gradient mass
 
@@ -146,7 +157,8 @@ def support(model: nn.Module, input: tuple[int, int, int], *, drop_global: bool 
     float64 model. `silence`: modules whose outputs are set to zero (branches left out)."""
     hooks = [m.register_forward_hook(lambda _m, _i, o: o * 0.0) for m in silence]
     try:
-        x = torch.ones(1, *input, dtype=torch.float64, requires_grad=True)
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        x = torch.ones(1, *input, dtype=torch.float64, device=device, requires_grad=True)
         with _Support(drop_global):
             y = _output(model(x))
         cy, cx = (y.shape[-2] - 1) // 2, (y.shape[-1] - 1) // 2
@@ -154,7 +166,7 @@ def support(model: nn.Module, input: tuple[int, int, int], *, drop_global: bool 
     finally:
         for h in hooks:
             h.remove()
-    return (x.grad[0].abs().sum(0) > 0), (cy, cx)
+    return (x.grad[0].abs().sum(0) > 0).cpu(), (cy, cx)
 
 
 def _field(s: torch.Tensor) -> Field:
@@ -238,14 +250,15 @@ def effective_field(model: nn.Module, images: torch.Tensor) -> EffectiveField:
     if len(images) == 0:
         raise ValueError("effective_field needs at least one image")
     model = model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     heat = None
     centre = (0, 0)
     for img in images:
-        x = img.unsqueeze(0).float().clone().requires_grad_(True)
+        x = img.unsqueeze(0).float().to(device).clone().requires_grad_(True)
         y = _output(model(x))
         centre = ((y.shape[-2] - 1) // 2, (y.shape[-1] - 1) // 2)
         y[0, :, centre[0], centre[1]].sum().backward()
-        g = x.grad[0].abs().sum(0).double()
+        g = x.grad[0].abs().sum(0).double().cpu()
         heat = g if heat is None else heat + g
         model.zero_grad(set_to_none=True)
     heat = heat / len(images)
@@ -259,3 +272,17 @@ def effective_field(model: nn.Module, images: torch.Tensor) -> EffectiveField:
     total = float(mass[-1]) or 1.0
     radii = [float(dist[order][int(torch.searchsorted(mass, q * total))]) for q in MASS]
     return EffectiveField(len(images), (cy, cx), *radii, heat.float())
+
+
+def receptive_record(model: nn.Module, input: tuple[int, int, int], images: torch.Tensor | None) -> dict[str, Any]:
+    """What a run records with its profile: the theoretical field at `input` and, over `images`
+    (validation images), the trained network's effective field. An analysis that fails is
+    recorded as `rf_error` instead: the run it belongs to has finished and is kept."""
+    try:
+        theory = receptive_field(model, input, branches=False)
+        out = theory.record()
+        if images is not None and len(images):
+            out.update(effective_field(model, images).record(theory.local))
+        return out
+    except Exception as e:  # noqa: BLE001 - a finished run is never lost to its analysis
+        return {"rf_error": f"{type(e).__name__}: {e}"[:300]}

@@ -29,6 +29,8 @@ __all__ = ["RunIndex", "collect", "config_from_row", "load_table", "read_manifes
 METRIC_COLUMNS = ("miou", "pixel_acc", "mean_class_acc", "fw_iou", "macro_f1", "mean_dice")
 
 
+RECEPTIVE_COLUMNS = ("rf_height", "rf_width", "rf_global", "rf_local_height", "rf_local_width", "rf_coverage",
+                     "rf_holes", "rf_clipped", "erf_images", "erf_r50", "erf_r90", "erf_r99", "erf_ratio")  # fmt: skip
 PROFILE_COLUMNS = (
     "params",
     "params_m",
@@ -43,6 +45,7 @@ PROFILE_COLUMNS = (
     "peak_gflops_s",
     "efficiency",
     "busy",
+    *RECEPTIVE_COLUMNS,
 )
 
 

@@ -26,6 +26,7 @@ from bench.losses import run_loss
 from bench.models import build_model
 from bench.optim import make_optimizer, make_scheduler
 from bench.profile import ProfileSpec, environment, profile_model
+from bench.profile.receptive import ERF_IMAGES, receptive_record
 from bench.results.folders import (
     CHECKPOINT,
     CONFIG,
@@ -170,6 +171,10 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
         if not world.main:  # rank 0 profiles once, on one device, and writes the result
             return {"status": fit["status"], "run_id": rid, "metrics": fit["metrics"], "rank": world.rank}
     result = _result(cfg, rid, fit, trainer, device, world, threads, train_data.class_names)
+    if result["profile"] and cfg.profile.receptive:  # a finished run's receptive fields, with its profile
+        images = build_dataset(val_data, train=False)
+        first = torch.stack([images[i][0] for i in range(min(ERF_IMAGES, len(images)))])
+        result["profile"].update(receptive_record(_deployed(cfg, trainer, device, world), _profile_input(cfg), first))
     result["wall_seconds"] = time.time() - started
     write_json(out / RESULT, result)
     m = fit["metrics"]
@@ -182,6 +187,19 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
     else:
         log.info(f"{fit['status']} after {fit['train']['iterations']} iterations")
     return result
+
+
+def _deployed(cfg: RunConfig, trainer: Trainer, device: torch.device, world: World) -> torch.nn.Module:
+    """The trained network as it is deployed: plain batch norm where it trained with synchronised."""
+    if world.distributed and cfg.train.sync_bn:
+        model = build_model(cfg.model.arch, **cfg.model.knobs()).to(device)
+        model.load_state_dict(trainer.model.state_dict())
+        return model
+    return trainer.model
+
+
+def _profile_input(cfg: RunConfig) -> tuple[int, int, int]:
+    return tuple(cfg.profile.input) if cfg.profile.input else (3, *cfg.data.size)
 
 
 def _device(cfg: RunConfig, world: World) -> tuple[torch.device, Any]:
@@ -279,10 +297,7 @@ def _result(
     t = cfg.train
     pspec = ProfileSpec.for_run(cfg, device.type)
     train_threads = torch.get_num_threads() if device.type == "cpu" else None  # as it trained
-    profiled = trainer.model
-    if world.distributed and t.sync_bn:  # the network as it is deployed: plain batch norm
-        profiled = build_model(cfg.model.arch, **cfg.model.knobs()).to(device)
-        profiled.load_state_dict(trainer.model.state_dict())
+    profiled = _deployed(cfg, trainer, device, world)
     prof = (
         profile_model(profiled, pspec, train_threads=train_threads, train_world_size=world.size)
         if fit["status"] == "done"
