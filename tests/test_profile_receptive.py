@@ -129,3 +129,22 @@ def test_receptive_refuses_bad_input_with_exit_2(cli, tmp_path) -> None:
     code, _, err = cli("receptive", "aspp_unet", "--set", "model.width=4", "--input", "3x32x32", "--checkpoint",
                        str(tmp_path / "none.pt"))  # fmt: skip
     assert code == 2 and "Traceback" not in err
+
+
+def test_a_context_modules_own_field_tells_rate_sets_apart() -> None:
+    """Inside aspp_unet the network's field covers the whole 64 px input whatever the rates; the
+    context module's own field, at the feature map it reads, is where rate sets differ: a
+    parallel pyramid spans 2 * max(rate) + 1 with holes; a dense stack by the hybrid rule
+    (1, 2, 5, 9) has none, one with a common factor (3, 6, 12, 18) has."""
+    from bench.models import build_model
+
+    par = receptive_field(build_model("aspp_unet", width=4, context="aspp_parallel", rates=(3, 6, 9, 12)), (3, 64, 64))
+    assert par.local.clipped and par.context is not None and "ParallelASPP" in par.context_name
+    assert (par.context.local.height, par.context.local.holes) == (25, True)
+    assert [f.height for f in par.context.branches.values()] == [7, 13, 19, 25]
+    assert par.record()["rf_context_height"] == 25 and par.record()["rf_context_holes"]
+    hdc = receptive_field(build_model("aspp_unet", width=4, context="dense_aspp", rates=(1, 2, 5, 9)), (3, 64, 64))
+    common = receptive_field(build_model("aspp_unet", width=4, context="dense_aspp", rates=(3, 6, 12, 18)), (3, 96, 96))
+    assert hdc.context.local.height == 35 and not hdc.context.local.holes
+    assert common.context.local.height == 79 and common.context.local.holes
+    assert receptive_field(build_model("unet", width=4), (3, 32, 32)).context is None

@@ -207,6 +207,15 @@ def format_receptive(arch: str, t: ReceptiveField, erf: dict[str, EffectiveField
         lines.append(f"  theoretical field   {box(t.local)}")
     for name, f in t.branches.items():
         lines.append(f"    branch {name}: {box(f)}")
+    if t.context is not None:
+        c = t.context
+        where = f"{'x'.join(map(str, c.input))} features"
+        lines.append(f"  context module {t.context_name}, in the pixels of the {where} it reads:")
+        lines.append(
+            f"    field {box(c.local)}" + ("; with its global pooling the whole map" if c.global_pooling else "")
+        )
+        for name, f in c.branches.items():
+            lines.append(f"    branch {name}: {box(f)}")
     for k, e in erf.items():
         ratio = e.record(t.local).get("erf_ratio")
         lines.append(f"  effective field, {k} ({where}): radius holding 50% of the gradient mass {e.r50:.1f} px, "

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from bench.models.context import ASPP, ParallelASPP
+from bench.models.context import ASPP, DenseASPP, ParallelASPP, PyramidPooling
 
 __all__ = [
     "ERF_IMAGES",
@@ -73,7 +73,10 @@ class ReceptiveField:
     field: Field  # everything the network computes
     global_pooling: bool  # some global pooling makes the field the whole image
     local: Field  # global pooling's outputs set to zero (= field where there is none)
-    branches: dict[str, Field] = field(default_factory=dict)  # per branch of ASPP-style modules (local)
+    branches: dict[str, Field] = field(default_factory=dict)  # per branch of an ASPP-style module (local)
+    # the context module's own field, in the pixels of the feature map it reads (None: the network has none)
+    context: ReceptiveField | None = None
+    context_name: str = ""
 
     def record(self) -> dict[str, Any]:
         """Flat columns for a run's profile and the results table (`rf_` prefix, px)."""
@@ -87,6 +90,10 @@ class ReceptiveField:
             "rf_holes": self.local.holes,
             "rf_clipped": self.local.clipped,
         }
+        if self.context is not None:
+            c = self.context.local
+            out.update(rf_context_height=c.height, rf_context_width=c.width, rf_context_coverage=c.coverage,
+                       rf_context_holes=c.holes, rf_context_input="x".join(map(str, self.context.input)))  # fmt: skip
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -190,21 +197,52 @@ def _branches(model: nn.Module) -> Iterator[tuple[str, nn.Module, list[nn.Module
             yield f"{name}.{i}" if name else str(i), b, [o for o in group if o is not b]
 
 
+CONTEXTS = (ASPP, ParallelASPP, DenseASPP, PyramidPooling)
+
+
 def receptive_field(model: nn.Module, input: tuple[int, int, int], *, branches: bool = True) -> ReceptiveField:
-    """The theoretical field of the centre output pixel of `model` on a C x H x W input."""
+    """The theoretical field of the centre output pixel of `model` on a C x H x W input; where the
+    network holds a context module (ASPP and kin), that module's own field at the feature map it
+    reads, with a field per branch."""
     with torch.no_grad():
         pos = _positive(model)
     full, centre = support(pos, input)
     local, _ = support(pos, input, drop_global=True)
     per_branch = {}
-    if branches:
+    if branches and isinstance(pos, ASPP | ParallelASPP):
         for name, b, others in _branches(pos):
             kind = _describe(b)  # the image-pooling branch alone is the whole image: measured with it kept
             s, _ = support(pos, input, drop_global=kind != "image pooling", silence=others)
             per_branch[f"{name} ({kind})"] = _field(s)
+    context, name = None, ""
+    if not isinstance(pos, CONTEXTS):
+        found = _context_input(pos, input)
+        if found is not None:
+            name, module, shape = found
+            context = receptive_field(module, shape, branches=branches)
     f_full, f_local = _field(full), _field(local)
     global_pooling = bool(not torch.equal(full, local))
-    return ReceptiveField(tuple(input), centre, f_full, global_pooling, f_local, per_branch)
+    return ReceptiveField(tuple(input), centre, f_full, global_pooling, f_local, per_branch, context, name)
+
+
+def _context_input(pos: nn.Module, input: tuple[int, int, int]) -> tuple[str, nn.Module, tuple[int, int, int]] | None:
+    """(name, module, C x H x W of what it reads) of the first context module of a positive network."""
+    name, ctx = next(((n, m) for n, m in pos.named_modules() if isinstance(m, CONTEXTS)), ("", None))
+    if ctx is None:
+        return None
+    seen: dict[str, tuple[int, int, int]] = {}
+
+    def grab(_m: nn.Module, inputs: tuple[torch.Tensor, ...], _out: Any) -> None:
+        seen.setdefault("in", tuple(inputs[0].shape[1:]))
+
+    hook = ctx.register_forward_hook(grab)
+    device = next((p.device for p in pos.parameters()), torch.device("cpu"))
+    try:
+        with torch.no_grad(), _Support(False):
+            pos(torch.ones(1, *input, dtype=torch.float64, device=device))
+    finally:
+        hook.remove()
+    return (f"{name} ({type(ctx).__name__})", ctx, seen["in"]) if "in" in seen else None
 
 
 def _describe(branch: nn.Module) -> str:

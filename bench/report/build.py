@@ -20,6 +20,7 @@ from bench.report.captions import protocol_caption, protocol_note
 from bench.report.decisions import decisions
 from bench.report.latex import compile_pdf, latex_tables, pdflatex, tex_document, tex_escape
 from bench.report.papers import paper_vs_measured, reference_table
+from bench.report.receptive import receptive_table
 from bench.report.tables import display_frame, factor_axes, main_table, markdown, per_class
 from bench.results.table import collect, load_table, read_manifest
 from bench.sweep import expand, load_sweep, varying_keys
@@ -95,7 +96,8 @@ def build_report(
     nm = _Names(name, _slug(name), protocol_caption(df, axes), factor_names(axes), axes)
     main, main_labels = _main_part(t, df, res, nm, notes)
     pc = per_class(df, t, axes)
-    parts = [main, *_decision_parts(df, sweep, nm), *_paper_parts(t, manifest, nm), *_per_class_parts(t, pc, nm)]
+    parts = [main, *_decision_parts(df, sweep, nm), *_paper_parts(t, manifest, nm), *_per_class_parts(t, pc, nm),
+             *_receptive_parts(df, t, nm)]  # fmt: skip
     if skipped:
         parts.append(_Part(["## Skipped run folders", ""] + [f"- `{p}`: {why}" for p, why in skipped] + [""]))
     written: list[Path] = []
@@ -247,6 +249,27 @@ def _per_class_parts(t: pd.DataFrame, pc: pd.DataFrame | None, nm: _Names) -> li
     ids = ["\\#"] + [tex_escape(names[a]) for a in axes]
     body, _, w = latex_tables(tdisp, None, cap, f"tab:{nm.slug}-per-class", ids, left=1 + len(axes))
     return [_Part(md, "per_class", body, w)]
+
+
+def _receptive_parts(df: pd.DataFrame, t: pd.DataFrame, nm: _Names) -> list[_Part]:
+    """The receptive-field table, where the runs recorded their fields."""
+    rt = receptive_table(df, t, nm.axes, nm.factors)
+    if rt is None:
+        return []
+    caption = (
+        "Theoretical field of the centre output pixel at the profile size (px; global pooling, e.g. ASPP's image "
+        "branch, makes it the whole image and is left out of the field shown), its coverage (the fraction of the "
+        "field's box that reaches the output; below 1: holes, gridding); the context module's own field and coverage "
+        "in the pixels of the feature map it reads (no global pooling); and the effective field of the trained "
+        "networks: radii (px) holding 50/90/99% of the mean absolute input gradient over 16 validation images, "
+        "mean over seeds; ERF / field: the 90% disc's diameter over the field's larger side."
+    )
+    left = 1 + len(nm.axes)
+    md = ["## Receptive fields", "", caption, "", markdown(rt, left=left), ""]
+    tdisp = rt.map(tex_escape).rename(columns=tex_escape)
+    cap = tex_escape(f"{nm.report}: {caption} {nm.protocol}")
+    body, _, w = latex_tables(tdisp, None, cap, f"tab:{nm.slug}-receptive", list(tdisp.columns[:left]), left=left)
+    return [_Part(md, "receptive", body, w)]
 
 
 def _figures_part(figs: list[figures.Figure], lines: list[str]) -> _Part:

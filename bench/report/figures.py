@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.report.effects import effect
 from bench.report.plotting import Figure, compact_label, palette, save_figure
+from bench.report.receptive import receptive_figure
 from bench.report.tables import row_numbers
 from bench.report.tradeoff import tradeoff
 
@@ -241,6 +242,10 @@ def make_all(
         figs.append(f)
     if per_class is not None:
         figs.append(heatmap(t, per_class, axes, outdir))
+    f = receptive_figure(df, t, axes, outdir)
+    lines.append("receptive field: receptive_field.png" if f else "receptive field: not drawn, no run recorded one")
+    if f:
+        figs.append(f)
     f = intervals(t, axes, outdir)
     lines.append("intervals: miou_intervals.png" if f else "intervals: not drawn, every configuration has one seed")
     if f:

@@ -30,7 +30,9 @@ METRIC_COLUMNS = ("miou", "pixel_acc", "mean_class_acc", "fw_iou", "macro_f1", "
 
 
 RECEPTIVE_COLUMNS = ("rf_height", "rf_width", "rf_global", "rf_local_height", "rf_local_width", "rf_coverage",
-                     "rf_holes", "rf_clipped", "erf_images", "erf_r50", "erf_r90", "erf_r99", "erf_ratio")  # fmt: skip
+                     "rf_holes", "rf_clipped", "rf_context_height", "rf_context_width", "rf_context_coverage",
+                     "rf_context_holes", "rf_context_input", "erf_images", "erf_r50", "erf_r90", "erf_r99",
+                     "erf_ratio")  # fmt: skip
 PROFILE_COLUMNS = (
     "params",
     "params_m",

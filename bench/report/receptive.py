@@ -1,0 +1,120 @@
+"""The report's receptive-field table and figure: per configuration (the rows of Table 1) the
+theoretical field of the centre output pixel, its coverage and holes, whether global pooling makes
+it the whole image, and the trained networks' effective field (mean over seeds), beside mIoU and
+small-object mIoU; the figure relates the effective field to them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.configure.naming import is_missing, value_text
+from bench.report.plotting import Figure, compact_label, palette, place_labels, save_figure
+from bench.report.tables import row_numbers
+
+__all__ = ["receptive_figure", "receptive_table"]
+
+
+def _means(df: Any, axes: list[str]) -> pd.DataFrame | None:
+    """Per configuration (keyed like Table 1's rows): the mean of every rf/erf column over its seeds."""
+    done = df[df["status"] == "done"]
+    cols = [c for c in ("rf_local_height", "rf_local_width", "rf_coverage", "rf_context_height", "rf_context_width",
+                        "rf_context_coverage", "erf_r50", "erf_r90", "erf_r99", "erf_ratio", "miou", "size_miou.small")
+            if c in done.columns]  # fmt: skip
+    if "rf_local_height" not in cols or done["rf_local_height"].isna().all():
+        return None
+    keys = axes or ["status"]
+    num = done[keys].copy()
+    for c in cols:
+        num[c] = pd.to_numeric(done[c], errors="coerce")
+    for c in ("rf_global", "rf_clipped"):
+        num[c] = done[c].fillna(False).astype(bool) if c in done.columns else False
+    g = num.groupby(keys, sort=False, dropna=False).agg(
+        {**{c: "mean" for c in cols}, "rf_global": "any", "rf_clipped": "any"}
+    )
+    g["n"] = num.groupby(keys, sort=False, dropna=False).size()
+    return g
+
+
+def receptive_table(df: Any, t: Any, axes: list[str], names: dict[str, str]) -> pd.DataFrame | None:
+    """The display table (strings), a row per configuration in Table 1's order; None where no run
+    recorded its receptive field."""
+    g = _means(df, axes)
+    if g is None:
+        return None
+    rows = row_numbers(t, axes)
+    out = []
+    for key, r in g.iterrows():
+        key = key if isinstance(key, tuple) else (key,)
+        row: dict[str, str] = {"#": str(rows[key])}
+        for a, v in zip(axes, key, strict=True):
+            row[names[a]] = value_text(v)
+        field = f"{r['rf_local_height']:.0f} x {r['rf_local_width']:.0f}" + (" (clipped)" if r["rf_clipped"] else "")
+        row["field (px)"] = field
+        row["global pooling"] = "yes" if r["rf_global"] else "no"
+        row["coverage"] = f"{r['rf_coverage']:.3f}" + (" holes" if r["rf_coverage"] < 1 else "")
+        if "rf_context_height" in r and not is_missing(r["rf_context_height"]):
+            row["context field (feature px)"] = f"{r['rf_context_height']:.0f} x {r['rf_context_width']:.0f}"
+            cov = r["rf_context_coverage"]
+            row["context coverage"] = f"{cov:.3f}" + (" holes" if cov < 1 else "")
+        elif "rf_context_height" in r:
+            row["context field (feature px)"], row["context coverage"] = "-", "-"
+        for c, head in (("erf_r50", "ERF r50"), ("erf_r90", "ERF r90"), ("erf_r99", "ERF r99")):
+            row[head] = "-" if c not in r or is_missing(r[c]) else f"{r[c]:.1f}"
+        row["ERF / field"] = "-" if "erf_ratio" not in r or is_missing(r["erf_ratio"]) else f"{r['erf_ratio']:.2f}"
+        row["mIoU (%)"] = f"{100 * r['miou']:.2f}"
+        if "size_miou.small" in r and not is_missing(r["size_miou.small"]):
+            row["small mIoU (%)"] = f"{100 * r['size_miou.small']:.2f}"
+        out.append(row)
+    return pd.DataFrame(out).sort_values("#", key=lambda s: s.astype(int), kind="stable").reset_index(drop=True)
+
+
+def receptive_figure(df: Any, t: Any, axes: list[str], outdir: Path) -> Figure | None:
+    """mIoU (and small-object mIoU, where the dataset has size buckets) against the effective
+    field's 90%-mass radius, a point per configuration numbered by its Table 1 row."""
+    import matplotlib.pyplot as plt
+
+    g = _means(df, axes)
+    if g is None or "erf_r90" not in g or g["erf_r90"].isna().all():
+        return None
+    rows = row_numbers(t, axes)
+    panels = [("miou", "val mIoU (%)")]
+    if "size_miou.small" in g and g["size_miou.small"].notna().any():
+        panels.append(("size_miou.small", "val mIoU of small objects (%)"))
+    fig, axs = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False)
+    colours = palette(len(g))
+    for ax, (col, label) in zip(axs[0], panels, strict=True):
+        xs, ys, texts = [], [], []
+        for (key, r), c in zip(g.iterrows(), colours, strict=True):
+            key = key if isinstance(key, tuple) else (key,)
+            if is_missing(r["erf_r90"]) or is_missing(r[col]):
+                continue
+            ax.scatter(r["erf_r90"], 100 * r[col], color=c, s=30, zorder=3)
+            xs.append(float(r["erf_r90"]))
+            ys.append(100 * float(r[col]))
+            texts.append(f"#{rows[key]}")
+        ax.set_xlabel("effective field: radius holding 90% of the gradient mass (px)")
+        ax.set_ylabel(label)
+        ax.tick_params(labelsize=7)
+        fig.tight_layout()
+        place_labels(ax, xs, ys, texts)
+    save_figure(fig, outdir / "receptive_field")
+    labels = "; ".join(f"#{rows[k if isinstance(k, tuple) else (k,)]} {compact_label(_row(k, axes), axes)}"
+                       for k in g.index)  # fmt: skip
+    n = ", ".join(sorted({str(int(v)) for v in g["n"]}))
+    return Figure(
+        outdir / "receptive_field",
+        "Effective receptive field and accuracy",
+        f"Each configuration's trained networks (n = {n} seed(s), means): the radius around the centre output "
+        f"pixel that holds 90% of the mean absolute input gradient over 16 validation images, against val mIoU"
+        + (" and small-object mIoU" if len(panels) > 1 else "")
+        + f". Points: {labels}.",
+    )
+
+
+def _row(key: Any, axes: list[str]) -> dict[str, Any]:
+    key = key if isinstance(key, tuple) else (key,)
+    return dict(zip(axes or ["status"], key, strict=False))
