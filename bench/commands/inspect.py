@@ -5,23 +5,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+from pathlib import Path
 
+import pandas as pd
 import torch
 
 from bench.configure.config import load_run_config
-from bench.configure.identity import NOT_IDENTITY, resolve, run_id
+from bench.configure.identity import NOT_IDENTITY, config_id, resolve, run_id
 from bench.configure.listings import field_rows, registry_listing
+from bench.configure.naming import factor_names
 from bench.data import build_dataset, eval_split, load_split
 from bench.errors import UserError
+from bench.files import atomic_path, atomic_write_text
 from bench.models import build_model
 from bench.models.context import context_option_defaults
 from bench.profile import ProfileSpec, check_spec, parse_input, profile_model
 from bench.profile.receptive import EffectiveField, ReceptiveField, effective_field, receptive_field
 from bench.report.figures import erf_heatmap
+from bench.report.receptive import sweep_fields_figure, sweep_fields_table
+from bench.report.tables import markdown
 from bench.run.checkpoint import seed_everything
 from bench.run.evaluate import checkpoint_config, checkpoint_model
 from bench.run.resources import bf16_problem, check_inference_memory
 from bench.run.threads import plan_threads
+from bench.sweep import expand, load_sweep, varying_keys
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -153,6 +161,10 @@ def format_profile(r: dict) -> str:
 def cmd_receptive(args: argparse.Namespace) -> int:
     """The theoretical field of the centre output pixel at --input; with --images, the effective
     field over that many validation images (at initialisation, and trained with --checkpoint)."""
+    if args.sweep:
+        return _sweep_fields(args)
+    if not args.arch or not args.input:
+        raise UserError("receptive needs ARCH and --input CxHxW (e.g. aspp_unet --input 3x90x120), or --sweep FILE")
     shape = parse_input(args.input)
     if args.checkpoint:
         cfg, state, _ = checkpoint_config(args.checkpoint, args.set)
@@ -222,3 +234,45 @@ def format_receptive(arch: str, t: ReceptiveField, erf: dict[str, EffectiveField
                      f"90% {e.r90:.1f} px, 99% {e.r99:.1f} px"
                      + (f"; 90% diameter / theoretical extent {ratio:.2f}" if ratio else ""))  # fmt: skip
     return "\n".join(lines)
+
+
+def _sweep_fields(args: argparse.Namespace) -> int:
+    """The theoretical field of every configuration of a sweep (its first seed's cell; the field
+    does not depend on the seed), at the profile size, without training."""
+    if args.arch or args.checkpoint or args.images:
+        raise UserError("--sweep takes the architectures from the sweep file: leave out ARCH, --checkpoint, --images")
+    sweep = load_sweep(args.sweep)
+    cells = expand(sweep, source=str(args.sweep))
+    axes = [k for k in varying_keys(cells) if k != "train.seed"]
+    configs = {config_id(c.config, resolved=True): c for c in reversed(cells)}  # the first cell of each
+    torch.set_num_threads(plan_threads(None).threads)
+    rows, started = [], time.time()
+    for cell in sorted(configs.values(), key=lambda c: c.index):
+        cfg = cell.config
+        model = build_model(cfg.model.arch, **cfg.model.knobs())
+        shape = tuple(cfg.profile.input) if cfg.profile.input else (3, *cfg.data.size)
+        rf = receptive_field(model, shape)
+        rows.append({**{a: cell.varying.get(a) for a in axes}, **rf.record()})
+    seconds = time.time() - started
+    names = factor_names(axes)
+    table = sweep_fields_table(rows, axes, names)
+    if args.json:
+        print(json.dumps({"sweep": sweep.name, "configurations": rows, "seconds": seconds}, indent=2, default=str))
+    else:
+        print(markdown(table, left=1 + len(axes)))
+        print(f"\n{len(rows)} configurations of {len(cells)} cells in {seconds:.1f} s")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        fig = sweep_fields_figure(rows, axes, out, f"{sweep.name}: context fields at the profile size")
+        lines = [f"# {sweep.name}: receptive fields without training", "",
+                 f"`aspp-bench receptive --sweep {args.sweep} --out {args.out}`: {len(rows)} configurations of "
+                 f"{len(cells)} cells, {seconds:.1f} s. The network's field of the centre output pixel at the "
+                 "profile size, and the context module's own field and coverage in the pixels of the feature map "
+                 "it reads (see docs/receptive-fields.md).", "", markdown(table, left=1 + len(axes)), ""]  # fmt: skip
+        if fig:
+            lines += [f"**{fig.title}.** {fig.caption}", "", f"![{fig.path.stem}]({fig.path.stem}.png)", ""]
+        atomic_write_text(out / "README.md", "\n".join(lines))
+        with atomic_path(out / "receptive_fields.csv") as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+    return 0

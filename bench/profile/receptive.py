@@ -106,6 +106,7 @@ class _Support(TorchFunctionMode):
     def __init__(self, drop_global: bool) -> None:
         super().__init__()
         self.drop_global = drop_global
+        self.saw_global = False  # some adaptive pooling to 1x1 ran
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
@@ -113,10 +114,12 @@ class _Support(TorchFunctionMode):
         if name in ("max_pool2d", "_max_pool2d", "max_pool2d_with_indices"):
             return _avg_like_max(*args, **kwargs)
         out = func(*args, **kwargs)
-        if self.drop_global and name in ("adaptive_avg_pool2d", "adaptive_max_pool2d", "_adaptive_max_pool2d"):
+        if name in ("adaptive_avg_pool2d", "adaptive_max_pool2d", "_adaptive_max_pool2d"):
             res = out[0] if isinstance(out, tuple) else out
             if res.shape[-2:] == (1, 1):
-                return res * 0.0
+                self.saw_global = True
+                if self.drop_global:
+                    return res * 0.0
         return out
 
 
@@ -159,21 +162,22 @@ def _output(out: Any) -> torch.Tensor:
 
 
 def support(model: nn.Module, input: tuple[int, int, int], *, drop_global: bool = False,
-            silence: list[nn.Module] = ()) -> tuple[torch.Tensor, tuple[int, int]]:  # fmt: skip
-    """(H x W boolean support of the centre output pixel, that pixel) of an already positive
-    float64 model. `silence`: modules whose outputs are set to zero (branches left out)."""
+            silence: list[nn.Module] = ()) -> tuple[torch.Tensor, tuple[int, int], bool]:  # fmt: skip
+    """(H x W boolean support of the centre output pixel, that pixel, whether global pooling ran)
+    of an already positive float64 model. `silence`: modules whose outputs are set to zero."""
     hooks = [m.register_forward_hook(lambda _m, _i, o: o * 0.0) for m in silence]
     try:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         x = torch.ones(1, *input, dtype=torch.float64, device=device, requires_grad=True)
-        with _Support(drop_global):
+        mode = _Support(drop_global)
+        with mode:
             y = _output(model(x))
         cy, cx = (y.shape[-2] - 1) // 2, (y.shape[-1] - 1) // 2
         y[0, :, cy, cx].sum().backward()
     finally:
         for h in hooks:
             h.remove()
-    return (x.grad[0].abs().sum(0) > 0).cpu(), (cy, cx)
+    return (x.grad[0].abs().sum(0) > 0).cpu(), (cy, cx), mode.saw_global
 
 
 def _field(s: torch.Tensor) -> Field:
@@ -206,43 +210,37 @@ def receptive_field(model: nn.Module, input: tuple[int, int, int], *, branches: 
     reads, with a field per branch."""
     with torch.no_grad():
         pos = _positive(model)
-    full, centre = support(pos, input)
-    local, _ = support(pos, input, drop_global=True)
-    per_branch = {}
-    if branches and isinstance(pos, ASPP | ParallelASPP):
-        for name, b, others in _branches(pos):
-            kind = _describe(b)  # the image-pooling branch alone is the whole image: measured with it kept
-            s, _ = support(pos, input, drop_global=kind != "image pooling", silence=others)
-            per_branch[f"{name} ({kind})"] = _field(s)
-    context, name = None, ""
-    if not isinstance(pos, CONTEXTS):
-        found = _context_input(pos, input)
-        if found is not None:
-            name, module, shape = found
-            context = receptive_field(module, shape, branches=branches)
-    f_full, f_local = _field(full), _field(local)
-    global_pooling = bool(not torch.equal(full, local))
-    return ReceptiveField(tuple(input), centre, f_full, global_pooling, f_local, per_branch, context, name)
-
-
-def _context_input(pos: nn.Module, input: tuple[int, int, int]) -> tuple[str, nn.Module, tuple[int, int, int]] | None:
-    """(name, module, C x H x W of what it reads) of the first context module of a positive network."""
-    name, ctx = next(((n, m) for n, m in pos.named_modules() if isinstance(m, CONTEXTS)), ("", None))
-    if ctx is None:
-        return None
+    name, ctx = ("", None) if isinstance(pos, CONTEXTS) else _first_context(pos)
     seen: dict[str, tuple[int, int, int]] = {}
 
     def grab(_m: nn.Module, inputs: tuple[torch.Tensor, ...], _out: Any) -> None:
-        seen.setdefault("in", tuple(inputs[0].shape[1:]))
+        seen.setdefault("in", tuple(inputs[0].shape[1:]))  # what the context module reads, C x H x W
 
-    hook = ctx.register_forward_hook(grab)
-    device = next((p.device for p in pos.parameters()), torch.device("cpu"))
+    hook = ctx.register_forward_hook(grab) if ctx is not None else None
     try:
-        with torch.no_grad(), _Support(False):
-            pos(torch.ones(1, *input, dtype=torch.float64, device=device))
+        full, centre, saw_global = support(pos, input)
     finally:
-        hook.remove()
-    return (f"{name} ({type(ctx).__name__})", ctx, seen["in"]) if "in" in seen else None
+        if hook is not None:
+            hook.remove()
+    local = support(pos, input, drop_global=True)[0] if saw_global else full
+    per_branch = {}
+    if branches and isinstance(pos, ASPP | ParallelASPP):
+        for bname, b, others in _branches(pos):
+            kind = _describe(b)  # the image-pooling branch alone is the whole image: measured with it kept
+            s = support(pos, input, drop_global=kind != "image pooling", silence=others)[0]
+            per_branch[f"{bname} ({kind})"] = _field(s)
+    context = receptive_field(ctx, seen["in"], branches=branches) if ctx is not None and "in" in seen else None
+    f_full, f_local = _field(full), _field(local)
+    global_pooling = bool(saw_global and not torch.equal(full, local))
+    return ReceptiveField(tuple(input), centre, f_full, global_pooling, f_local, per_branch, context, name)
+
+
+def _first_context(model: nn.Module) -> tuple[str, nn.Module | None]:
+    """('name (Type)', module) of the first context module (ASPP and kin) of a network, or ('', None)."""
+    for n, m in model.named_modules():
+        if isinstance(m, CONTEXTS):
+            return f"{n} ({type(m).__name__})", m
+    return "", None
 
 
 def _describe(branch: nn.Module) -> str:

@@ -11,11 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from bench.configure.naming import is_missing, value_text
+from bench.configure.naming import factor_names, is_missing, value_text
 from bench.report.plotting import Figure, compact_label, palette, place_labels, save_figure
 from bench.report.tables import row_numbers
 
-__all__ = ["receptive_figure", "receptive_table"]
+__all__ = ["receptive_figure", "receptive_table", "sweep_fields_figure", "sweep_fields_table"]
 
 
 def _means(df: Any, axes: list[str]) -> pd.DataFrame | None:
@@ -118,3 +118,68 @@ def receptive_figure(df: Any, t: Any, axes: list[str], outdir: Path) -> Figure |
 def _row(key: Any, axes: list[str]) -> dict[str, Any]:
     key = key if isinstance(key, tuple) else (key,)
     return dict(zip(axes or ["status"], key, strict=False))
+
+
+def sweep_fields_table(rows: list[dict[str, Any]], axes: list[str], names: dict[str, str]) -> pd.DataFrame:
+    """The theoretical fields of a sweep's configurations (no training) as a reader sees them: one
+    row per configuration, a column per factor."""
+    out = []
+    for i, r in enumerate(rows, 1):
+        row = {"#": str(i), **{names[a]: value_text(r[a]) for a in axes}}
+        row["field (px)"] = f"{r['rf_local_height']} x {r['rf_local_width']}" + (" (clipped)" if r["rf_clipped"]
+                                                                                   else "")  # fmt: skip
+        row["global pooling"] = "yes" if r["rf_global"] else "no"
+        if r.get("rf_context_height") is not None:
+            row["context input"] = r["rf_context_input"]
+            row["context field (px)"] = f"{r['rf_context_height']} x {r['rf_context_width']}"
+            row["context coverage"] = f"{r['rf_context_coverage']:.3f}" + (" holes" if r["rf_context_holes"] else "")
+        else:
+            row["context input"] = row["context field (px)"] = row["context coverage"] = "-"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def sweep_fields_figure(rows: list[dict[str, Any]], axes: list[str], outdir: Path, title: str) -> Figure | None:
+    """The context module's field per configuration as a grid: one factor down, one across (where
+    the sweep has two), coloured by coverage, annotated with the field's extent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    have = [r for r in rows if r.get("rf_context_height") is not None]
+    if not have or not axes:
+        return None
+    down, across = axes[0], (axes[1] if len(axes) > 1 else None)
+    frame = pd.DataFrame({
+        "down": [value_text(r[down]) for r in have],
+        "across": [value_text(r[across]) if across else "all" for r in have],
+        "coverage": [float(r["rf_context_coverage"]) for r in have],
+        "text": [f"{r['rf_context_height']} px\n{r['rf_context_coverage']:.3f}" for r in have],
+    })  # fmt: skip
+    order_down = list(dict.fromkeys(frame["down"]))
+    order_across = list(dict.fromkeys(frame["across"]))
+    cov = frame.pivot(index="down", columns="across", values="coverage").reindex(index=order_down,
+                                                                                 columns=order_across)  # fmt: skip
+    text = frame.pivot(index="down", columns="across", values="text").reindex(index=order_down, columns=order_across)
+    fig, ax = plt.subplots(figsize=(1.5 * len(order_across) + 2.6, 0.5 * len(order_down) + 1.6))
+    sns.heatmap(cov, annot=text.fillna(""), fmt="", cmap="viridis", vmin=0, vmax=1, ax=ax, annot_kws={"fontsize": 6.5},
+                cbar_kws={"label": "coverage of the context's field"}, linewidths=0.5)  # fmt: skip
+    ax.set_ylabel(names_of(down))
+    ax.set_xlabel(names_of(across) if across else "")
+    ax.tick_params(labelsize=7)
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, outdir / "context_fields")
+    return Figure(
+        outdir / "context_fields",
+        "Context fields without training",
+        "The context module's own theoretical field per configuration, in pixels of the feature map it reads: "
+        "its extent (px, top) and coverage (bottom; the fraction of the field's box that reaches the output, "
+        "colour): below 1 the rates leave holes (gridding). Global pooling left out.",
+    )
+
+
+def names_of(key: str | None) -> str:
+    return factor_names([key])[key] if key else ""
