@@ -66,6 +66,7 @@ def test_until_decided_adds_seeds_only_where_a_comparison_is_open(cli, tmp_path)
     assert "Lan-DeMets spending hsd:-2, alpha 0.001, Bonferroni over 2" in table
     assert (rep / "decisions.tex").is_file()
     assert "equivalent within ±0.001" in out and "every comparison decided" in out, out
+    assert "; 8 finished runs in" in out, out  # seeds 0-1 of the three configurations, seed 2 of two
     # status says where each comparison stands, and a second launcher submits nothing (no seed twice)
     code, status, _ = cli("status", str(spec), "--results", str(results))
     assert code == 0 and "comparisons (decide: delta 0.001" in status and "equivalent" in status, status

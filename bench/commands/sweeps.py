@@ -162,7 +162,7 @@ def _until_decided(args: argparse.Namespace, sweep, results: Path, executor: str
         if not missing:
             undecided = sum(c.state == "undecided" for c in comps)
             print(f"{sweep.name}: every comparison decided" + (f" or at max_seeds ({undecided} undecided)" if undecided
-                  else "") + f"; {len(wanted)} runs in {results}")  # fmt: skip
+                  else "") + f"; {len(miou)} finished runs in {results}")  # fmt: skip
             return 0
         submitted, skipped = submit(sweep, wanted, results, executor=executor, retry_failed=args.retry_failed)
         print(f"{sweep.name}: wave {wave}: submitted {len(submitted)} cell(s) ({executor}), "

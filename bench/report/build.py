@@ -262,7 +262,8 @@ def _receptive_parts(df: pd.DataFrame, t: pd.DataFrame, nm: _Names) -> list[_Par
         "field's box that reaches the output; below 1: holes, gridding); the context module's own field and coverage "
         "in the pixels of the feature map it reads (no global pooling); and the effective field of the trained "
         "networks: radii (px) holding 50/90/99% of the mean absolute input gradient over 16 validation images, "
-        "mean over seeds; ERF / field: the 90% disc's diameter over the field's larger side."
+        "mean over seeds; ERF / field: the 90% disc's diameter over the field's larger side. Runs: those of the "
+        "configuration that recorded their fields (profile.receptive; runs from before it record none)."
     )
     left = 1 + len(nm.axes)
     md = ["## Receptive fields", "", caption, "", markdown(rt, left=left), ""]

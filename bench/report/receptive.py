@@ -36,6 +36,7 @@ def _means(df: Any, axes: list[str]) -> pd.DataFrame | None:
         {**{c: "mean" for c in cols}, "rf_global": "any", "rf_clipped": "any"}
     )
     g["n"] = num.groupby(keys, sort=False, dropna=False).size()
+    g["n_fields"] = num["rf_local_height"].notna().groupby([num[k] for k in keys], sort=False, dropna=False).sum()
     return g
 
 
@@ -52,6 +53,12 @@ def receptive_table(df: Any, t: Any, axes: list[str], names: dict[str, str]) -> 
         row: dict[str, str] = {"#": str(rows[key])}
         for a, v in zip(axes, key, strict=True):
             row[names[a]] = value_text(v)
+        row["runs"] = f"{int(r['n_fields'])} of {int(r['n'])}"  # the runs that recorded their fields
+        if not r["n_fields"]:
+            small = r.get("size_miou.small")
+            out.append({**row, "field (px)": "-", "mIoU (%)": f"{100 * r['miou']:.2f}",
+                        **({} if small is None or is_missing(small) else {"small mIoU (%)": f"{100 * small:.2f}"})})  # fmt: skip
+            continue
         field = f"{r['rf_local_height']:.0f} x {r['rf_local_width']:.0f}" + (" (clipped)" if r["rf_clipped"] else "")
         row["field (px)"] = field
         row["global pooling"] = "yes" if r["rf_global"] else "no"
@@ -69,7 +76,8 @@ def receptive_table(df: Any, t: Any, axes: list[str], names: dict[str, str]) -> 
         if "size_miou.small" in r and not is_missing(r["size_miou.small"]):
             row["small mIoU (%)"] = f"{100 * r['size_miou.small']:.2f}"
         out.append(row)
-    return pd.DataFrame(out).sort_values("#", key=lambda s: s.astype(int), kind="stable").reset_index(drop=True)
+    table = pd.DataFrame(out).fillna("-")
+    return table.sort_values("#", key=lambda s: s.astype(int), kind="stable").reset_index(drop=True)
 
 
 def receptive_figure(df: Any, t: Any, axes: list[str], outdir: Path) -> Figure | None:
