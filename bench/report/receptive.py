@@ -56,8 +56,8 @@ def receptive_table(df: Any, t: Any, axes: list[str], names: dict[str, str]) -> 
         row["runs"] = f"{int(r['n_fields'])} of {int(r['n'])}"  # the runs that recorded their fields
         if not r["n_fields"]:
             small = r.get("size_miou.small")
-            out.append({**row, "field (px)": "-", "mIoU (%)": f"{100 * r['miou']:.2f}",
-                        **({} if small is None or is_missing(small) else {"small mIoU (%)": f"{100 * small:.2f}"})})  # fmt: skip
+            extra = {} if small is None or is_missing(small) else {"small mIoU (%)": f"{100 * small:.2f}"}
+            out.append({**row, "field (px)": "-", "mIoU (%)": f"{100 * r['miou']:.2f}", **extra})
             continue
         field = f"{r['rf_local_height']:.0f} x {r['rf_local_width']:.0f}" + (" (clipped)" if r["rf_clipped"] else "")
         row["field (px)"] = field
