@@ -181,7 +181,8 @@ def cmd_receptive(args: argparse.Namespace) -> int:
     n = args.images if args.images is not None else (32 if args.checkpoint else 0)
     erf: dict[str, EffectiveField] = {}
     if n:
-        split = eval_split(cfg.data.split)
+        # a checkpoint's config already names the split its run validated on; a fresh config its training split
+        split = cfg.data.split if args.checkpoint else eval_split(cfg.data.split)
         data = build_dataset(load_split(cfg.data, split), train=False)
         images = torch.stack([data[i][0] for i in range(min(n, len(data)))])
         erf["initialisation"] = effective_field(init, images)
@@ -221,8 +222,8 @@ def format_receptive(arch: str, t: ReceptiveField, erf: dict[str, EffectiveField
         lines.append(f"    branch {name}: {box(f)}")
     if t.context is not None:
         c = t.context
-        where = f"{'x'.join(map(str, c.input))} features"
-        lines.append(f"  context module {t.context_name}, in the pixels of the {where} it reads:")
+        features = f"{'x'.join(map(str, c.input))} features"
+        lines.append(f"  context module {t.context_name}, in the pixels of the {features} it reads:")
         lines.append(
             f"    field {box(c.local)}" + ("; with its global pooling the whole map" if c.global_pooling else "")
         )
