@@ -148,3 +148,27 @@ def test_a_context_modules_own_field_tells_rate_sets_apart() -> None:
     assert hdc.context.local.height == 35 and not hdc.context.local.holes
     assert common.context.local.height == 79 and common.context.local.holes
     assert receptive_field(build_model("unet", width=4), (3, 32, 32)).context is None
+
+
+def test_a_sweeps_fields_without_training(cli, tmp_path) -> None:
+    """`receptive --sweep`: one theoretical field per configuration (not per seed), a table, a CSV
+    and the context-field grid, with nothing trained."""
+    import pandas as pd
+
+    spec = tmp_path / "g.yaml"
+    spec.write_text("name: g\nbase:\n  model: {arch: aspp_unet, width: 4}\n  data: {size: [40, 40]}\n"
+                    "grid:\n  model.rates: [[1, 2, 5], [2, 4, 8]]\n  model.context: [aspp_parallel, dense_aspp]\n"
+                    "seeds: [0, 1]\n")  # fmt: skip
+    code, out, err = cli("receptive", "--sweep", str(spec), "--out", str(tmp_path / "rep"))
+    assert code == 0, err
+    assert "4 configurations of 8 cells" in out
+    table = pd.read_csv(tmp_path / "rep" / "receptive_fields.csv")
+    assert len(table) == 4 and not list(tmp_path.glob("**/result.json"))
+    dense = table[table["model.context"] == "dense_aspp"].set_index("model.rates")["rf_context_coverage"]
+    assert dense["[1, 2, 5]"] == 1.0 and dense["[2, 4, 8]"] < 1.0  # the hybrid rule fills the holes
+    assert (tmp_path / "rep" / "context_fields.png").stat().st_size > 1000
+    assert "![context_fields](context_fields.png)" in (tmp_path / "rep" / "README.md").read_text()
+    code, _, err = cli("receptive", "aspp_unet", "--sweep", str(spec))
+    assert code == 2 and "leave out ARCH" in err
+    code, _, err = cli("receptive")
+    assert code == 2 and "--sweep" in err

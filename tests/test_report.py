@@ -98,7 +98,10 @@ def test_report_tables_figures_and_latex(cli, results: Path, tmp_path) -> None:
     assert (out / "paper_vs_asppunet_table1.tex").is_file() and (out / "paper_vs_asppunet_table2.tex").is_file()
     assert "## Per-class IoU" in md
     stems = ("miou_vs_gmacs", "miou_vs_latency_ms", "per_class_iou", "effect_model_arch", "learning_curves",
-             "miou_intervals")  # fmt: skip
+             "miou_intervals", "receptive_field")  # fmt: skip
+    rf = md.split("## Receptive fields")[1].split("\n## ")[0]  # a row per configuration, the runs' own fields
+    rf_rows = [ln for ln in rf.splitlines() if ln.startswith("| 1 ") or ln.startswith("| 2 ")]
+    assert len(rf_rows) == 2 and all("2 of 2" in ln and " x " in ln for ln in rf_rows), rf
     for stem in stems:
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.pdf").is_file(), stem
         assert f"![{stem}]({stem}.png)" in md, stem  # every figure listed with its line
