@@ -94,7 +94,7 @@ def _table_pairs(first: str, second: str) -> tuple[list[tuple[str, int, float, f
         m = g.merge(h[["_identity", "miou"]], on="_identity", suffixes=("_a", "_b")).sort_values("train.seed")
         da, db = 100 * m["miou_a"].to_numpy(), 100 * m["miou_b"].to_numpy()
         change = db - da
-        sd_a, sd_b = np.std(da, ddof=1), np.std(db, ddof=1)
+        sd_a, sd_b = (np.std(da, ddof=1), np.std(db, ddof=1)) if len(m) > 1 else (np.nan, np.nan)  # one seed: none
         all_changes += list(change)
         all_sd += [sd_a, sd_b]
         label = row_label(g.iloc[0], varying, empty="all")
@@ -107,8 +107,9 @@ def _table_pairs(first: str, second: str) -> tuple[list[tuple[str, int, float, f
     if all_changes:
         print(
             f"\nsame experiment, two environments: mean |change| {np.mean(np.abs(all_changes)):.2f} points, "
-            f"max {np.max(np.abs(all_changes)):.2f}, {sum(c == 0 for c in all_changes)} of {len(all_changes)} "
-            f"bit-equal; seed-to-seed sd {min(all_sd):.2f}-{max(all_sd):.2f} points"
+            f"max {np.max(np.abs(all_changes)):.2f}, {sum(c == 0 for c in all_changes)} of {len(all_changes)} bit-equal"
+            + (f"; seed-to-seed sd {np.nanmin(all_sd):.2f}-{np.nanmax(all_sd):.2f} points"
+               if not np.isnan(all_sd).all() else "; one seed per configuration: no seed-to-seed sd")
         )
     return pairs, str(a["data.name"].iloc[0])
 

@@ -75,8 +75,9 @@ def cmd_regress(args: argparse.Namespace) -> int:
         f"{counts['FAIL']} failed of {len(records)} configurations. A configuration fails when its mean mIoU "
         f"drops by more than {args.miou_tol} points and the drop is significant (one-sided Welch, or paired "
         f"where both sides ran the same seeds; Holm-corrected over {len(records)} configurations; alpha "
-        f"{args.alpha}); with one seed on a side, on the threshold, and between two environments also beyond "
-        f"the environment noise model where one applies (each such row names it). Speed: "
+        f"{args.alpha}); with one seed on a side, between two environments, when an environment change alone "
+        f"would rarely drop it that far (the environment noise model each such row names; Holm with the rest), "
+        f"else on the threshold alone. Speed: "
         + ("fractions of the measured matmul peak" if args.speed_normalised else "latency between equal environments")
         + f", tolerance x{1 + args.speed_tol:.2f}."
     )

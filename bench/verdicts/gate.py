@@ -90,18 +90,23 @@ def regress(
     `alpha`. A drop beyond the tolerance that is not significant is INCONCLUSIVE (listed with the
     seeds that would resolve it at the measured spread; it does not fail). With one seed on a side
     no test is possible: between two environments (not provably one host and one fingerprint) the
-    drop is judged against the environment noise model of the results' dataset
-    (bench.verdicts.noise; `noise_model` 'auto', 'none' or a model's name), else the plain
-    threshold decides; the verdict says which."""
+    drop is tested against the environment noise model of the results' dataset (bench.verdicts.noise;
+    `noise_model` 'auto', 'none' or a model's name): its one-sided p = P(a change of environment
+    alone drops it this far) joins Holm's correction with the t-tests; otherwise the plain
+    threshold decides. The verdict says which."""
     _check_arguments(baseline, current, miou_tol, speed_tol, alpha)
     data = set(baseline["data.name"].astype(str)) if "data.name" in baseline.columns else set()
     model = noise.choose(noise_model, data)
     baseline, current = _with_ignored(baseline, current, ignore)
     records, comps = _compare(baseline, current, ignore, speed_tol, speed_normalised)
-    adjusted = stats.holm([cp.p if cp is not None else math.nan for cp in comps])
-    for rec, comp, p_holm in zip(records, comps, adjusted, strict=True):
+    models = [None if r["same_environment"] or cp is None or cp.test != "threshold" else model
+              for r, cp in zip(records, comps, strict=True)]  # fmt: skip
+    raw = [math.nan if cp is None else _noise_p(cp, m) if cp.test == "threshold" else cp.p
+           for cp, m in zip(comps, models, strict=True)]  # fmt: skip
+    adjusted = stats.holm(raw)
+    for rec, comp, p_holm, m in zip(records, comps, adjusted, models, strict=True):
         if comp is not None:
-            _judge(rec, comp, p_holm, miou_tol, alpha, None if rec["same_environment"] else model)
+            _judge(rec, comp, p_holm, miou_tol, alpha, m)
     passed = all(r["verdict"] != "FAIL" for r in records)
     return passed, _markdown(records, alpha), records
 
@@ -175,7 +180,7 @@ def _judge(
     drop = -comp.diff
     fails: list[str] = []
     if comp.test == "threshold" and model is not None:
-        verdict = _within_noise(rec, comp, miou_tol, alpha, model, fails)
+        verdict = _within_noise(rec, comp, p_holm, miou_tol, alpha, model, fails)
     elif comp.test == "threshold":
         if drop > miou_tol:
             fails.append(f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} (threshold: one seed, no test)")
@@ -206,23 +211,36 @@ def _judge(
     rec["verdict"] = verdict
 
 
+def _noise_p(comp: Any, model: noise.NoiseModel | None) -> float:
+    """One seed a side: P(a change of environment alone drops the result this far), one-sided
+    normal with the model's sd; nan without a model (the plain threshold decides)."""
+    from scipy.stats import norm
+
+    if model is None:
+        return math.nan
+    if model.sd == 0:  # the change never moved a result: any drop is beyond it
+        return 0.0 if comp.diff < 0 else 1.0
+    return float(norm.sf(-comp.diff / model.sd))
+
+
 def _within_noise(
-    rec: dict[str, Any], comp: Any, miou_tol: float, alpha: float, model: noise.NoiseModel, fails: list[str]
-) -> str:
-    """A one-seed comparison between environments: a drop beyond the tolerance fails only where it
-    is also beyond what the environment change alone gives with probability 1 - alpha."""
-    drop, limit = -comp.diff, model.limit(alpha)
-    rec["noise_model"] = {"name": model.name, "sd": model.sd, "n": model.n, "limit": limit}
-    if drop > miou_tol and drop > limit:
-        fails.append(f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} and beyond the {limit:.2f} points that the "
-                     f"{model.describe()} gives at alpha {alpha}")  # fmt: skip
+    rec: dict[str, Any], comp: Any, p_holm: float, miou_tol: float, alpha: float, model: noise.NoiseModel,
+    fails: list[str],
+) -> str:  # fmt: skip
+    """A one-seed comparison between environments: a drop beyond the tolerance fails only where a
+    change of environment alone would give it with probability below alpha (after Holm)."""
+    drop = -comp.diff
+    rec["noise_model"] = {"name": model.name, "sd": model.sd, "n": model.n}
+    if drop > miou_tol and p_holm < alpha:
+        fails.append(f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} and beyond what the {model.describe()} "
+                     f"gives (p {p_holm:.3g} after Holm < {alpha})")  # fmt: skip
         return "FAIL"
     if drop > miou_tol:
         need = stats.seeds_needed(drop, model.sd, alpha=alpha)
         rec["seeds_needed"] = need
         rec["why"] = (
-            f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} but inside the {limit:.2f} points that the "
-            f"{model.describe()} gives at alpha {alpha}; "
+            f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} but inside what the {model.describe()} gives "
+            f"(p {p_holm:.3g} after Holm); "
             + (f"{need} seeds per side would resolve a drop this size" if need else "more than 1000 seeds needed")
         )
         return "INCONCLUSIVE"

@@ -3,10 +3,12 @@ only the environment changes (another machine of the same kind, another CPU, ano
 count), measured by this project and kept as data (environment_noise.csv beside this file).
 
 A one-seed comparison between two environments cannot use a test over seeds; `regress` then
-judges the drop against the model of the baseline's dataset: a drop inside the one-sided
-(1 - alpha) limit of the model's spread is INCONCLUSIVE, not a FAIL. Where both sides provably
-ran in one environment (the same host and the same fingerprint), results repeat to the bit and
-the plain threshold decides.
+tests the drop against the model of the baseline's dataset: p = P(a change of environment alone
+drops the result this far), one-sided normal with the model's spread, Holm-corrected with the
+other configurations; a drop it does not make significant is INCONCLUSIVE, not a FAIL. Where
+both sides provably ran in one environment (the same host and the same fingerprint), results
+repeat to the bit and the plain threshold decides. A dataset with several models (one per kind
+of change) is judged by the widest.
 
 The spread of a model is the root mean square of its measured changes (an environment change
 has no direction: the mean change is taken as 0), so a model of n pairs states sd, n and the
@@ -40,12 +42,6 @@ class NoiseModel:
     sd: float  # root mean square of the changes, in mIoU points
     max_abs: float  # the largest change seen, in points
     source: str  # where the pairs were measured
-
-    def limit(self, alpha: float) -> float:
-        """The largest drop (points) this noise gives with probability 1 - alpha (one-sided, normal)."""
-        from scipy.stats import norm
-
-        return float(norm.ppf(1 - alpha) * self.sd)
 
     def describe(self) -> str:
         return (f"environment noise model '{self.name}' (sd {self.sd:.2f} points over {self.n} pairs of the same "
