@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from bench.configure.config import load_run_config
+from bench.configure.config import flatten, load_run_config
 from bench.configure.identity import NOT_IDENTITY, config_id, resolve, run_id
 from bench.configure.listings import field_rows, registry_listing
 from bench.configure.naming import factor_names
@@ -20,7 +21,7 @@ from bench.errors import UserError
 from bench.files import atomic_path, atomic_write_text
 from bench.models import build_model
 from bench.models.context import context_option_defaults
-from bench.profile import ProfileSpec, check_spec, parse_input, profile_model
+from bench.profile import ProfileSpec, check_spec, device_name, parse_input, profile_model
 from bench.profile.receptive import EffectiveField, ReceptiveField, effective_field, receptive_field
 from bench.report.figures import erf_heatmap
 from bench.report.receptive import sweep_fields_figure, sweep_fields_table
@@ -253,24 +254,28 @@ def _sweep_fields(args: argparse.Namespace) -> int:
         model = build_model(cfg.model.arch, **cfg.model.knobs())
         shape = tuple(cfg.profile.input) if cfg.profile.input else (3, *cfg.data.size)
         rf = receptive_field(model, shape)
-        rows.append({**{a: cell.varying.get(a) for a in axes}, **rf.record()})
+        resolved = flatten(json.loads(cfg.model_dump_json()))  # a knob the configuration ignores shows as -
+        rows.append({**{a: resolved.get(a) for a in axes}, **rf.record()})
     seconds = time.time() - started
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    machine = f"{device_name('cpu')}, {torch.get_num_threads()} thread(s), load average {load:.1f}"
     names = factor_names(axes)
     table = sweep_fields_table(rows, axes, names)
     if args.json:
         print(json.dumps({"sweep": sweep.name, "configurations": rows, "seconds": seconds}, indent=2, default=str))
     else:
         print(markdown(table, left=1 + len(axes)))
-        print(f"\n{len(rows)} configurations of {len(cells)} cells in {seconds:.1f} s")
+        print(f"\n{len(rows)} configurations of {len(cells)} cells in {seconds:.1f} s ({machine})")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         fig = sweep_fields_figure(rows, axes, out, f"{sweep.name}: context fields at the profile size")
         lines = [f"# {sweep.name}: receptive fields without training", "",
                  f"`aspp-bench receptive --sweep {args.sweep} --out {args.out}`: {len(rows)} configurations of "
-                 f"{len(cells)} cells, {seconds:.1f} s. The network's field of the centre output pixel at the "
-                 "profile size, and the context module's own field and coverage in the pixels of the feature map "
-                 "it reads (see docs/receptive-fields.md).", "", markdown(table, left=1 + len(axes)), ""]  # fmt: skip
+                 f"{len(cells)} cells in {seconds:.1f} s ({machine}). The network's field of the centre output "
+                 "pixel at the profile size, and the context module's own field and coverage in the pixels of the "
+                 "feature map it reads (see docs/receptive-fields.md in the repository).", "",
+                 markdown(table, left=1 + len(axes)), ""]  # fmt: skip
         if fig:
             lines += [f"**{fig.title}.** {fig.caption}", "", f"![{fig.path.stem}]({fig.path.stem}.png)", ""]
         atomic_write_text(out / "README.md", "\n".join(lines))
