@@ -122,14 +122,13 @@ def _parser() -> argparse.ArgumentParser:
     rf = sub.add_parser(
         "receptive", help="theoretical receptive field, coverage/gridding and effective receptive field of a network"
     )
-    rf.add_argument(
-        "arch", nargs="?", help="architecture name (see 'aspp-bench models'; with --checkpoint, the run's)"
-    )
+    rf.add_argument("arch", nargs="?", help="architecture name (see 'aspp-bench models'; with --checkpoint, the run's)")
     _add_set(rf, "config overrides, e.g. 'model.rates=[6,12,18]'; with --checkpoint only data.* keys")
     rf.add_argument("--input", help="input shape CxHxW for the theoretical field, e.g. 3x90x120")
     rf.add_argument(
-        "--sweep", help="a sweep file: the theoretical field of each of its configurations at its profile size, "
-        "without training (with --out: a table and a figure there)"
+        "--sweep",
+        help="a sweep file: the theoretical field of each of its configurations at its profile size, "
+        "without training (with --out: a table and a figure there)",
     )
     rf.add_argument("--out", help="with --sweep: the folder for README.md, receptive_fields.csv and the figure")
     rf.add_argument("--checkpoint", help="a run folder's checkpoint.pt: the effective field of the trained network")

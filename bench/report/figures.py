@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report.effects import effect
-from bench.report.plotting import Figure, compact_label, palette, save_figure
+from bench.report.plotting import Figure, compact_label, palette, save_figure, seed_counts
 from bench.report.receptive import receptive_figure
 from bench.report.tables import row_numbers
 from bench.report.tradeoff import tradeoff
@@ -43,7 +43,7 @@ def heatmap(t: Any, pc: Any, axes: list[str], outdir: Path) -> Figure:
     ax.tick_params(labelsize=7)
     fig.tight_layout()
     save_figure(fig, outdir / "per_class_iou")
-    n = ", ".join(sorted({str(v) for v in t["n"]}))
+    n = seed_counts(t)
     return Figure(
         outdir / "per_class_iou",
         "Per-class IoU",
@@ -129,7 +129,7 @@ def learning_curves(t: Any, df: Any, axes: list[str], outdir: Path, results: Pat
     fig.subplots_adjust(left=0.06, right=0.7, bottom=0.13, top=0.95, wspace=0.25)
     fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.71, 0.96), fontsize=6.5, frameon=False)
     save_figure(fig, outdir / "learning_curves")
-    n = ", ".join(sorted({str(v) for v in t["n"]}))
+    n = seed_counts(t)
     cap = (
         f"Training of every configuration ({n_runs} runs, n = {n} seed(s) per configuration): train loss per "
         f"epoch (mean over the epoch's batches) and val mIoU at each evaluation (train.eval_every; the last "
@@ -171,7 +171,7 @@ def intervals(t: Any, axes: list[str], outdir: Path) -> Figure | None:
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     save_figure(fig, outdir / "miou_intervals")
-    n = ", ".join(sorted({str(v) for v in t["n"]}))
+    n = seed_counts(t)
     return Figure(
         outdir / "miou_intervals",
         "mIoU intervals and probability of improvement",

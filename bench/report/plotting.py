@@ -21,6 +21,11 @@ class Figure:
     caption: str  # what it shows, n, and what the bars are
 
 
+def seed_counts(t: Any) -> str:
+    """The seeds per configuration of a main table, for a caption: '3' or '7, 10'."""
+    return ", ".join(sorted({str(v) for v in t["n"]}, key=int))
+
+
 def palette(n: int) -> list[Any]:
     import seaborn as sns
 

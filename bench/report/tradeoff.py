@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.configure.naming import factor_names, value_text
-from bench.report.plotting import MARKERS, Figure, constant_value, factor_levels, palette, place_labels, save_figure
+from bench.report.plotting import (
+    MARKERS,
+    Figure,
+    constant_value,
+    factor_levels,
+    palette,
+    place_labels,
+    save_figure,
+    seed_counts,
+)
 
 
 def _pareto(points: list[tuple[float, float]]) -> list[int]:
@@ -133,7 +142,7 @@ def _caption(
     has_xerr: bool,
     cost: str,
 ) -> str:
-    n = ", ".join(sorted({str(v) for v in t["n"]}))
+    n = seed_counts(t)
     bars = (
         "vertical bars ± sd over seeds where a configuration has >= 2; "
         if seeds_bar
