@@ -51,7 +51,7 @@ def receptive_table(df: Any, t: Any, axes: list[str], names: dict[str, str]) -> 
     for key, r in g.iterrows():
         key = key if isinstance(key, tuple) else (key,)
         row: dict[str, str] = {"#": str(rows[key])}
-        for a, v in zip(axes, key, strict=True):
+        for a, v in zip(axes, key[: len(axes)], strict=True):  # no factor: the one row is keyed by status
             row[names[a]] = value_text(v)
         row["runs"] = f"{int(r['n_fields'])} of {int(r['n'])}"  # the runs that recorded their fields
         if not r["n_fields"]:
