@@ -140,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rf.add_argument("--figure", help="write the effective field's heat map here (.png, with a .pdf beside it)")
     rf.add_argument("--json", action="store_true")
-    rf.set_defaults(func=_lazy("inspect", "cmd_receptive"))
+    rf.set_defaults(func=_lazy("receptive", "cmd_receptive"))
 
     tr = sub.add_parser("train", help="train and evaluate one configuration into a run folder (resumes)")
     tr.add_argument("config", nargs="?", help="YAML file with the differences from the defaults")

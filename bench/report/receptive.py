@@ -174,8 +174,9 @@ def sweep_fields_figure(rows: list[dict[str, Any]], axes: list[str], outdir: Pat
     fig, ax = plt.subplots(figsize=(1.5 * len(order_across) + 2.6, 0.5 * len(order_down) + 1.6))
     sns.heatmap(cov, annot=text.fillna(""), fmt="", cmap="viridis", vmin=0, vmax=1, ax=ax, annot_kws={"fontsize": 6.5},
                 cbar_kws={"label": "coverage of the context's field"}, linewidths=0.5)  # fmt: skip
-    ax.set_ylabel(names_of(down))
-    ax.set_xlabel(names_of(across) if across else "")
+    names = factor_names([k for k in (down, across) if k])
+    ax.set_ylabel(names[down])
+    ax.set_xlabel(names[across] if across else "")
     ax.tick_params(labelsize=7)
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
@@ -187,7 +188,3 @@ def sweep_fields_figure(rows: list[dict[str, Any]], axes: list[str], outdir: Pat
         "its extent (px, top) and coverage (bottom; the fraction of the field's box that reaches the output, "
         "colour): below 1 the rates leave holes (gridding). Global pooling left out.",
     )
-
-
-def names_of(key: str | None) -> str:
-    return factor_names([key])[key] if key else ""

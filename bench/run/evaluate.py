@@ -91,9 +91,7 @@ def checkpoint_config(checkpoint: str | Path, sets: list[str] | None = None) -> 
     overrides = dict(parse_set(s) for s in sets or [])
     bad = [k for k in overrides if not k.startswith("data.")]
     if bad:
-        raise UserError(
-            f"--set {bad[0]}: a checkpoint takes data.* overrides only (the model is the checkpoint's)"
-        )
+        raise UserError(f"--set {bad[0]}: a checkpoint takes data.* overrides only (the model is the checkpoint's)")
     given = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "no --set"
     if "data.split" not in overrides:
         overrides["data.split"] = eval_split(trained.data.split)
