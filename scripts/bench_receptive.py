@@ -7,7 +7,7 @@
    size (3x96x96), as `aspp-bench receptive --sweep` runs it: one analysis per configuration
    (41 for the 82 cells: a seed does not change a theoretical field), model builds included.
 2. The effective field of aspp_unet width 16 at 180x240 over 32 real CamVid validation images
-   (../shared/data/camvid resized to 180x240; random images where it is missing, said so): the
+   (data.root camvid below $ASPP_BENCH_DATA, resized to 180x240; random images where it is missing, said so): the
    time does not depend on the weights, so the network is taken at its initialisation.
 
 Each figure: median, min and max over the repetitions (wall seconds), the threads used, the CPU
@@ -35,7 +35,7 @@ import torch  # noqa: E402
 
 from bench.configure.config import load_run_config  # noqa: E402
 from bench.configure.identity import config_id  # noqa: E402
-from bench.data import build_dataset, load_split  # noqa: E402
+from bench.data import build_dataset, load_split, locate_root  # noqa: E402
 from bench.models import build_model  # noqa: E402
 from bench.profile import device_name  # noqa: E402
 from bench.profile.receptive import effective_field, receptive_field  # noqa: E402
@@ -55,9 +55,9 @@ def theoretical_grid() -> float:
 
 
 def camvid_images(n: int) -> tuple[torch.Tensor, str]:
-    root = ROOT.parent / "shared" / "data" / "camvid"
+    root = Path(locate_root("camvid"))
     if not root.is_dir():
-        return torch.randn(n, 3, 180, 240), "random images (CamVid not found)"
+        return torch.randn(n, 3, 180, 240), "random images (CamVid not found below $ASPP_BENCH_DATA)"
     cfg = load_run_config(None, ["data.name=camvid", f"data.root={root}", "data.size=[180,240]", "data.split=val"])
     data = build_dataset(load_split(cfg.data, "val"), train=False)
     return torch.stack([data[i][0] for i in range(n)]), f"{n} CamVid val images at 180x240"

@@ -20,7 +20,12 @@ def test_legacy_baseline_maps_onto_the_sweep_that_made_it() -> None:
 
     root = Path(__file__).resolve().parents[1]
     df = load_table(root / "results" / "baselines" / "camvid_cpu.parquet")
-    cells = expand(load_sweep(root / "ablations" / "camvid_cpu.yaml"))
+    sweep = load_sweep(root / "ablations" / "camvid_cpu.yaml")
+    # the rows name the data by content (data.fingerprint), not by where it lay; the sweep is
+    # expanded for data with that content, wherever CamVid is (or is not) on this machine
+    (fp,) = set(df["data.fingerprint"])
+    base = {**sweep.base, "data": {**sweep.base["data"], "fingerprint": fp}}
+    cells = expand(sweep.model_copy(update={"base": base}))
     assert set(df["_identity"]) == {c.run_id for c in cells} and len(df) == 12
     assert df["_config"].nunique() == 4  # 4 configurations x 3 seeds
     # written when fp32 was spelled `none`: read in today's one spelling, as a collected folder shows it

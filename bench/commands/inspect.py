@@ -9,6 +9,7 @@ import json
 from bench.configure.config import load_run_config
 from bench.configure.identity import NOT_IDENTITY, resolve, run_id
 from bench.configure.listings import field_rows, registry_listing
+from bench.data import data_problem, eval_split
 from bench.errors import UserError
 from bench.models import build_model
 from bench.models.context import context_option_defaults
@@ -64,6 +65,9 @@ def cmd_config(args: argparse.Namespace) -> int:
         print(json.dumps({"run_id": run_id(cfg, resolved=True), "config": data}, indent=2))
         return 0
     print(f"# run_id {run_id(cfg, resolved=True)}: the hash of this resolved config without {', '.join(NOT_IDENTITY)}")
+    if cfg.data.fingerprint is None and cfg.data.root is not None:
+        problem = data_problem(cfg.data, (cfg.data.split, eval_split(cfg.data.split)))
+        print(f"# data not readable here, so this run_id lacks the data's fingerprint (docs/datasets.md): {problem}")
     print(yaml.safe_dump(data, sort_keys=False, default_flow_style=None).rstrip())
     return 0
 

@@ -92,7 +92,10 @@ class AugmentConfig(_Frozen):
 
 class DataConfig(_Frozen):
     name: str = "synthetic"
-    root: str | None = Field(None, examples=["data/camvid"])
+    root: str | None = Field(None, examples=["camvid"])  # below $ASPP_BENCH_DATA when relative and set
+    # the content of what a run reads (bench.data.fingerprint), filled by resolve where the data is
+    # readable; where it lies (root) is not part of the experiment, this is
+    fingerprint: str | None = Field(None, pattern=r"^sha256:[0-9a-f]{16}$", examples=["sha256:0123456789abcdef"])
     split: str = Field("train", examples=["val"])
     size: tuple[Side, Side] = (64, 64)
     crop: tuple[Side, Side] | None = None

@@ -12,8 +12,10 @@ none is atrous_unet). Two spellings of one network and protocol
 resolve to one config, so they hash to one `run_id`. Resolution is idempotent:
 resolve(resolve(c)) == resolve(c), so the config.yaml a run writes hashes to its own folder.
 
-`run_id` leaves out what does not change the experiment (train.device: where it runs, like the
-launcher's settings; train.eval_every and train.checkpoint_every: how often it is observed);
+`run_id` leaves out what does not change the experiment (train.device and data.root: where it runs
+and where its data lies, like the launcher's settings; train.eval_every and train.checkpoint_every:
+how often it is observed); the data's content is in it, as data.fingerprint (bench.data.fingerprint:
+the files the run reads, by path below the root and size), filled here where the data is readable;
 `config_id` also leaves out the seed (one configuration, many seeds).
 """
 
@@ -37,7 +39,7 @@ from bench.configure.config import (
     flatten,
     validate,
 )
-from bench.data import dataset_facts
+from bench.data import dataset_facts, fingerprint
 from bench.errors import KnobError, UserError, clip
 from bench.models.blocks import check_rates
 from bench.models.context import check_context_options, context_option_defaults
@@ -56,7 +58,7 @@ __all__ = [
 # how often it is evaluated or checkpointed (neither touches the weights: bit-equal training for
 # any eval_every/checkpoint_every, tested), so a grid can switch learning curves on and still
 # match its baseline.
-NOT_IDENTITY = ("train.device", "train.eval_every", "train.checkpoint_every")
+NOT_IDENTITY = ("train.device", "data.root", "train.eval_every", "train.checkpoint_every")
 # Keys added after identities were first written: left out of the hash while at their default, so
 # every run_id written before they existed stays the run's id (a key at another value hashes as usual).
 ADDED_LATER = {
@@ -65,6 +67,7 @@ ADDED_LATER = {
     ("train", "sync_bn"): True,
     ("model", "context_options"): None,
     ("profile", "receptive"): True,
+    ("data", "fingerprint"): None,
 }
 # Values renamed after identities were first written: hashed under their first spelling, so a
 # run_id written before the rename stays the run's id (train.amp fp32 was spelled `none`).
@@ -120,6 +123,8 @@ def _resolve_data(d: DataConfig) -> DataConfig:
                 f"data.{key}={given!r}: dataset '{d.name}' has no '{key}'; "
                 f"its keys are {', '.join(k for k in dentry.knobs if k not in ('split', 'size'))}"
             )
+    if d.fingerprint is None:
+        dupd["fingerprint"] = fingerprint(d.model_copy(update=dupd))
     return d.model_copy(update=dupd)
 
 

@@ -7,7 +7,13 @@ once per (dataset, split, size, options) into an on-disk cache shared by every c
 `evaluate`: $XDG_CACHE_HOME/aspp-bench/decoded/. The key holds each source file's path, size and
 modification time, so an edited, added or removed file decodes again; the cache file is written
 atomically, so two cells filling it at once both leave a whole file (the same bytes). Set
-ASPP_BENCH_NO_DATA_CACHE=1 to decode every time."""
+ASPP_BENCH_NO_DATA_CACHE=1 to decode every time.
+
+Where the data lies is not part of an experiment (docs/datasets.md). A relative `data.root` is
+found below $ASPP_BENCH_DATA when that is set (`root: camvid` with ASPP_BENCH_DATA=/data/sets
+reads /data/sets/camvid), else below the current folder. What a run's identity holds instead is
+`fingerprint(data_cfg)`: a hash of the files the run reads (train and evaluation split), each by
+its path below the root and its size, so the same files at another path are the same experiment."""
 
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from bench.files import atomic_path, cache_dir
 from bench.registry import datasets
 
 __all__ = [
+    "DATA_ENV",
     "ResumableSampler",
     "SegData",
     "SegDataset",
@@ -38,10 +45,40 @@ __all__ = [
     "data_problem",
     "dataset_facts",
     "eval_split",
+    "fingerprint",
     "load_split",
+    "locate_root",
     "make_loader",
     "split_key",
 ]
+
+
+DATA_ENV = "ASPP_BENCH_DATA"
+
+
+def locate_root(root: str | None) -> str | None:
+    """Where `data.root` is on this machine: absolute (after ~) as given; relative below
+    $ASPP_BENCH_DATA when that is set, else below the current folder."""
+    if root is None:
+        return None
+    p = Path(root).expanduser()
+    base = os.environ.get(DATA_ENV)
+    if not p.is_absolute() and base:
+        p = Path(base).expanduser() / p
+    return str(p)
+
+
+def _where_hint(root: str | None) -> str:
+    """How a relative root was looked for, for an error about a root that is not there."""
+    if root is None or Path(root).expanduser().is_absolute():
+        return ""
+    base = os.environ.get(DATA_ENV)
+    if base:
+        return f" (data.root {root!r} is looked for below ${DATA_ENV}={base})"
+    return (
+        f" (data.root {root!r} is relative: it is looked for below ${DATA_ENV} when that is set, here it is not, "
+        "so below the current folder; set it to the folder that holds your datasets, docs/datasets.md)"
+    )
 
 
 def _synthetic_facts(classes: int = 6, **_: Any) -> tuple[int, int]:
@@ -137,7 +174,7 @@ def voc(
 
 def _given(data_cfg: Any, split: str | None) -> dict[str, Any]:
     return {
-        "root": data_cfg.root,
+        "root": locate_root(data_cfg.root),
         "split": split or data_cfg.split,
         "size": tuple(data_cfg.size),
         "void_as_class": data_cfg.void_as_class,
@@ -261,7 +298,59 @@ def data_problem(data_cfg: Any, splits: Sequence[str]) -> str | None:
         return None
     for split in splits:
         try:
-            check(data_cfg.root, split)
+            check(locate_root(data_cfg.root), split)
         except UserError as e:
-            return str(e)
+            return f"{e}{_where_hint(data_cfg.root)}"
+    given = getattr(data_cfg, "fingerprint", None)
+    if given is not None:
+        found = fingerprint(data_cfg)
+        if found != given:
+            return (
+                f"data.fingerprint={given}: the {data_cfg.name} files at '{locate_root(data_cfg.root)}' have "
+                f"fingerprint {found} (another set of files or sizes than the run's); point data.root at the data "
+                "the run was made with, or drop data.fingerprint to run on these files as a new experiment"
+            )
     return None
+
+
+FINGERPRINT_FORMAT = 1  # bump when what a fingerprint covers changes
+
+
+def _split_files(name: str, root: str, split: str) -> list[Path]:
+    """The files a split is read from: the dataset's own `sources`, else every file below its root."""
+    sources = datasets.get(name).meta.get("sources")
+    if sources is not None:
+        return list(sources(root=root, split=split))
+    return [p for p in Path(root).rglob("*") if p.is_file()]
+
+
+_FINGERPRINTS: dict[tuple[Any, ...], str | None] = {}
+
+
+def fingerprint(data_cfg: Any) -> str | None:
+    """The content fingerprint of what a run reads: sha256 over (path below the root, size) of every
+    file of its train split and its evaluation split. None for a dataset read from no files (synthetic)
+    or one whose root cannot be read here (the launch refuses such a run before it starts). Computed
+    once per process and root (stat calls only; CamVid's 1,400 files take milliseconds)."""
+    entry = datasets.get(data_cfg.name)
+    if entry.meta.get("check") is None or data_cfg.root is None:
+        return None
+    root = locate_root(data_cfg.root)
+    splits = tuple(dict.fromkeys((data_cfg.split, eval_split(data_cfg.split))))
+    key = (data_cfg.name, str(Path(root).resolve()), splits)  # type: ignore[arg-type]
+    if key in _FINGERPRINTS:
+        return _FINGERPRINTS[key]
+    try:
+        for split in splits:
+            entry.meta["check"](root, split)
+        base = Path(root).resolve()  # type: ignore[arg-type]
+        rows = sorted(
+            {(split, str(Path(f).resolve().relative_to(base)), Path(f).stat().st_size)
+             for split in splits for f in _split_files(data_cfg.name, root, split)}  # fmt: skip
+        )
+    except (UserError, OSError, ValueError):
+        _FINGERPRINTS[key] = None
+        return None
+    body = json.dumps({"format": FINGERPRINT_FORMAT, "dataset": data_cfg.name, "files": rows}, separators=(",", ":"))
+    _FINGERPRINTS[key] = "sha256:" + hashlib.sha256(body.encode()).hexdigest()[:16]
+    return _FINGERPRINTS[key]

@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from bench.configure.config import RunConfig
 from bench.configure.identity import resolve
-from bench.data import build_dataset, data_problem, eval_split, load_split, make_loader
+from bench.data import build_dataset, data_problem, eval_split, load_split, locate_root, make_loader
 from bench.distributed import SINGLE, World, gather_objects, sync_batchnorm
 from bench.errors import UserError
 from bench.files import make_new_folder, remove_new_paths, write_json, write_yaml
@@ -309,7 +309,7 @@ def _result(
         "diverged": fit.get("diverged"),
         "arch": cfg.model.arch,
         "config": json.loads(cfg.model_dump_json()),
-        "data_root": str(Path(cfg.data.root).resolve()) if cfg.data.root else None,  # as reached from where it ran
+        "data_root": str(Path(locate_root(cfg.data.root)).resolve()) if cfg.data.root else None,  # as reached from where it ran
         "metrics": fit["metrics"],
         "class_names": list(class_names),
         "train": fit["train"],
