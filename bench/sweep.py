@@ -168,6 +168,10 @@ class DecideConfig(BaseModel):
     # bench.verdicts.waves.design_of, by every command that reads a decide section)
     spending: str = "hsd:-2"
     correction: Literal["bonferroni", "none"] = "bonferroni"  # alpha split over the comparisons
+    # budgets at which every comparison is decided, smallest first: each a mapping of config keys
+    # (train.epochs, data.size, model.width, ...) laid over the base; the grid runs once per budget,
+    # and alpha is split over comparisons x budgets (docs/budgets.md)
+    budgets: list[dict[str, Any]] = []
 
 
 class Sweep(BaseModel):
@@ -211,6 +215,7 @@ class Cell:
     run_id: str
     varying: dict[str, Any]
     config: RunConfig
+    budget: int | None = None  # which of decide.budgets it belongs to (None: the sweep has none)
 
 
 def _get(cfg: RunConfig, key: str) -> Any:
@@ -285,6 +290,15 @@ def _check_keys(sweep: Sweep, source: str) -> None:
         raise UserError(f"{source}: {sorted(overlap)[0]!r} is in both grid and zip; put it in one of them")
     if "train.seed" in sweep.grid or any("train.seed" in g for g in sweep.zip):
         raise UserError(f"{source}: vary train.seed with 'seeds', not in grid/zip")
+    for i, budget in enumerate(sweep.decide.budgets if sweep.decide is not None else []):
+        for k in budget:
+            if not is_config_key(k, keys):
+                raise UserError(f"{source}: decide.budgets[{i}] key '{k}' is not a config field{did_you_mean(k, keys)}")
+            if k in sweep.grid or any(k in g for g in sweep.zip) or k == "train.seed":
+                raise UserError(
+                    f"{source}: decide.budgets[{i}] key '{k}' is varied by the grid (or is the seed); a budget sets "
+                    "what every configuration is trained with (train.epochs, data.size, model.width, ...), not a factor"
+                )
     if not sweep.seeds:
         raise UserError(f"{source}: seeds is empty; give at least one seed, e.g. seeds: [0]")
 
@@ -328,6 +342,9 @@ def expand_sweep(sweep: Sweep, *, source: str = "sweep") -> Expansion:
     axes: list[list[dict[str, Any]]] = [[{k: v} for v in vals] for k, vals in sweep.grid.items()]
     axes += [[dict(zip(g, vals, strict=True)) for vals in zip(*g.values(), strict=True)] for g in sweep.zip]
     axes.append([{"train.seed": s} for s in sweep.seeds])
+    budgets = _budget_axis(sweep, base_flat)
+    if budgets:
+        axes.insert(0, budgets)  # outermost: the grid once per budget
     total = math.prod(len(a) for a in axes)
     if total > MAX_CELLS:
         sizes = " x ".join(str(len(a)) for a in axes)
@@ -338,6 +355,7 @@ def expand_sweep(sweep: Sweep, *, source: str = "sweep") -> Expansion:
     cells: list[Cell] = []
     errors: list[str] = []
     seen: dict[str, int] = {}
+    cells_budget: dict[str, int | None] = {}
     duplicates: dict[int, int] = {}
     for idx, combo in enumerate(itertools.product(*axes)):
         varying: dict[str, Any] = {}
@@ -366,11 +384,21 @@ def expand_sweep(sweep: Sweep, *, source: str = "sweep") -> Expansion:
             )
             continue
         rid = run_id(cfg, resolved=True)
+        budget = next(i for i, b in enumerate(budgets) if all(varying.get(k) == v for k, v in b.items())) if budgets \
+            else None  # fmt: skip
         if rid in seen:
+            if budgets and cells_budget.get(rid) != budget:
+                errors.append(
+                    f"{where}: budget {budget} ({cell_label(budgets[budget])}) is the same experiment as budget "
+                    f"{cells_budget[rid]} ({cell_label(budgets[cells_budget[rid]])}) once resolved; give budgets that "
+                    "differ in what the runs do"
+                )
+                continue
             duplicates[idx] = seen[rid]
             continue
         seen[rid] = idx
-        cells.append(Cell(idx, rid, varying, cfg))
+        cells_budget[rid] = budget
+        cells.append(Cell(idx, rid, varying, cfg, budget))
     if errors:
         raise UserError(f"{len(errors)} bad cell(s); nothing was submitted:\n  " + "\n  ".join(errors))
     if not cells:
@@ -379,6 +407,33 @@ def expand_sweep(sweep: Sweep, *, source: str = "sweep") -> Expansion:
             "rule(s)); nothing would run. Loosen an exclude rule (a rule removes the cells matching all its keys)"
         )
     return Expansion(cells, duplicates)
+
+
+def _budget_axis(sweep: Sweep, base_flat: dict[str, Any]) -> list[dict[str, Any]]:
+    """decide.budgets as an axis: each budget with every key any budget names, a key it leaves out
+    taking the base's value (or the config default), so that each cell's label says its budget."""
+    budgets = sweep.decide.budgets if sweep.decide is not None else []
+    if not budgets:
+        return []
+    keys = list(dict.fromkeys(k for b in budgets for k in b))
+    default = RunConfig()
+    out = []
+    for b in budgets:
+        full = {}
+        for k in keys:
+            if k in b:
+                full[k] = b[k]
+            elif k in base_flat:
+                full[k] = base_flat[k]
+            else:
+                full[k] = _plain(_get(default, k))
+        out.append(full)
+    return out
+
+
+def _plain(v: Any) -> Any:
+    """A config value as YAML gives it (tuples as lists)."""
+    return json.loads(json.dumps(v, default=str)) if isinstance(v, tuple | list | BaseModel) else v
 
 
 def varying_keys(cells: list[Cell]) -> list[str]:

@@ -8,7 +8,9 @@ For every run folder below a results folder (config.yaml + result.json): data.ro
 --root-as (old=new; the new root is read through $ASPP_BENCH_DATA), the data's fingerprint is
 computed from the files found there and written into config.yaml and result.json's config, the
 result's run_id is recomputed, and the folder is renamed to it (git mv where the folder is tracked);
-the folder's sweep.json keys follow. A collected table (.parquet, with its .csv beside it) gets the
+the folder's sweep.json keys follow. Only finished runs (with a result.json) are moved: a run still
+training keeps its folder until it has finished and the script is run again.
+A collected table (.parquet, with its .csv beside it) gets the
 same rewrite of its data.root and data.fingerprint columns and its run_id/config_id recomputed.
 Renamed, not aliased: a folder is named by its config's run_id, as every other run folder is.
 A run whose data cannot be found is refused (exit 2) before anything is written.
@@ -24,9 +26,9 @@ from pathlib import Path
 
 import yaml
 
+from bench.configure.config import validate
 from bench.configure.identity import identity_of_dict
 from bench.data import fingerprint
-from bench.configure.config import validate
 from bench.files import write_json, write_yaml
 
 
@@ -37,8 +39,9 @@ def _rewrite_data(data: dict, mapping: dict[str, str], source: str) -> dict:
     cfg = validate({"data": d}, source=source)
     fp = fingerprint(cfg.data)
     if fp is None and cfg.data.name != "synthetic":
-        sys.exit(f"error: {source}: the {cfg.data.name} data at data.root={d['root']!r} cannot be read here "
-                 "(set ASPP_BENCH_DATA, or give --root-as OLD=NEW); nothing was written")
+        print(f"error: {source}: the {cfg.data.name} data at data.root={d['root']!r} cannot be read here "
+              "(set ASPP_BENCH_DATA, or give --root-as OLD=NEW); nothing more was written", file=sys.stderr)
+        sys.exit(2)
     if fp is not None:
         d["fingerprint"] = fp
     return d
@@ -47,6 +50,8 @@ def _rewrite_data(data: dict, mapping: dict[str, str], source: str) -> dict:
 def migrate_folder(results: Path, mapping: dict[str, str]) -> list[tuple[str, str]]:
     moves = []
     for cfg_path in sorted(results.glob("*/config.yaml")):
+        if not (cfg_path.parent / "result.json").is_file():
+            continue  # a run still training (or never finished): renamed once it has finished
         old = cfg_path.parent.name
         cfg = yaml.safe_load(cfg_path.read_text())
         cfg["data"] = _rewrite_data(cfg["data"], mapping, str(cfg_path))

@@ -25,7 +25,7 @@ from bench.launch import (
 from bench.launch.submit import time_limit_problem
 from bench.run.resources import GiB, machine_memory
 from bench.sweep import expand_sweep, load_sweep
-from bench.verdicts.waves import comparisons, design_of, every_wave_cells, seed_order, wanted_cells
+from bench.verdicts.waves import check_decide, comparisons, every_wave_cells, seed_order, wanted_cells
 
 
 def _sweep_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -60,7 +60,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if problem:
             raise UserError(f"{args.sweep}: {problem}; nothing was submitted")
     if sweep.decide is not None or args.until_decided:
-        design = design_of(sweep, source=str(args.sweep))  # a bad decide section is refused by every command
+        # a bad decide section is refused by every command, --dry-run included, before anything runs
+        design = check_decide(sweep, every_wave_cells(sweep, source=str(args.sweep)), source=str(args.sweep))
         if args.until_decided and args.dry_run:
             print(f"{sweep.name}: until decided, seeds per configuration at the looks {list(design.looks())} "
                   f"(seed order {seed_order(sweep)}); the first wave:")  # fmt: skip
@@ -165,14 +166,17 @@ def _until_decided(args: argparse.Namespace, sweep, results: Path, executor: str
                   else "") + f"; {len(miou)} finished runs in {results}")  # fmt: skip
             return 0
         submitted, skipped = submit(sweep, wanted, results, executor=executor, retry_failed=args.retry_failed)
-        print(f"{sweep.name}: wave {wave}: submitted {len(submitted)} cell(s) ({executor}), "
-              f"{len(missing) - len(submitted)} already queued or running", flush=True)  # fmt: skip
-        if not submitted and any(s.state in RETRYABLE for s in skipped) and not args.retry_failed:
-            bad = [s for s in skipped if s.state in RETRYABLE]
+        waiting = sum(s.state in ("queued", "running") for s in skipped)
+        bad = [s for s in skipped if s.state in RETRYABLE and s.cell.run_id not in miou]
+        print(f"{sweep.name}: wave {wave}: submitted {len(submitted)} cell(s) ({executor}), {waiting} already "
+              f"queued or running" + (f", {len(bad)} failed or damaged" if bad else ""), flush=True)  # fmt: skip
+        if bad and not args.retry_failed and not submitted and not waiting:
             for s in bad:
                 print(f"  {s.cell.run_id}  {s.state}: {s.detail}  ({cell_label(s.cell.varying)})")
-            print(f"  {len(bad)} cell(s) of this wave failed before: the comparisons they belong to stay open; add "
-                  "--retry-failed to run them again")  # fmt: skip
+            print(f"aspp-bench: error: {len(bad)} cell(s) this wave needs failed or hold a damaged result.json "
+                  "(above); the comparisons they belong to stay open with the seeds that finished. Fix the cause, "
+                  f"then 'aspp-bench sweep {source} --until-decided --retry-failed' runs them again",
+                  file=sys.stderr)  # fmt: skip
             return 1
         rc = _wait(missing, results, poll=0 if executor == "inline" else 5)
         if rc:
@@ -262,8 +266,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     comps = []
     if sweep.decide is not None:  # the cells of every wave so far, and where each comparison stands
-        design_of(sweep, source=str(args.sweep))
         every = every_wave_cells(sweep, source=str(args.sweep))
+        check_decide(sweep, every, source=str(args.sweep))
         comps = comparisons(sweep, every, _finished_miou(every, results), source=str(args.sweep))
         wanted = {c.run_id for c in wanted_cells(sweep, every, comps)}
         cells = [c for c, s in zip(every, cell_states(every, results), strict=True)

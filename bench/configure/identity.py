@@ -72,6 +72,9 @@ ADDED_LATER = {
 # Values renamed after identities were first written: hashed under their first spelling, so a
 # run_id written before the rename stays the run's id (train.amp fp32 was spelled `none`).
 HASHED_AS = {("train", "amp"): {"fp32": "none"}}
+# Keys left out of identity after identities were first written while unset: hashed as null
+# whatever they hold, so every run that never set one (the synthetic data's root) keeps its run_id.
+HASHED_AS_NULL = ("data.root",)
 _EMPTY = inspect.Parameter.empty
 
 
@@ -260,8 +263,11 @@ def _canonical(cfg: RunConfig, drop: tuple[str, ...]) -> str:
         node = d
         for part in path:
             node = node.get(part, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(name, None)
+        if isinstance(node, dict) and name in node:
+            if key in HASHED_AS_NULL:
+                node[name] = None
+            else:
+                node.pop(name)
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 

@@ -12,18 +12,20 @@ from typing import Any
 
 import pandas as pd
 
-from bench.configure.naming import factor_names, value_text
+from bench.configure.naming import cell_label, factor_names, value_text
 from bench.errors import UserError
 from bench.files import atomic_path, atomic_write_text
 from bench.report import figures
 from bench.report.captions import protocol_caption, protocol_note
-from bench.report.decisions import decisions
+from bench.report.decisions import budget_labels, decisions
 from bench.report.latex import compile_pdf, latex_tables, pdflatex, tex_document, tex_escape
 from bench.report.papers import paper_vs_measured, reference_table
 from bench.report.receptive import receptive_table
 from bench.report.tables import display_frame, factor_axes, main_table, markdown, per_class
+from bench.report.trajectories import Side, rankings_over_training, sides_from_table
 from bench.results.table import collect, load_table, read_manifest
 from bench.sweep import expand, load_sweep, varying_keys
+from bench.verdicts.waves import comparisons, every_wave_cells
 
 FORMATS = ("md", "tex", "png", "pdf")
 
@@ -105,6 +107,11 @@ def build_report(
     if "png" in formats or "pdf" in formats:
         figs, lines = figures.make_all(t, df, axes, outdir, results=None if from_table else res, per_class=pc)
         written += [f.path.with_suffix(s) for f in figs for s in (".png", ".pdf")]
+        ranking = None if from_table else _ranking_part(df, axes, res, sweep, outdir)
+        if ranking is not None:
+            part, stem = ranking
+            parts.append(part)
+            written += [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
         parts.append(_figures_part(figs, lines))
     tables = [p for p in parts if p.stem]
     if "tex" in formats or "pdf" in formats:
@@ -185,15 +192,49 @@ def _main_part(t: pd.DataFrame, df: pd.DataFrame, res: Path, nm: _Names, notes: 
     return _Part(md, "main", tex, width), labels
 
 
+def _ranking_part(df: pd.DataFrame, axes: list[str], res: Path, sweep: str | Path | None, outdir: Path
+                  ) -> tuple[_Part, Path] | None:  # fmt: skip
+    """Rankings over training: the sweep's declared comparisons where it has a decide: section, else
+    each row against the first at the same budget (train.epochs), along the recorded curves."""
+    hist = figures.histories(df, res)
+    if not hist:
+        return None
+    spec = load_sweep(sweep) if sweep else None
+    if spec is not None and spec.decide is not None:
+        done = set(df.loc[df["status"] == "done", "run_id"])
+        cells = every_wave_cells(spec, source=str(sweep))
+        miou = {r: 0.0 for r in done}
+        blabels = budget_labels(spec)
+
+        def side(c: Any) -> Side:
+            runs = {s: hist[cell.run_id] for s, cell in c.cells.items() if cell.run_id in hist and cell.run_id in done}
+            keys = [k for k in c.varying if all(k not in b for b in spec.decide.budgets)]
+            return Side(cell_label({k: c.varying[k] for k in keys}) or "all",
+                        blabels[c.budget] if c.budget is not None else "", runs)  # fmt: skip
+
+        pairs = [(side(c.base), side(c.current)) for c in comparisons(spec, cells, miou, source=str(sweep))]
+    else:
+        group = ["train.epochs"] if "train.epochs" in axes else []
+        sides = sides_from_table(df, axes, hist, group)
+        pairs = [(b, c) for i, b in enumerate(sides) for c in sides[i + 1:]
+                 if b.group == c.group and all(x.group != b.group for x in sides[:i])]  # fmt: skip
+    made = rankings_over_training(pairs, outdir)
+    if made is None:
+        return None
+    md, stem = made
+    return _Part(md), stem
+
+
 def _decision_parts(df: pd.DataFrame, sweep: str | Path | None, nm: _Names) -> list[_Part]:
     """The declared comparisons' verdicts, where the sweep file is given and has a decide: section."""
     made = decisions(load_sweep(sweep), df, source=str(sweep)) if sweep else None
     if made is None:
         return []
-    table, caption = made
-    md = ["## Decisions", "", caption, "", markdown(table, left=3), ""]
+    table, caption, extra = made
+    md = ["## Decisions", "", caption, "", markdown(table, left=3), "", *extra]
     tdisp = table.map(tex_escape).rename(columns=tex_escape)
-    cap = tex_escape(f"{nm.report}: {caption} {nm.protocol}")
+    trends = " ".join(line.removeprefix("- ").replace("**", "") for line in extra if line)
+    cap = tex_escape(f"{nm.report}: {caption} {trends} {nm.protocol}".replace("  ", " "))
     body, _, w = latex_tables(tdisp, None, cap, f"tab:{nm.slug}-decisions", list(tdisp.columns[:2]), left=3)
     return [_Part(md, "decisions", body, w)]
 

@@ -20,9 +20,32 @@ def protocol_note(t: Any) -> str:
         "the same for every seed). Δ mIoU against the row marked base; * p < 0.05, ** p < 0.01, two-sided "
         + (f"{kind}, Holm-corrected over {n} comparisons" if n else "tests need >= 2 seeds per row: none made")
         + ". P(>base): the probability that a run of the row beats a run of the base row in mIoU (pairs of "
-        "seeds, ties half), with its 95% stratified bootstrap interval where both rows have >= 2 seeds. "
+        "seeds, ties half), with its 95% stratified bootstrap interval where both rows have >= 2 seeds "
+        "(stratified as rliable's: each row's seeds resampled within the row, and where both rows ran the same "
+        "seeds the seed pairs resampled together, so the interval keeps the pairing). Both are fixed-n statistics over "
+        "the seeds each row has: where seeds were added until a comparison was decided (sweep --until-decided) "
+        "they take no account of the repeated looks, and the Decisions table holds the verdicts. "
         "Bold: the best value of a column, only where it is significantly better than the runner-up "
         "(one-sided test, p < 0.05; for Params and GMACs, strictly smaller)."
+        + _curve_note(t)
+    )
+
+
+def _curve_note(t: Any) -> str:
+    """What the curve column says, where the table has one."""
+    if "curve_status" not in t or not t["curve_status"].notna().any():
+        return ""
+    rising = [str(r) for r, s in zip(t["row"], t["curve_status"], strict=True) if s != "plateau"]
+    what = (
+        f" Rows {', '.join(rising)} had not flattened: their mIoU and every difference involving them hold at this "
+        "budget only."
+        if rising
+        else " Every row's curves had flattened."
+    )
+    return (
+        " Curve: whether the seeds' validation curves had flattened at this budget (plateau rule, docs/budgets.md: "
+        "under 0.5 points gained over the last quarter of training and a fitted saturating curve within 1 point "
+        "of the final mIoU); 'rising k/n': the mean curve still rose, k of n runs on their own." + what
     )
 
 

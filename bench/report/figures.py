@@ -52,7 +52,7 @@ def heatmap(t: Any, pc: Any, axes: list[str], outdir: Path) -> Figure:
     )
 
 
-def _histories(df: Any, results: Path | None) -> dict[str, list[dict[str, Any]]]:
+def histories(df: Any, results: Path | None) -> dict[str, list[dict[str, Any]]]:
     if results is None or "folder" not in df.columns:
         return {}
     out = {}
@@ -71,7 +71,7 @@ def learning_curves(t: Any, df: Any, axes: list[str], outdir: Path, results: Pat
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    hist = _histories(df, results)
+    hist = histories(df, results)
     if not hist:
         why = (
             "the report was made from a collected table, which holds no training history; give the results folder"

@@ -14,6 +14,7 @@ from bench.configure.identity import NOT_IDENTITY
 from bench.configure.naming import factor_names, is_missing, row_label, value_text
 from bench.errors import UserError
 from bench.report.latex import tex_escape
+from bench.results.convergence import configuration_convergence
 from bench.verdicts import stats
 
 HIGHER_BETTER = {"miou": True, "pixel_acc": True, "params_m": False, "gmacs": False, "fps_bs1": True}
@@ -95,6 +96,11 @@ def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
         for col in EXTRA_MEANS:
             vals = pd.to_numeric(g[col], errors="coerce").dropna() if col in g else []
             row[col] = float(vals.median()) if len(vals) else math.nan
+        if "conv_status" in g:  # has the validation curve flattened at this budget
+            conv = configuration_convergence(list(g["conv_status"]), list(g["conv_tail_gain"]),
+                                             list(g["conv_headroom"]))  # fmt: skip
+            row["curve"], row["curve_status"] = conv["text"], conv["status"]
+            row["curve_tail_gain"] = 100 * conv["tail_gain"] if conv["tail_gain"] is not None else math.nan
         groups.append(row)
     t = pd.DataFrame(groups)
     t.insert(0, "row", range(1, len(t) + 1))
@@ -202,6 +208,9 @@ def display_frame(t: Any, axes: list[str], tex: bool = False) -> tuple[Any, Any]
             mark[esc(names[a])] = False
         out["seeds"] = str(r["n"])
         mark["seeds"] = False
+        if isinstance(r.get("curve"), str):
+            out["curve"] = r["curve"]
+            mark["curve"] = False
         for col in HIGHER_BETTER:
             head = TEX_LABELS[col] if tex else LABELS[col]
             out[head] = num(r[col], r.get(f"{col}_std"), DIGITS[col], pm)

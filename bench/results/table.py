@@ -22,6 +22,7 @@ from bench.files import read_json_file
 from bench.models.context import context_option_defaults, context_option_types
 from bench.precision import canonical
 from bench.registry import contexts
+from bench.results.convergence import convergence, curve_of
 from bench.results.folders import CHECKPOINT, CONFIG, MANIFEST, RESULT, TENSORBOARD, known_identity, read_result
 
 __all__ = ["RunIndex", "collect", "config_from_row", "load_table", "read_manifest", "result_row", "run_folders"]
@@ -49,6 +50,22 @@ PROFILE_COLUMNS = (
     "busy",
     *RECEPTIVE_COLUMNS,
 )
+
+
+CONVERGENCE_COLUMNS = ("conv_status", "conv_tail_gain", "conv_asymptote", "conv_asymptote_low", "conv_asymptote_high",
+                       "conv_headroom", "conv_family", "conv_evals")  # fmt: skip
+
+
+def run_convergence(r: dict[str, Any]) -> dict[str, Any]:
+    """A result's plateau verdict (bench.results.convergence): as the run recorded it, else from its
+    recorded curve (runs written before the rule existed, or by hand)."""
+    conv = r.get("convergence")
+    if isinstance(conv, dict) and "status" in conv:
+        return conv
+    t = r.get("train") if isinstance(r.get("train"), dict) else {}
+    epochs, miou = curve_of(r)
+    total = t.get("epochs") if isinstance(t.get("epochs"), int | float) else None
+    return convergence(epochs, miou, total)
 
 
 ENV_COLUMNS = ("device_name", "device_features", "kernels", "torch", "threads", "train_threads", "cpu_count",
@@ -84,6 +101,10 @@ def result_row(run_id: str, r: dict[str, Any]) -> dict[str, Any]:
     t = part(r, "train")
     row["train_seconds"] = t.get("train_seconds")
     row["images_per_s"] = t.get("images_per_s")
+    if r.get("status") == "done":
+        conv = run_convergence(r)
+        for k in CONVERGENCE_COLUMNS:
+            row[k] = conv.get(k.removeprefix("conv_"))
     return row
 
 

@@ -27,6 +27,7 @@ from bench.models import build_model
 from bench.optim import make_optimizer, make_scheduler
 from bench.profile import ProfileSpec, environment, profile_model
 from bench.profile.receptive import ERF_IMAGES, receptive_record
+from bench.results.convergence import convergence, curve_of
 from bench.results.folders import (
     CHECKPOINT,
     CONFIG,
@@ -175,6 +176,9 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
         images = build_dataset(val_data, train=False)
         first = torch.stack([images[i][0] for i in range(min(ERF_IMAGES, len(images)))])
         result["profile"].update(receptive_record(_deployed(cfg, trainer, device, world), _profile_input(cfg), first))
+    if result["status"] == "done":  # has the validation curve flattened at this budget
+        epochs, miou = curve_of(result)
+        result["convergence"] = convergence(epochs, miou, fit["train"].get("epochs"))
     result["wall_seconds"] = time.time() - started
     write_json(out / RESULT, result)
     m = fit["metrics"]
@@ -309,7 +313,8 @@ def _result(
         "diverged": fit.get("diverged"),
         "arch": cfg.model.arch,
         "config": json.loads(cfg.model_dump_json()),
-        "data_root": str(Path(locate_root(cfg.data.root)).resolve()) if cfg.data.root else None,  # as reached from where it ran
+        # as reached from where it ran
+        "data_root": str(Path(locate_root(cfg.data.root)).resolve()) if cfg.data.root else None,
         "metrics": fit["metrics"],
         "class_names": list(class_names),
         "train": fit["train"],

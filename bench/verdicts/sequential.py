@@ -39,6 +39,7 @@ __all__ = [
     "Design",
     "calibrated_levels",
     "decide_arrays",
+    "equivalence_interval",
     "fixed_arrays",
     "naive_arrays",
     "simulate",
@@ -60,8 +61,11 @@ def _pocock(t: float, alpha: float) -> float:
 
 def _hsd(t: float, alpha: float, gamma: float) -> float:
     """Hwang, Shih & DeCani (1990): alpha (1 - e^{-gamma t}) / (1 - e^{-gamma}); gamma -4 is close
-    to O'Brien-Fleming, 1 to Pocock."""
-    return float(alpha * (1 - math.exp(-gamma * t)) / (1 - math.exp(-gamma)))
+    to O'Brien-Fleming, 1 to Pocock. expm1 keeps a gamma near 0 exact (the limit is alpha t)."""
+    return float(alpha * math.expm1(-gamma * t) / math.expm1(-gamma))
+
+
+HSD_GAMMA = 40.0  # |gamma| beyond it: e^{-gamma} overflows or the function is a step at t = 0 or 1
 
 
 SPENDING = {"obrien-fleming": _obrien_fleming, "pocock": _pocock}  # and hsd:GAMMA, a family
@@ -75,8 +79,11 @@ def spending_function(name: str):
             gamma = float(arg)
         except ValueError:
             gamma = math.nan
-        if not math.isfinite(gamma) or gamma == 0:
-            raise ValueError(f"spending {name!r}: hsd takes a finite, non-zero gamma, e.g. hsd:-2")
+        if not math.isfinite(gamma) or gamma == 0 or abs(gamma) > HSD_GAMMA:
+            raise ValueError(
+                f"spending {name!r}: hsd takes a gamma between -{HSD_GAMMA:g} and {HSD_GAMMA:g}, not 0, e.g. hsd:-2 "
+                "(-4 is close to O'Brien-Fleming, 1 to Pocock)"
+            )
         return lambda t, alpha: _hsd(t, alpha, gamma)
     if kind not in SPENDING or arg:
         raise ValueError(f"spending {name!r}: allowed are obrien-fleming, pocock and hsd:GAMMA (e.g. hsd:-2)")
@@ -229,6 +236,21 @@ def decide_arrays(design: Design, base: np.ndarray, cur: np.ndarray, *, paired: 
             out[k][todo] = v
         state[todo] = new
     return Decisions(state=state, **out)
+
+
+def equivalence_interval(design: Design, base: list[float], cur: list[float], n: int, *, paired: bool = True
+                         ) -> tuple[float, float]:  # fmt: skip
+    """The interval TOST decided on at the look of `n` seeds per side: the difference's
+    1 - 2 x (the look's one-sided level) confidence interval. Equivalence within +-delta at that look
+    is exactly this interval lying inside (-delta, +delta)."""
+    looks = design.looks()
+    if n not in looks:
+        return math.nan, math.nan
+    level = design.levels(paired)[1][looks.index(n)]
+    b, c = np.asarray([base[:n]], float), np.asarray([cur[:n]], float)
+    diff, se, df, _, _ = _tests(b, c, paired, design.delta)
+    half = float(stats.t.isf(level, df[0]) * se[0])
+    return float(diff[0]) - half, float(diff[0]) + half
 
 
 def fixed_arrays(base: np.ndarray, cur: np.ndarray, *, paired: bool, delta: float, alpha: float = 0.05) -> np.ndarray:
