@@ -384,8 +384,7 @@ def expand_sweep(sweep: Sweep, *, source: str = "sweep") -> Expansion:
             )
             continue
         rid = run_id(cfg, resolved=True)
-        budget = next(i for i, b in enumerate(budgets) if all(varying.get(k) == v for k, v in b.items())) if budgets \
-            else None  # fmt: skip
+        budget = idx // (total // len(budgets)) if budgets else None  # the outermost axis: slowest to change
         if rid in seen:
             if budgets and cells_budget.get(rid) != budget:
                 errors.append(

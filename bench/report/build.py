@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.configure.naming import cell_label, factor_names, value_text
+from bench.configure.naming import factor_names, row_label, value_text
 from bench.errors import UserError
 from bench.files import atomic_path, atomic_write_text
 from bench.report import figures
@@ -209,7 +209,7 @@ def _ranking_part(df: pd.DataFrame, axes: list[str], res: Path, sweep: str | Pat
         def side(c: Any) -> Side:
             runs = {s: hist[cell.run_id] for s, cell in c.cells.items() if cell.run_id in hist and cell.run_id in done}
             keys = [k for k in c.varying if all(k not in b for b in spec.decide.budgets)]
-            return Side(cell_label({k: c.varying[k] for k in keys}) or "all",
+            return Side(row_label({k: c.varying[k] for k in keys}, keys, empty="all"),
                         blabels[c.budget] if c.budget is not None else "", runs)  # fmt: skip
 
         pairs = [(side(c.base), side(c.current)) for c in comparisons(spec, cells, miou, source=str(sweep))]

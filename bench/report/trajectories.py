@@ -79,7 +79,7 @@ def rankings_over_training(pairs: list[tuple[Side, Side]], outdir: Path) -> tupl
         if len(sides) >= 2 and len(epochs) >= 2:
             final = means[epochs[-1]]
             taus[group] = [(e, kendall_tau(means[e], final)) for e in epochs]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2 + 0.2 * ((len(drawn) + 1) // 2)))
     colours = palette(len(drawn))
     for (name, tr), c in zip(drawn, colours, strict=True):
         a1.plot(tr.epochs, tr.diff, color=c, lw=1.3, marker="o", ms=2.5, label=name)
@@ -96,10 +96,12 @@ def rankings_over_training(pairs: list[tuple[Side, Side]], outdir: Path) -> tupl
     a2.set_ylabel("Kendall's τ with the final ranking")
     for ax in (a1, a2):
         ax.tick_params(labelsize=7)
-    a1.legend(fontsize=6, frameon=False, loc="best")
     if len(taus) > 1:
         a2.legend(fontsize=6, frameon=False, loc="lower right")
-    fig.tight_layout()
+    handles, labels = a1.get_legend_handles_labels()
+    legend_rows = (len(handles) + 1) // 2
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.96, bottom=0.14 + 0.045 * legend_rows, wspace=0.22)
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=6.5, frameon=False)
     stem = outdir / "rankings_over_training"
     save_figure(fig, stem)
     tau_text = "; ".join(

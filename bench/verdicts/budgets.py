@@ -8,7 +8,8 @@
   seeds of each configuration independently (percentile, `B` resamples, a fixed generator).
 - `budget_trend`: a comparison's verdicts at increasing budgets read as "holds from budget B on"
   (the same decided direction, or equivalence, at B and every larger budget) or "flips between B1
-  and B2" (the sign of the difference changes between consecutive budgets).
+  and B2" (the sign of the difference changes between two budgets next to each other once the
+  budgets where it was decided equivalent, which has no direction, are passed over).
 """
 
 from __future__ import annotations
@@ -113,9 +114,10 @@ def budget_trend(labels: Sequence[str], states: Sequence[str], diffs: Sequence[f
     """A comparison's trend over budgets (smallest first): `labels` name the budgets, `states` the
     verdicts there (different / equivalent / undecided / open), `diffs` the differences (points)."""
     signs = [0 if not math.isfinite(d) else int(np.sign(d)) for d in diffs]
-    for i in range(1, len(signs)):
-        if signs[i - 1] and signs[i] and signs[i] != signs[i - 1]:
-            return f"flips between {labels[i - 1]} and {labels[i]}"
+    signed = [i for i, st in enumerate(states) if st != "equivalent" and signs[i]]  # equivalence has no direction
+    for a, b in zip(signed, signed[1:], strict=False):
+        if signs[a] != signs[b]:
+            return f"flips between {labels[a]} and {labels[b]}"
     last = len(states) - 1
     if states[last] not in ("different", "equivalent"):
         return f"not decided at the largest budget ({labels[last]})"
@@ -129,3 +131,32 @@ def budget_trend(labels: Sequence[str], states: Sequence[str], diffs: Sequence[f
     while start > 0 and same(start - 1):
         start -= 1
     return f"holds from {labels[start]} on" if start < last or len(states) == 1 else f"holds at {labels[last]} only"
+
+
+def simulate_budgets(design: Any, *, budgets: int, configs: int = 3, sims: int = 4000, rho: float = 0.5,
+                     sd: float = 1.0, seed: int = 0) -> dict[str, float]:  # fmt: skip
+    """The overall false-decision rate of deciding every pair of `configs` equal configurations at
+    each of `budgets` budgets with `design` (its alpha already split, as design_of splits it), by
+    simulation of decide_arrays: per simulated sweep, True where any comparison at any budget is
+    called different. A seed's draw is shared across budgets with correlation `rho` (one seed at
+    two budgets starts from the same weights), so the budgets' tests are dependent as in a real
+    sweep. Returns the rate with its Monte-Carlo standard error, and the mean seeds per side used."""
+    from itertools import combinations
+
+    from bench.verdicts.sequential import DIFFERENT, decide_arrays
+
+    rng = np.random.default_rng(seed)
+    n = design.max_seeds
+    shared = rng.standard_normal((sims, configs, n))
+    any_different = np.zeros(sims, dtype=bool)
+    used = []
+    for _ in range(budgets):
+        own = rng.standard_normal((sims, configs, n))
+        y = sd * (math.sqrt(rho) * shared + math.sqrt(1 - rho) * own)
+        for a, b in combinations(range(configs), 2):
+            r = decide_arrays(design, y[:, a, :], y[:, b, :], paired=True)
+            any_different |= r.state == DIFFERENT
+            used.append(np.nanmean(r.n))
+    rate = float(any_different.mean())
+    return {"rate": rate, "se": math.sqrt(rate * (1 - rate) / sims), "seeds": float(np.mean(used)),
+            "comparisons": budgets * configs * (configs - 1) // 2}  # fmt: skip
