@@ -98,7 +98,8 @@ def test_budget_trend_known_answers() -> None:
     labels = ["16", "64", "180"]
     assert budget_trend(labels, ["different", "different", "different"], [-1.2, -1.0, -2.0]) == "holds from 16 on"
     assert budget_trend(labels, ["open", "different", "different"], [0.5, 1.0, 2.0]) == "holds from 64 on"
-    assert budget_trend(labels, ["different", "equivalent", "different"], [-1.5, 0.2, 1.8]) == "flips between 16 and 180"
+    flipped = budget_trend(labels, ["different", "equivalent", "different"], [-1.5, 0.2, 1.8])
+    assert flipped == "flips between 16 and 180"
     assert budget_trend(labels, ["different", "open", "different"], [-1.5, -0.2, 1.8]) == "flips between 64 and 180"
     assert budget_trend(labels, ["different", "different", "open"], [1, 1, 1]).startswith("not decided at the largest")
     assert budget_trend(labels, ["equivalent", "equivalent", "equivalent"], [0.1, -0.1, 0.0]) == "holds from 16 on"
