@@ -172,6 +172,9 @@ class DecideConfig(BaseModel):
     # (train.epochs, data.size, model.width, ...) laid over the base; the grid runs once per budget,
     # and alpha is split over comparisons x budgets (docs/budgets.md)
     budgets: list[dict[str, Any]] = []
+    # the sd of the per-seed differences (mIoU points) to expect before any run has finished: the
+    # design's power and expected seeds are shown at it by `sweep --until-decided --dry-run`
+    prior_sd: float | None = Field(None, gt=0, le=100)
 
 
 class Sweep(BaseModel):

@@ -189,3 +189,25 @@ def test_until_decided_keeps_the_intact_seeds_of_a_configuration_with_a_corrupt_
     assert "aspp-bench: error:" in err and "--retry-failed" in err and "damaged" in err, err
     code, out, err = cli("sweep", str(spec), "--results", str(results), "--until-decided", "--retry-failed")
     assert code == 0, out + err
+
+
+def test_plan_recommends_a_design_with_the_power_asked() -> None:
+    from bench.verdicts.plan import operating, recommend
+
+    rec = recommend(1.2, 2.0, alpha=0.025, power=0.8)
+    assert rec is not None and rec["power"] >= 0.8 and rec["wave"] in (1, 2)
+    smaller = Design(delta=2.0, max_seeds=max(rec["max_seeds"] - 2, 3), first=3, wave=rec["wave"], alpha=0.025,
+                     spending="hsd:-2")  # fmt: skip
+    assert operating(smaller, 1.2)["power"] < rec["power"]  # fewer seeds buy less power
+    assert recommend(float("nan"), 2.0, alpha=0.05) is None
+
+
+def test_until_decided_dry_run_states_power_and_expected_seeds(cli, tmp_path) -> None:
+    spec = write_spec(tmp_path, DECIDE + "decide: {against: each-other, delta: 2.0, prior_sd: 1.5}\n")
+    code, out, err = cli("sweep", str(spec), "--dry-run", "--until-decided", "--results", str(tmp_path / "r"))
+    assert code == 0, err
+    line = next(ln for ln in out.splitlines() if "power" in ln)
+    assert "at sd 1.50 (decide.prior_sd)" in line and "expected seeds per side" in line
+    spec = write_spec(tmp_path, DECIDE + "decide: {against: each-other, delta: 2.0}\n", name="t.yaml")
+    code, out, err = cli("sweep", str(spec), "--dry-run", "--until-decided", "--results", str(tmp_path / "r"))
+    assert code == 0 and "give decide.prior_sd" in out, out + err

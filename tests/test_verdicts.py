@@ -303,3 +303,39 @@ def test_the_fingerprint_tells_apart_what_changes_the_numbers() -> None:
     assert one["device_features"] and one["kernels"] and one["load_avg"] is not None
     assert fingerprint({**one, "device_features": "avx2,fma"}) != fingerprint(one)
     assert fingerprint({**one, "load_avg": 9.0}) == fingerprint(one)  # the load is recorded, not identity
+
+
+def test_a_one_seed_drop_across_cpu_kinds_is_judged_by_the_cpu_kind_model(cli, tmp_path) -> None:
+    """A CPU of another kind moves a synthetic smoke cell by up to 3.91 points (AMD EPYC Zen 5 against
+    Intel Xeon with AMX, 13 cells): a one-seed drop between them is judged by that model, and the
+    verdict names it and the change; between thread counts the threads model is used."""
+    from bench.results.table import collect
+    from bench.verdicts import noise
+    from tests.fixtures import train_tiny
+
+    cpu = noise.models()["synthetic-cpu-kind"]
+    assert cpu.n == 13 and cpu.max_abs == pytest.approx(3.91, abs=0.01) and "cpu-kind" in cpu.changes
+    code, _, err = train_tiny(cli, tmp_path / "res" / "run")
+    assert code == 0, err
+    df, _ = collect(tmp_path / "res")
+    df["miou"] = 0.40  # a 1-epoch run scores near 0: set a value a 3-point drop can come from
+    df.to_parquet(tmp_path / "base.parquet")
+    other = df.copy()
+    other["miou"] -= 0.03
+    other["env.device_name"] = "AMD EPYC 9B45 (another kind)"
+    other["env_fingerprint"] = "another"  # as a profile on that CPU records it
+    other.to_parquet(tmp_path / "cpu.parquet")
+    code, out, _ = cli("regress", str(tmp_path / "base.parquet"), str(tmp_path / "cpu.parquet"), "--miou-tol", "1",
+                       "--json")  # fmt: skip
+    (rec,) = json.loads(out)["configurations"]
+    assert rec["noise_model"]["name"] == "synthetic-cpu-kind" and rec["noise_model"]["change"] == "cpu-kind"
+    assert rec["verdict"] == "INCONCLUSIVE" and "differ in: cpu-kind" in rec["why"]
+    threads = df.copy()
+    threads["miou"] -= 0.03
+    threads["env.threads"] = int(df["env.threads"].iloc[0]) + 1
+    threads["env_fingerprint"] = "another"
+    threads.to_parquet(tmp_path / "threads.parquet")
+    code, out, _ = cli("regress", str(tmp_path / "base.parquet"), str(tmp_path / "threads.parquet"), "--miou-tol",
+                       "1", "--json")  # fmt: skip
+    (rec,) = json.loads(out)["configurations"]
+    assert rec["noise_model"]["name"] == "synthetic-threads" and rec["noise_model"]["change"] == "threads"

@@ -64,7 +64,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         design = check_decide(sweep, every_wave_cells(sweep, source=str(args.sweep)), source=str(args.sweep))
         if args.until_decided and args.dry_run:
             print(f"{sweep.name}: until decided, seeds per configuration at the looks {list(design.looks())} "
-                  f"(seed order {seed_order(sweep)}); the first wave:")  # fmt: skip
+                  f"(seed order {seed_order(sweep)}); alpha {design.alpha:.4g} per comparison")  # fmt: skip
+            print(f"  {_design_line(sweep, design, results)}")
+            print(f"{sweep.name}: the first wave:")
         elif args.until_decided:
             return _until_decided(args, sweep, results, executor, where)
     if args.dry_run:
@@ -183,6 +185,36 @@ def _until_decided(args: argparse.Namespace, sweep, results: Path, executor: str
             print(f"{sweep.name}: wave {wave} ended with failed cells (above); the comparisons they belong to stay "
                   f"open. Fix the cause, then 'aspp-bench sweep {source} --until-decided --retry-failed'")  # fmt: skip
             return rc
+
+
+def _design_line(sweep, design, results: Path) -> str:  # type: ignore[no-untyped-def]
+    """The design's power at delta and expected seeds per side, simulated at the spread it can know:
+    the median sd of the per-seed differences of the comparisons already run (2 seeds or more), else
+    decide.prior_sd, else none (then it says how to give one)."""
+    import numpy as np
+
+    from bench.verdicts.plan import operating
+
+    every = every_wave_cells(sweep, source="sweep")
+    comps = comparisons(sweep, every, _finished_miou(every, results), source="sweep")
+    miou = _finished_miou(every, results)
+    sds = []
+    for c in comps:
+        if len(c.paired) >= 2:
+            d = [miou[c.current.cells[s].run_id] - miou[c.base.cells[s].run_id] for s in c.paired]
+            sds.append(float(np.std(d, ddof=1)))
+    if sds:
+        sd, where = float(np.median(sds)), f"the median sd of the per-seed differences of {len(sds)} comparison(s) run"
+    elif sweep.decide.prior_sd:
+        sd, where = sweep.decide.prior_sd, "decide.prior_sd"
+    else:
+        return ("power and expected seeds: no spread known yet (no comparison has 2 seeds in the results folder); "
+                "give decide.prior_sd (the sd of per-seed differences you expect, mIoU points), or see 'aspp-bench "
+                "plan' on a finished grid")  # fmt: skip
+    op = operating(design, sd)
+    return (f"at sd {sd:.2f} ({where}): power {op['power']:.2f} at ±{design.delta:g} points, expected seeds per "
+            f"side {op['expected_seeds']:.1f} at that difference and {op['expected_seeds_null']:.1f} at none "
+            f"(simulated; 'aspp-bench plan RESULTS --difference {design.delta:g}' recommends max_seeds and wave)")
 
 
 def _finished_miou(cells, results: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]

@@ -96,10 +96,11 @@ def regress(
     threshold decides. The verdict says which."""
     _check_arguments(baseline, current, miou_tol, speed_tol, alpha)
     data = set(baseline["data.name"].astype(str)) if "data.name" in baseline.columns else set()
-    model = noise.choose(noise_model, data)
+    noise.choose(noise_model, data)  # an unknown model name is refused whether or not it is needed
     baseline, current = _with_ignored(baseline, current, ignore)
     records, comps = _compare(baseline, current, ignore, speed_tol, speed_normalised)
-    models = [None if r["same_environment"] or cp is None or cp.test != "threshold" else model
+    models = [None if r.get("same_environment") or cp is None or cp.test != "threshold"
+              else noise.choose(noise_model, data, r.get("change"))
               for r, cp in zip(records, comps, strict=True)]  # fmt: skip
     raw = [math.nan if cp is None else _noise_p(cp, m) if cp.test == "threshold" else cp.p
            for cp, m in zip(comps, models, strict=True)]  # fmt: skip
@@ -167,6 +168,7 @@ def _compare(
         )  # fmt: skip
         rec["speed"], rec["speed_fail"] = _speed(b, c, speed_tol, speed_normalised)
         rec["same_environment"] = noise.same_environment(b, c)
+        rec["change"] = None if rec["same_environment"] else noise.change_between(b, c)
         records.append(rec)
     return records, comps
 
@@ -230,21 +232,22 @@ def _within_noise(
     """A one-seed comparison between environments: a drop beyond the tolerance fails only where a
     change of environment alone would give it with probability below alpha (after Holm)."""
     drop = -comp.diff
-    rec["noise_model"] = {"name": model.name, "sd": model.sd, "n": model.n}
+    rec["noise_model"] = {"name": model.name, "sd": model.sd, "n": model.n, "change": rec.get("change")}
+    seen = f" (the two environments differ in: {rec['change']})" if rec.get("change") else ""
     if drop > miou_tol and p_holm < alpha:
         fails.append(f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} and beyond what the {model.describe()} "
-                     f"gives (p {p_holm:.3g} after Holm < {alpha})")  # fmt: skip
+                     f"gives{seen} (p {p_holm:.3g} after Holm < {alpha})")  # fmt: skip
         return "FAIL"
     if drop > miou_tol:
         need = stats.seeds_needed(drop, model.sd, alpha=alpha)
         rec["seeds_needed"] = need
         rec["why"] = (
-            f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} but inside what the {model.describe()} gives "
+            f"mIoU {comp.diff:+.2f} points, beyond {miou_tol} but inside what the {model.describe()} gives{seen} "
             f"(p {p_holm:.3g} after Holm); "
             + (f"{need} seeds per side would resolve a drop this size" if need else "more than 1000 seeds needed")
         )
         return "INCONCLUSIVE"
-    rec["why"] = f"one seed on a side: judged against the {model.describe()}"
+    rec["why"] = f"one seed on a side: judged against the {model.describe()}{seen}"
     return "ok"
 
 

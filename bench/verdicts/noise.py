@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.errors import UserError
 
-__all__ = ["NOISE_FILE", "NoiseModel", "choose", "models", "same_environment"]
+__all__ = ["NOISE_FILE", "NoiseModel", "change_between", "choose", "models", "same_environment"]
 
 NOISE_FILE = Path(__file__).with_name("environment_noise.csv")
 COLUMNS = ("model", "data.name", "change", "experiment", "seed", "first", "second", "source")
@@ -73,15 +73,40 @@ def models(path: Path = NOISE_FILE) -> dict[str, NoiseModel]:
     return out
 
 
-def choose(spec: str, data_names: set[str]) -> NoiseModel | None:
-    """The model a comparison uses: `spec` is 'auto' (the model of the results' dataset, or none),
-    'none', or a model's name."""
+def change_between(b: Any, c: Any) -> str:
+    """What differs between the environments of two sets of rows, as the noise file names changes:
+    'cpu-kind' where the recorded CPUs differ (env.device_name: another vendor or model), else
+    'threads' where the thread counts differ, else 'machine'."""
+
+    def values(col: str) -> set[str]:
+        return {str(v) for t in (b, c) if col in t.columns for v in t[col] if str(v) not in ("None", "nan", "")}
+
+    def differs(col: str) -> bool:
+        vb = {str(v) for v in b[col]} if col in b.columns else set()
+        vc = {str(v) for v in c[col]} if col in c.columns else set()
+        return bool(vb and vc and vb != vc) and len(values(col)) > 1
+
+    if differs("env.device_name"):
+        return "cpu-kind"
+    if differs("env.threads") or differs("env.train_threads"):
+        return "threads"
+    return "machine"
+
+
+def choose(spec: str, data_names: set[str], change: str | None = None) -> NoiseModel | None:
+    """The model a comparison uses: `spec` is 'auto', 'none', or a model's name. 'auto': among the
+    models of the results' dataset, the widest of those measured for the `change` between the two
+    environments (change_between: a CPU of another kind is judged by a cpu-kind model), else the
+    widest of the dataset's models; none where the dataset has no model."""
     if spec == "none":
         return None
     known = models()
     if spec == "auto":
         fits = [m for m in known.values() if m.data in data_names]
-        return max(fits, key=lambda m: m.sd) if len(data_names) == 1 and fits else None
+        if len(data_names) != 1 or not fits:
+            return None
+        kind = [m for m in fits if change in m.changes]
+        return max(kind or fits, key=lambda m: m.sd)
     if spec not in known:
         raise UserError(
             f"--noise-model {spec!r}: no such model in {NOISE_FILE.name}; known are "

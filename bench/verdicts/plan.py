@@ -59,6 +59,52 @@ def sequential_cost(difference: float, sd: float, *, paired: bool, alpha: float,
     return out
 
 
+def operating(design: Design, sd: float, *, paired: bool = True, sims: int = SIMULATIONS) -> dict[str, float]:
+    """A design's power at its delta and expected seeds per side (at delta and at no difference),
+    simulated at `sd`: the sd of the per-seed differences where paired, else each side's sd."""
+    per_config = sd / math.sqrt(2) if paired else sd
+    sim = simulate(design, per_config, paired=paired, sims=sims)
+    return {"power": sim.power, "expected_seeds": sim.expected_seeds, "expected_seeds_null": sim.expected_seeds_null}
+
+
+def recommend(sd: float, delta: float, *, alpha: float, first: int = 3, power: float = 0.8, paired: bool = True,
+              spending: str = "hsd:-2", limit: int = 60) -> dict[str, Any] | None:  # fmt: skip
+    """The decide: design that reaches `power` at `delta` with the fewest expected seeds at delta: for
+    waves of 1, 2 and 3 the smallest max_seeds whose simulated power is at least `power` (searched
+    by bisection between the first wave and twice the fixed design's n, at most `limit`). None where
+    none does."""
+    if not sd or math.isnan(sd) or sd <= 0:
+        return None
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    solver = TTestPower() if paired else TTestIndPower()
+    n = solver.solve_power(effect_size=delta / sd, alpha=alpha, power=power, alternative="two-sided")
+    n_fix = int(math.ceil(float(n))) if n is not None and math.isfinite(float(n)) else limit
+    limit = min(limit, max(2 * n_fix, first + 2))  # a sequential design needs at most about 1.3 x the fixed n
+    best = None
+    for wave in (1, 2):
+        def design(m: int, wave: int = wave) -> Design:
+            return Design(delta=delta, max_seeds=m, first=min(first, m), wave=wave, alpha=alpha, spending=spending)
+
+        lo, hi = max(first, 2), limit
+        top = operating(design(hi), sd, paired=paired)
+        if top["power"] < power:
+            continue
+        found = (hi, top)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            got = operating(design(mid), sd, paired=paired)
+            if got["power"] >= power:
+                hi, found = mid, (mid, got)
+            else:
+                lo = mid + 1
+        m, got = found
+        cand = {"max_seeds": m, "wave": wave, **got}
+        if best is None or cand["expected_seeds"] < best["expected_seeds"] - 0.05:
+            best = cand
+    return best
+
+
 def plan(
     df: Any, *, difference: float, alpha: float = 0.05, power: float = 0.8, baseline: str | None = None
 ) -> tuple[str, list[dict[str, Any]]]:
@@ -127,7 +173,27 @@ def plan(
         return (f"max {q['max_seeds']}, power {q['power']:.2f}: {q['expected_seeds']:.1f} at {difference:g} "
                 f"({100 * q['saving']:.0f}% fewer), {q['expected_seeds_null']:.1f} at 0")  # fmt: skip
 
+    sds = [r["sd"] for r in records if r["sd"] is not None and not math.isnan(r["sd"])]
+    each = alpha / len(records)  # as a decide: section against this base splits it (bonferroni)
+    rec = recommend(float(np.median(sds)), difference, alpha=each, power=power,
+                    paired=all(r["test"] == "paired" for r in records)) if sds else None  # fmt: skip
+    for r in records:
+        r["recommended"] = rec
+    advice = (
+        f"Recommended decide: section for a difference of {difference:g} points at the median sd "
+        f"{float(np.median(sds)):.2f} of these comparisons: max_seeds {rec['max_seeds']}, wave {rec['wave']} "
+        f"(first wave 3, hsd:-2, alpha {alpha} split over the {len(records)} comparisons with the base: {each:.4g} "
+        "each; a sweep deciding more comparisons or budgets splits it further): power "
+        f"{rec['power']:.2f}, expected seeds per side {rec['expected_seeds']:.1f} at {difference:g} points and "
+        f"{rec['expected_seeds_null']:.1f} at none (simulated, {SIMULATIONS} comparisons per truth)."
+        if rec
+        else "No decide: design of up to 60 seeds per side reaches the power asked at these spreads"
+        if sds
+        else "No spread measured (each configuration needs 2 seeds): no design recommended."
+    )
     lines = [
+        advice,
+        "",
         f"against {row_label(base.iloc[0], varying, empty='all')} ({len(b)} seeds); one-sided t-test, "
         f"alpha {alpha}, power {power}",
         "",
