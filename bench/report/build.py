@@ -91,7 +91,11 @@ def build_report(
         pdflatex()  # before anything is read or written
     df, skipped, manifest = _read(res, sweep, from_table)
     axes = factor_axes(df, manifest)
-    t = main_table(df, axes, baseline)
+    spec = load_sweep(sweep) if sweep else None
+    budget_keys = [a for a in axes if spec is not None and spec.decide is not None
+                   and any(a in b for b in spec.decide.budgets)]  # fmt: skip
+    t = main_table(df, axes, baseline, groups=budget_keys or None)
+    t.attrs["groups"] = budget_keys
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     name = manifest.get("name", res.name)

@@ -17,7 +17,10 @@ def protocol_note(t: Any) -> str:
     n = int(t["p_vs_baseline"].notna().sum()) if "p_vs_baseline" in t else 0
     return (
         "Mean ± sample sd over the seeds (n in the seeds column; no ± with one seed; Params and GMACs are "
-        "the same for every seed). Δ mIoU against the row marked base; * p < 0.05, ** p < 0.01, two-sided "
+        "the same for every seed). Δ mIoU against the row marked base"
+        + (f" of the same budget ({', '.join(t.attrs['groups'])}: rows are compared, and bolded, only within a "
+           "budget)" if t.attrs.get("groups") else "")  # fmt: skip
+        + "; * p < 0.05, ** p < 0.01, two-sided "
         + (f"{kind}, Holm-corrected over {n} comparisons" if n else "tests need >= 2 seeds per row: none made")
         + ". P(>base): the probability that a run of the row beats a run of the base row in mIoU (pairs of "
         "seeds, ties half), with its 95% stratified bootstrap interval where both rows have >= 2 seeds "

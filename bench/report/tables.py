@@ -66,11 +66,13 @@ def _seed_values(g: Any, col: str) -> dict[int, float]:
     return {int(s): float(v) for s, v in zip(seeds, vals, strict=True) if not pd.isna(v)}
 
 
-def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
+def main_table(df: Any, axes: list[str], baseline: str | None = None, groups: list[str] | None = None) -> Any:
     """One row per configuration (the varying factors, in the sweep's order): mean/sd/n per
     metric, the Δ mIoU against the baseline row with its Holm-corrected p (two-sided Welch, or
     paired where both rows ran the same seeds), and per column whether the best value is
-    significantly better than the runner-up (the only case in which it is bold)."""
+    significantly better than the runner-up (the only case in which it is bold). `groups`: factors
+    (a sweep's budget keys) whose rows are compared only among themselves: each group has its own
+    base row (its first, or the one `baseline` names) and its own best values."""
     import pandas as pd
 
     done = df[df["status"] == "done"].copy()
@@ -81,7 +83,7 @@ def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
     done["miou"] = done["miou"] * 100
     done["pixel_acc"] = done["pixel_acc"] * 100
     keys = axes or ["status"]
-    groups = []
+    rows_ = []
     for key, g in done.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         row: dict[str, Any] = dict(zip(keys, key, strict=True))
@@ -101,20 +103,25 @@ def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
                                              list(g["conv_headroom"]))  # fmt: skip
             row["curve"], row["curve_status"] = conv["text"], conv["status"]
             row["curve_tail_gain"] = 100 * conv["tail_gain"] if conv["tail_gain"] is not None else math.nan
-        groups.append(row)
-    t = pd.DataFrame(groups)
+        rows_.append(row)
+    t = pd.DataFrame(rows_)
     t.insert(0, "row", range(1, len(t) + 1))
-    base_idx = 0
-    if baseline:
-        matches = [i for i, c in enumerate(t["cell"]) if all(part.strip() in c for part in baseline.split(","))]
-        if not matches:
-            raise UserError(f"--baseline {baseline!r} matches no row; rows are: {'; '.join(t['cell'])}")
-        base_idx = matches[0]
-    base = t.iloc[base_idx]
-    t["delta_miou"] = t["miou"] - base["miou"]
+    keys_of = [tuple(str(r[g]) for g in groups or []) for _, r in t.iterrows()]
+    members = {k: [i for i, kk in enumerate(keys_of) if kk == k] for k in dict.fromkeys(keys_of)}
+    base_of: dict[tuple, int] = {}
+    for k, idx in members.items():
+        base_of[k] = idx[0]
+        if baseline:
+            matches = [i for i in idx if all(part.strip() in t["cell"][i] for part in baseline.split(","))]
+            if not matches and len(members) == 1:
+                raise UserError(f"--baseline {baseline!r} matches no row; rows are: {'; '.join(t['cell'])}")
+            base_of[k] = matches[0] if matches else idx[0]
+    bases = [base_of[k] for k in keys_of]
+    t["delta_miou"] = [t["miou"][i] - t["miou"][b] for i, b in enumerate(bases)]
     raw, tests = [], []
     for i, r in t.iterrows():
-        if i == base_idx or len(r["_miou_seeds"]) < 2 or len(base["_miou_seeds"]) < 2:
+        base = t.iloc[bases[i]]
+        if i == bases[i] or len(r["_miou_seeds"]) < 2 or len(base["_miou_seeds"]) < 2:
             raw.append(math.nan)
             tests.append("")
             continue
@@ -124,25 +131,30 @@ def main_table(df: Any, axes: list[str], baseline: str | None = None) -> Any:
     t["p_vs_baseline_raw"] = raw
     t["p_vs_baseline"] = stats.holm(raw)  # Holm over the rows compared with the baseline
     t["test_vs_baseline"] = tests
-    _intervals(t, base_idx)
-    t["is_baseline"] = [i == base_idx for i in range(len(t))]
+    _intervals(t, bases)
+    t["is_baseline"] = [i == bases[i] for i in range(len(t))]
     for col, hb in HIGHER_BETTER.items():
-        t[f"best_{col}"] = _significant_best(t, col, hb)
+        marks = [False] * len(t)
+        for idx in members.values():
+            sub = t.iloc[idx].reset_index(drop=True)
+            for j, m in zip(idx, _significant_best(sub, col, hb), strict=True):
+                marks[j] = m
+        t[f"best_{col}"] = marks
     t.attrs["seed_values"] = {c: t[f"_{c}_seeds"].tolist() for c in ("miou",)}
     return t.drop(columns=[c for c in t.columns if c.startswith("_") and c.endswith("_seeds")])
 
 
-def _intervals(t: Any, base_idx: int) -> None:
-    """Each row's bootstrap interval of its mean mIoU, and its probability of improvement over the
-    baseline row, P(row > baseline) over seeds with its stratified bootstrap interval (rliable's
-    practice: intervals, not single numbers)."""
-    base = t.iloc[base_idx]["_miou_seeds"]
+def _intervals(t: Any, bases: list[int]) -> None:
+    """Each row's bootstrap interval of its mean mIoU, and its probability of improvement over its
+    baseline row (`bases[i]`), P(row > baseline) over seeds with its stratified bootstrap interval
+    (rliable's practice: intervals, not single numbers)."""
     lo, hi, poi, poi_lo, poi_hi = [], [], [], [], []
     for i, seeds in enumerate(t["_miou_seeds"]):
+        base = t.iloc[bases[i]]["_miou_seeds"]
         a, b = stats.mean_interval(list(seeds.values())) if seeds else (math.nan, math.nan)
         lo.append(a)
         hi.append(b)
-        imp = stats.probability_of_improvement(base, seeds) if i != base_idx and seeds and base else None
+        imp = stats.probability_of_improvement(base, seeds) if i != bases[i] and seeds and base else None
         poi.append(imp.p if imp else math.nan)
         poi_lo.append(imp.low if imp else math.nan)
         poi_hi.append(imp.high if imp else math.nan)
