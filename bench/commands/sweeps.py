@@ -25,6 +25,7 @@ from bench.launch import (
 from bench.launch.submit import time_limit_problem
 from bench.run.resources import GiB, machine_memory
 from bench.sweep import expand_sweep, load_sweep
+from bench.verdicts.plan import operating
 from bench.verdicts.waves import check_decide, comparisons, every_wave_cells, seed_order, wanted_cells
 
 
@@ -192,8 +193,6 @@ def _design_line(sweep, design, results: Path) -> str:  # type: ignore[no-untype
     the median sd of the per-seed differences of the comparisons already run (2 seeds or more), else
     decide.prior_sd, else none (then it says how to give one)."""
     import numpy as np
-
-    from bench.verdicts.plan import operating
 
     every = every_wave_cells(sweep, source="sweep")
     comps = comparisons(sweep, every, _finished_miou(every, results), source="sweep")

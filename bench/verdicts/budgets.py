@@ -17,9 +17,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any
 
 import numpy as np
+
+from bench.verdicts.sequential import DIFFERENT, decide_arrays
 
 __all__ = ["Trajectory", "budget_trend", "kendall_tau", "ranking_agreement", "trajectory"]
 
@@ -141,10 +144,6 @@ def simulate_budgets(design: Any, *, budgets: int, configs: int = 3, sims: int =
     called different. A seed's draw is shared across budgets with correlation `rho` (one seed at
     two budgets starts from the same weights), so the budgets' tests are dependent as in a real
     sweep. Returns the rate with its Monte-Carlo standard error, and the mean seeds per side used."""
-    from itertools import combinations
-
-    from bench.verdicts.sequential import DIFFERENT, decide_arrays
-
     rng = np.random.default_rng(seed)
     n = design.max_seeds
     shared = rng.standard_normal((sims, configs, n))
