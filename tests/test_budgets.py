@@ -211,3 +211,15 @@ def test_until_decided_dry_run_states_power_and_expected_seeds(cli, tmp_path) ->
     spec = write_spec(tmp_path, DECIDE + "decide: {against: each-other, delta: 2.0}\n", name="t.yaml")
     code, out, err = cli("sweep", str(spec), "--dry-run", "--until-decided", "--results", str(tmp_path / "r"))
     assert code == 0 and "give decide.prior_sd" in out, out + err
+
+
+def test_dry_run_says_when_curves_will_be_too_short_for_the_plateau_rule(cli, tmp_path) -> None:
+    spec = write_spec(tmp_path, BASE.replace("train: {epochs: 1}", "train: {epochs: 16, eval_every: 4}")
+                      + "seeds: [0]\nlaunch: {executor: inline}\n")  # fmt: skip
+    code, out, err = cli("sweep", str(spec), "--dry-run", "--results", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "record 4 evaluation(s)" in out and "fewer than the 5 the plateau rule needs" in out
+    spec = write_spec(tmp_path, BASE.replace("train: {epochs: 1}", "train: {epochs: 16, eval_every: 2}")
+                      + "seeds: [0]\nlaunch: {executor: inline}\n", name="ok.yaml")  # fmt: skip
+    code, out, err = cli("sweep", str(spec), "--dry-run", "--results", str(tmp_path / "r"))
+    assert code == 0 and "plateau rule" not in out

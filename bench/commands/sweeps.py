@@ -23,6 +23,7 @@ from bench.launch import (
     submit,
 )
 from bench.launch.submit import time_limit_problem
+from bench.results.convergence import MIN_EVALS
 from bench.run.resources import GiB, machine_memory
 from bench.sweep import expand_sweep, load_sweep
 from bench.verdicts.plan import operating
@@ -87,6 +88,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         array = " as one Slurm job array" if executor == "slurm" and todo else ""
         print(f"would submit {len(todo)} cell(s) with the {executor} executor{array}; nothing was written")
         print(f"models: all {len(cells)} built on the meta device")
+        short = _short_curves(cells)
+        if short:
+            print(f"curves: {short}")
         launch = sweep.launch
         if launch.world_size > 1:
             print(
@@ -186,6 +190,24 @@ def _until_decided(args: argparse.Namespace, sweep, results: Path, executor: str
             print(f"{sweep.name}: wave {wave} ended with failed cells (above); the comparisons they belong to stay "
                   f"open. Fix the cause, then 'aspp-bench sweep {source} --until-decided --retry-failed'")  # fmt: skip
             return rc
+
+
+def _short_curves(cells) -> str | None:  # type: ignore[no-untyped-def]
+    """Where cells will record too few evaluations for the plateau rule (docs/budgets.md), what to set."""
+    few = {}
+    for c in cells:
+        t = c.config.train
+        if t.epochs is not None:
+            evals = t.epochs // t.eval_every + (1 if t.epochs % t.eval_every else 0)
+            if evals < MIN_EVALS:
+                few[(t.epochs, t.eval_every)] = evals
+    if not few:
+        return None
+    (epochs, every), evals = next(iter(few.items()))
+    return (f"{sum(1 for c in cells if (c.config.train.epochs, c.config.train.eval_every) in few)} cell(s) will "
+            f"record {evals} evaluation(s) (e.g. train.epochs={epochs}, train.eval_every={every}): fewer than the "
+            f"{MIN_EVALS} the plateau rule needs to say whether a curve has flattened (docs/budgets.md); lower "
+            "train.eval_every (it is not part of a run's identity)")
 
 
 def _design_line(sweep, design, results: Path) -> str:  # type: ignore[no-untyped-def]
