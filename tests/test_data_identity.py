@@ -153,3 +153,48 @@ def test_committed_configs_carry_the_data_fingerprint_and_a_relative_root() -> N
     camvid = [yaml.safe_load(p.read_text())["data"] for p in folders]
     camvid = [d for d in camvid if d["name"] == "camvid"]
     assert camvid and all(d["fingerprint"] == "sha256:673aa04a2d764914" and d["root"] == "camvid" for d in camvid)
+
+
+def test_a_dataset_of_symbolic_links_has_the_fingerprint_of_its_files(tmp_path) -> None:
+    real = make_camvid(tmp_path / "real")
+    links = tmp_path / "links"
+    for p in real.rglob("*"):
+        q = links / p.relative_to(real)
+        if p.is_dir():
+            q.mkdir(parents=True, exist_ok=True)
+        else:
+            q.parent.mkdir(parents=True, exist_ok=True)
+            q.symlink_to(p)
+    a, b = fingerprint(_camvid(str(real)).data), fingerprint(_camvid(str(links)).data)
+    assert a is not None and a == b
+
+
+def test_a_checkpoint_bound_to_the_run_id_of_before_still_resumes_and_evaluates(cli, tmp_path) -> None:
+    """A run trained before data.root left the identity carries its old run_id in its checkpoint:
+    resuming it and evaluating it still work; a checkpoint of another run is still refused."""
+    import torch
+
+    from bench.configure.identity import earlier_run_ids
+
+    data = make_camvid(tmp_path / "camvid", n=2)
+    out = tmp_path / "run"
+    sets = ["data.name=camvid", f"data.root={data}", "data.size=[18,24]", "model.width=4", "data.batch_size=2",
+            "profile.latency=false", "profile.receptive=false", "train.device=cpu"]  # fmt: skip
+    code, _, err = cli("train", "--out", str(out), *set_args(*sets, "train.epochs=2"))
+    assert code == 0, err
+    cfg = resolve(validate(yaml.safe_load((out / "config.yaml").read_text()), source="c"))
+    (old,) = earlier_run_ids(cfg, resolved=True)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    ckpt["identity"] = old
+    torch.save(ckpt, out / "checkpoint.pt")
+    code, _, err = cli("evaluate", str(out / "checkpoint.pt"))
+    assert code == 0, err
+    (out / "result.json").unlink()
+    ckpt["state"]["epoch"] = 1  # as if it stopped after its first epoch
+    torch.save(ckpt, out / "checkpoint.pt")
+    code, _, err = cli("train", "--out", str(out), *set_args(*sets, "train.epochs=2"))
+    assert code == 0 and "not to run" not in err, err
+    ckpt["identity"] = "0123456789ab"
+    torch.save(ckpt, out / "checkpoint.pt")
+    code, _, err = cli("evaluate", str(out / "checkpoint.pt"))
+    assert code == 2 and "belongs to run 0123456789ab" in err

@@ -49,6 +49,7 @@ __all__ = [
     "NOT_IDENTITY",
     "config_diff",
     "config_id",
+    "earlier_run_ids",
     "identity_of_dict",
     "resolve",
     "run_id",
@@ -250,8 +251,11 @@ def _resolve_train(train: TrainConfig) -> TrainConfig:
     return train
 
 
-def _canonical(cfg: RunConfig, drop: tuple[str, ...]) -> str:
+def _canonical(cfg: RunConfig, drop: tuple[str, ...], *, before_fingerprint: bool = False) -> str:
     d = json.loads(cfg.model_dump_json())
+    if before_fingerprint:  # the rule before 2026-12-07: data.root hashed as given, no fingerprint
+        d.get("data", {}).pop("fingerprint", None)
+        drop = tuple(k for k in drop if k != "data.root")
     for (section, key), default in ADDED_LATER.items():
         if d.get(section, {}).get(key, default) == default:
             d.get(section, {}).pop(key, None)
@@ -275,6 +279,17 @@ def run_id(cfg: RunConfig, *, resolved: bool = False) -> str:
     """Short hash of the canonical JSON of the resolved config, without where it runs."""
     r = cfg if resolved else resolve(cfg)
     return hashlib.sha256(_canonical(r, NOT_IDENTITY).encode()).hexdigest()[:12]
+
+
+def earlier_run_ids(cfg: RunConfig, *, resolved: bool = False) -> tuple[str, ...]:
+    """The run_ids this config had under earlier identity rules, where they differ from today's: a
+    checkpoint written before data.fingerprint replaced data.root (2026-12-07) is bound to one, and
+    is still this run's (resume and evaluate accept it)."""
+    r = cfg if resolved else resolve(cfg)
+    if r.data.root is None:
+        return ()
+    old = hashlib.sha256(_canonical(r, NOT_IDENTITY, before_fingerprint=True).encode()).hexdigest()[:12]
+    return (old,) if old != run_id(r, resolved=True) else ()
 
 
 def config_id(cfg: RunConfig, *, resolved: bool = False, ignore: tuple[str, ...] = ()) -> str:

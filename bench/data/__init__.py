@@ -343,9 +343,10 @@ def fingerprint(data_cfg: Any) -> str | None:
     try:
         for split in splits:
             entry.meta["check"](root, split)
-        base = Path(root).resolve()  # type: ignore[arg-type]
+        # paths as found below the root (not resolved: a dataset of symbolic links is named by its
+        # links' names), sizes of what they point to
         rows = sorted(
-            {(split, str(Path(f).resolve().relative_to(base)), Path(f).stat().st_size)
+            {(split, Path(os.path.relpath(f, root)).as_posix(), Path(f).stat().st_size)
              for split in splits for f in _split_files(data_cfg.name, root, split)}  # fmt: skip
         )
     except (UserError, OSError, ValueError):

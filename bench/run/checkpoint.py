@@ -163,10 +163,12 @@ def pack(
     return payload
 
 
-def unpack(ckpt: dict[str, Any], parts: dict[str, Any], *, identity: str | None, path: Path) -> TrainState:
-    """Load every part's state from a checkpoint bound to this run (a UserError for another run's)."""
+def unpack(ckpt: dict[str, Any], parts: dict[str, Any], *, identity: str | None, path: Path,
+           earlier: tuple[str, ...] = ()) -> TrainState:  # fmt: skip
+    """Load every part's state from a checkpoint bound to this run (a UserError for another run's);
+    `earlier`: this run's ids under earlier identity rules, which its older checkpoints carry."""
     theirs = ckpt.get("identity")
-    if identity is not None and theirs is not None and theirs != identity:
+    if identity is not None and theirs is not None and theirs != identity and theirs not in earlier:
         raise UserError(
             f"{path}: this checkpoint belongs to run {theirs}, not to run {identity} (another resolved "
             "config); refusing to resume from it. Train into the folder of that run, or into a new folder"

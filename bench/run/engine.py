@@ -71,6 +71,7 @@ class Trainer:
         checkpoint_path: Path | None = None,
         log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
         identity: str | None = None,
+        earlier_identities: tuple[str, ...] = (),
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
         world: World = SINGLE,
     ) -> None:
@@ -94,6 +95,7 @@ class Trainer:
         self.checkpoint_path = checkpoint_path
         self.log = log
         self.identity = identity  # the run_id a checkpoint is bound to (None: unbound)
+        self.earlier_identities = earlier_identities  # its ids under earlier identity rules
         self.on_epoch = on_epoch  # called with each epoch's history entry (e.g. TensorBoard)
         self.state = TrainState()
         self.on_stop: Callable[[], None] | None = None  # several ranks: what rank 0 does once all stopped
@@ -143,7 +145,8 @@ class Trainer:
 
     def load_checkpoint(self, path: Path) -> None:
         ckpt = read_checkpoint(path, map_location=self.device)
-        self.state = unpack(ckpt, self._stateful(), identity=self.identity, path=path)
+        self.state = unpack(ckpt, self._stateful(), identity=self.identity, path=path,
+                            earlier=self.earlier_identities)  # fmt: skip
         note = restore_rng(ckpt, self.world, seed=self.spec.seed, iteration=self.state.iteration)
         if note:
             self.log(f"{path} was {note}")

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from bench.configure.config import apply_overrides, parse_set, read_yaml_mapping, validate
-from bench.configure.identity import run_id
+from bench.configure.identity import earlier_run_ids, run_id
 from bench.data import build_dataset, dataset_facts, eval_split, load_split, make_loader
 from bench.distributed import SINGLE, World
 from bench.errors import UserError
@@ -83,7 +83,7 @@ def checkpoint_config(checkpoint: str | Path, sets: list[str] | None = None) -> 
     state = read_checkpoint(ckpt)  # weights_only: refused before anything else if it needs arbitrary unpickling
     trained = validate(data, source=str(cfg_path))
     bound = state.get("identity")
-    if bound is not None and bound != run_id(trained):
+    if bound is not None and bound != run_id(trained) and bound not in earlier_run_ids(trained):
         raise UserError(
             f"{ckpt}: belongs to run {bound}, but {cfg_path} describes another run; the checkpoint and its "
             "config do not match (was one of them copied in from another folder?)"

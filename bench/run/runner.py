@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from bench.configure.config import RunConfig
-from bench.configure.identity import resolve
+from bench.configure.identity import earlier_run_ids, resolve
 from bench.data import build_dataset, data_problem, eval_split, load_split, locate_root, make_loader
 from bench.distributed import SINGLE, World, gather_objects, sync_batchnorm
 from bench.errors import UserError
@@ -281,6 +281,7 @@ def _trainer(
         checkpoint_path=out / CHECKPOINT,
         log=log.info,
         identity=rid,
+        earlier_identities=earlier_run_ids(cfg, resolved=True),
         on_epoch=tensorboard_logger(out, rid, log.info) if world.main else None,
         world=world,
     )
