@@ -75,16 +75,10 @@ def _level_means(t: Any, axis: str, levels: list[str], nm: str, outdir: Path) ->
         rows = t[[value_text(v) == lv for v in t[axis]]]
         runs = [float(v) for i in rows.index for v in (seeds[i].values() if seeds else [rows.loc[i, "miou"]])]
         vals = np.array(runs)
-        m = float(vals.mean())
-        if len(vals) >= 2:
-            import scipy.stats as st
-
-            half = st.t.ppf(0.975, len(vals) - 1) * vals.std(ddof=1) / math.sqrt(len(vals))
-        else:
-            half = math.nan
+        m, lo, hi = stats.t_interval(vals)
         means.append(m)
-        lows.append(m - half)
-        highs.append(m + half)
+        lows.append(lo)
+        highs.append(hi)
         ns.append(len(vals))
         ax.scatter(np.full(len(vals), levels.index(lv)), vals, color="0.6", s=10, zorder=2)
     xs = np.arange(len(levels))

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from bench.verdicts.sequential import DIFFERENT, decide_arrays
+from bench.verdicts.stats import t_interval
 
 __all__ = ["Trajectory", "budget_trend", "kendall_tau", "ranking_agreement", "trajectory"]
 
@@ -47,8 +48,6 @@ def _curve(history: Sequence[Mapping[str, Any]]) -> dict[float, float]:
 def trajectory(base: Mapping[int, Sequence[Mapping[str, Any]]], current: Mapping[int, Sequence[Mapping[str, Any]]]
                ) -> Trajectory | None:  # fmt: skip
     """`base`, `current`: seed -> the run's training history (train.history of result.json)."""
-    from scipy import stats
-
     seeds = sorted(set(base) & set(current))
     curves = {s: (_curve(base[s]), _curve(current[s])) for s in seeds}
     epochs = sorted(set.intersection(*(set(b) & set(c) for b, c in curves.values()))) if curves else []
@@ -56,16 +55,11 @@ def trajectory(base: Mapping[int, Sequence[Mapping[str, Any]]], current: Mapping
         return None
     diff, low, high, ns = [], [], [], []
     for e in epochs:
-        d = np.array([curves[s][1][e] - curves[s][0][e] for s in seeds])
-        m = float(d.mean())
-        if len(d) >= 2:
-            half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
-        else:
-            half = math.nan
+        m, lo, hi = t_interval([curves[s][1][e] - curves[s][0][e] for s in seeds])
         diff.append(m)
-        low.append(m - half)
-        high.append(m + half)
-        ns.append(len(d))
+        low.append(lo)
+        high.append(hi)
+        ns.append(len(seeds))
     final = np.sign(diff[-1])
     fixed = None
     for i in range(len(epochs)):

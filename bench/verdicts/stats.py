@@ -230,6 +230,18 @@ def mean_interval(
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean with its t interval (nan bounds with fewer than two values)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return m, m - half, m + half
+
+
 def poi_text(p: float, low: float, high: float, dash: str = "–") -> str:
     """P(improvement) as a reader sees it: the estimate and, where there is one, its interval."""
     if p != p:
