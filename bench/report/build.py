@@ -239,7 +239,8 @@ def _decision_parts(df: pd.DataFrame, sweep: str | Path | None, nm: _Names) -> l
     tdisp = table.map(tex_escape).rename(columns=tex_escape)
     trends = " ".join(line.removeprefix("- ").replace("**", "") for line in extra if line)
     cap = tex_escape(f"{nm.report}: {caption} {trends} {nm.protocol}".replace("  ", " "))
-    body, _, w = latex_tables(tdisp, None, cap, f"tab:{nm.slug}-decisions", list(tdisp.columns[:2]), left=3)
+    ids = list(tdisp.columns[: 3 if "budget" in table.columns else 2])  # repeated in each part of a split table
+    body, _, w = latex_tables(tdisp, None, cap, f"tab:{nm.slug}-decisions", ids, left=len(ids) + 1)
     return [_Part(md, "decisions", body, w)]
 
 

@@ -26,7 +26,9 @@ def reference_table(name: str) -> Any:
 
 
 def paper_vs_measured(t: Any, ref: Any) -> Any | None:
-    """Join measured configurations to the paper's rows on the config columns both name."""
+    """Join measured configurations to the paper's rows on the config columns both name. Where several
+    rows of Table 1 match one of the paper's (a sweep run at several budgets), the last: the largest
+    budget, as budgets are listed smallest first."""
     import pandas as pd
 
     keys = [c for c in ref.columns if c in t.columns and is_experiment_key(c)]  # the join is on config only
@@ -38,13 +40,13 @@ def paper_vs_measured(t: Any, ref: Any) -> Any | None:
         sel = t
         for k in keys:
             sel = sel[sel[k].astype(str) == str(pr[k])]
-        row = {"#": str(sel.iloc[0]["row"]) if not sel.empty else "-"}
+        row = {"#": str(sel.iloc[-1]["row"]) if not sel.empty else "-"}
         row.update({names[k]: value_text(pr[k]) for k in keys})
         row["paper mIoU (%)"] = f"{pr['miou']:.2f}"
         if sel.empty:
             row["measured mIoU (%)"], row["difference"] = "-", "-"
         else:
-            m = sel.iloc[0]
+            m = sel.iloc[-1]
             row["measured mIoU (%)"] = num(m["miou"], m["miou_std"], 2, " ± ")
             row["difference"] = f"{m['miou'] - pr['miou']:+.2f}"
         rows.append(row)
