@@ -225,6 +225,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     rg.add_argument("--json", action="store_true", help="machine-readable verdicts (for CI)")
     rg.add_argument(
+        "--require-all",
+        action="store_true",
+        help="a configuration on one side only fails the gate (default: it is a MISSING row, exit 0)",
+    )
+    rg.add_argument(
         "--ignore",
         action="append",
         default=[],

@@ -59,20 +59,31 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
+    dropped: tuple[list, list] = ([], [])
+    base, cur = load_table(args.baseline, dropped=dropped[0]), load_table(args.current, dropped=dropped[1])
+    for name, runs in zip((args.baseline, args.current), dropped, strict=True):
+        for d in runs:  # every run a side leaves out is named, never dropped in silence
+            print(f"regress: {name}: left out {d['where']}: {d['why']}", file=sys.stderr)
     passed, table, records = regress(
-        load_table(args.baseline),
-        load_table(args.current),
+        base,
+        cur,
         miou_tol=args.miou_tol,
         speed_tol=args.speed_tol,
         alpha=args.alpha,
         speed_normalised=args.speed_normalised,
         ignore=tuple(args.ignore),
         noise_model=args.noise_model,
+        dropped=dropped,
+        require_all=args.require_all,
     )
-    counts = {v: sum(r["verdict"] == v for r in records) for v in ("ok", "INCONCLUSIVE", "FAIL")}
+    counts = {v: sum(r["verdict"] == v for r in records) for v in ("ok", "INCONCLUSIVE", "FAIL", "MISSING")}
+    left = (f" Runs left out (named on stderr): {len(dropped[0])} of the baseline, {len(dropped[1])} of the current."
+            if any(dropped) else "")  # fmt: skip
     summary = (
         f"{'PASS' if passed else 'FAIL'}: {counts['ok']} ok, {counts['INCONCLUSIVE']} inconclusive, "
-        f"{counts['FAIL']} failed of {len(records)} configurations. A configuration fails when its mean mIoU "
+        f"{counts['FAIL']} failed, {counts['MISSING']} missing on one side of {len(records)} configurations.{left} "
+        "A configuration on one side only is MISSING, which fails only with --require-all. "
+        f"A configuration fails when its mean mIoU "
         f"drops by more than {args.miou_tol} points and the drop is significant (one-sided Welch, or paired "
         f"where both sides ran the same seeds; Holm-corrected over {len(records)} configurations; alpha "
         f"{args.alpha}); with one seed on a side, between two environments, when an environment change alone "
@@ -82,7 +93,8 @@ def cmd_regress(args: argparse.Namespace) -> int:
         + f", tolerance x{1 + args.speed_tol:.2f}."
     )
     if args.json:
-        print(json.dumps({"passed": passed, "summary": summary, "configurations": records}, indent=2, default=str))
+        print(json.dumps({"passed": passed, "summary": summary, "configurations": records,
+                          "left_out": {"baseline": dropped[0], "current": dropped[1]}}, indent=2, default=str))
     else:
         print(table)
         print("\n" + summary)

@@ -239,15 +239,18 @@ def read_manifest(results: str | Path) -> dict[str, Any]:
     return out
 
 
-def load_table(path: str | Path) -> Any:
+def load_table(path: str | Path, *, dropped: list[dict[str, Any]] | None = None) -> Any:
     """A results folder (collected on the fly) or a collected table (.parquet / .csv), with each
-    row's identity (`_identity`, `_config`) computed from its config columns."""
+    row's identity (`_identity`, `_config`) computed from its config columns. `dropped`: where given,
+    every run left out is appended to it ({where, why, config_id, seed}: a corrupt, unfinished or
+    failed run, by its folder or row), so that a caller can name and count it."""
     import pandas as pd
 
     p = Path(path)
+    skipped: list[tuple[str, str]] = []
     try:
         if p.is_dir():
-            df, _ = collect(p)
+            df, skipped = collect(p)
         elif p.suffix == ".parquet" and p.is_file():
             df = pd.read_parquet(p)
         elif p.suffix == ".csv" and p.is_file():
@@ -265,11 +268,32 @@ def load_table(path: str | Path) -> Any:
                         "'aspp-bench collect'") from None  # fmt: skip
     if df.empty or "miou" not in df.columns:
         raise UserError(f"{p}: no finished runs with a miou column; give a table written by 'aspp-bench collect'")
+    if dropped is not None:
+        dropped += [_left_out(Path(where), why) for where, why in skipped if why != "not a run folder"]
     if "status" in df.columns:
+        if dropped is not None:
+            for i, r in df[df["status"] != "done"].iterrows():
+                dropped.append({"where": f"{p}: {r.get('folder', f'row {i}')}", "why": f"status {r['status']}",
+                                "config_id": r.get("config_id"), "seed": r.get("train.seed")})  # fmt: skip
         df = df[df["status"] == "done"]
     if "train.amp" in df.columns:  # a table written when fp32 was spelled `none`: today's one spelling
         df = df.assign(**{"train.amp": df["train.amp"].map(canonical)})
     return _identify(_checked_numbers(df.reset_index(drop=True), p), p)
+
+
+def _left_out(folder: Path, why: str) -> dict[str, Any]:
+    """A run folder collect left out, with the configuration and seed its config.yaml names (None
+    where that cannot be read either)."""
+    cid = seed = None
+    try:
+        import yaml
+
+        data = yaml.safe_load((folder / CONFIG).read_text())
+        _, cid, resolved = identity_of_dict(data, source=str(folder / CONFIG))
+        seed = resolved.train.seed
+    except Exception:  # noqa: BLE001 - a damaged folder is named as it is, whatever is wrong with it
+        pass
+    return {"where": str(folder), "why": why, "config_id": cid, "seed": seed}
 
 
 # Measured columns a table is read for, and the range a real value lies in.

@@ -80,6 +80,8 @@ def regress(
     speed_normalised: bool = False,
     ignore: tuple[str, ...] = (),
     noise_model: str = "auto",
+    dropped: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], []),
+    require_all: bool = False,
 ) -> tuple[bool, str, list[dict[str, Any]]]:
     """(passed, Markdown table, one record per configuration of the baseline).
 
@@ -93,12 +95,19 @@ def regress(
     drop is tested against the environment noise model of the results' dataset (bench.verdicts.noise;
     `noise_model` 'auto', 'none' or a model's name): its one-sided p = P(a change of environment
     alone drops it this far) joins Holm's correction with the t-tests; otherwise the plain
-    threshold decides. The verdict says which."""
+    threshold decides. The verdict says which.
+
+    A configuration on one side only is a row of its own, MISSING ("missing in current" or "missing
+    in baseline"), which fails only with `require_all` (a rerun of a subset is ordinary). `dropped`:
+    the runs each side's table left out (load_table's), counted in the rows of their configurations,
+    with a note where the comparison lost its pairing by them."""
     _check_arguments(baseline, current, miou_tol, speed_tol, alpha)
     data = set(baseline["data.name"].astype(str)) if "data.name" in baseline.columns else set()
-    noise.choose(noise_model, data)  # an unknown model name is refused whether or not it is needed
+    if noise_model not in ("auto", "none"):
+        noise.choose(noise_model, data)  # an unknown model name is refused whether or not it is needed
     baseline, current = _with_ignored(baseline, current, ignore)
-    records, comps = _compare(baseline, current, ignore, speed_tol, speed_normalised)
+    records, comps = _compare(baseline, current, ignore, speed_tol, speed_normalised, require_all)
+    _count_dropped(records, baseline, current, dropped)
     models = [None if r.get("same_environment") or cp is None or cp.test != "threshold"
               else noise.choose(noise_model, data, r.get("change"))
               for r, cp in zip(records, comps, strict=True)]  # fmt: skip
@@ -108,8 +117,31 @@ def regress(
     for rec, comp, p_holm, m in zip(records, comps, adjusted, models, strict=True):
         if comp is not None:
             _judge(rec, comp, p_holm, miou_tol, alpha, m)
+    for rec in records:
+        if rec.get("dropped_note"):
+            rec["why"] = "; ".join(x for x in (rec.get("why"), rec["dropped_note"]) if x)
     passed = all(r["verdict"] != "FAIL" for r in records)
     return passed, _markdown(records, alpha), records
+
+
+def _count_dropped(records: list[dict[str, Any]], baseline: Any, current: Any,
+                   dropped: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:  # fmt: skip
+    """Each configuration's runs that a side's table left out, counted in its record, and whether
+    the comparison lost its pairing by them (the other side has those seeds)."""
+    for side, other, runs in (("base", current, dropped[0]), ("cur", baseline, dropped[1])):
+        for rec in records:
+            mine = [d for d in runs if d.get("config_id") == rec["config_id"]]
+            rec[f"dropped_{side}"] = len(mine)
+            if not mine:
+                continue
+            theirs = {int(s) for s in other.loc[other["_config"] == rec["config_id"], "train.seed"]}
+            lost = sorted(int(d["seed"]) for d in mine if d.get("seed") is not None and int(d["seed"]) in theirs)
+            name = "baseline" if side == "base" else "current"
+            note = (f"{name}: {len(mine)} run(s) left out (" + "; ".join(
+                f"seed {d['seed']}: {d['why']}" for d in mine) + ")")  # fmt: skip
+            if lost:
+                note += f"; the comparison lost its pairing on seed(s) {', '.join(map(str, lost))}"
+            rec["dropped_note"] = "; ".join(x for x in (rec.get("dropped_note"), note) if x)
 
 
 def _check_arguments(baseline: Any, current: Any, miou_tol: float, speed_tol: float, alpha: float) -> None:
@@ -142,10 +174,11 @@ def _with_ignored(baseline: Any, current: Any, ignore: tuple[str, ...]) -> tuple
 
 
 def _compare(
-    baseline: Any, current: Any, ignore: tuple[str, ...], speed_tol: float, speed_normalised: bool
+    baseline: Any, current: Any, ignore: tuple[str, ...], speed_tol: float, speed_normalised: bool,
+    require_all: bool = False,
 ) -> tuple[list[dict[str, Any]], list[Any]]:
-    """A record per configuration of the baseline, with its seeds compared to the current table's
-    (None where the current table lacks it: a FAIL) and its speed judged."""
+    """A record per configuration of either table, with its seeds compared (None where one side
+    lacks it: MISSING, a FAIL only with `require_all`) and its speed judged."""
     cfg_cols = [c for c in baseline.columns if is_experiment_key(c) and c != "train.seed" and c not in ignore]
     varying = [c for c in cfg_cols if baseline[c].astype(str).nunique() > 1]
     records: list[dict[str, Any]] = []
@@ -154,7 +187,8 @@ def _compare(
         c = current[current["_config"] == cid]
         rec: dict[str, Any] = {"configuration": row_label(b.iloc[0], varying, empty="all"), "config_id": cid}
         if c.empty:
-            rec.update(verdict="FAIL", why="missing in current", n_base=len(b), n_cur=0)
+            rec.update(verdict="FAIL" if require_all else "MISSING", n_base=len(b), n_cur=0,
+                       why="missing in current" + (" (--require-all)" if require_all else ""))  # fmt: skip
             records.append(rec)
             comps.append(None)
             continue
@@ -170,6 +204,12 @@ def _compare(
         rec["same_environment"] = noise.same_environment(b, c)
         rec["change"] = None if rec["same_environment"] else noise.change_between(b, c)
         records.append(rec)
+    for cid, c in current.groupby("_config", sort=False):
+        if cid not in set(baseline["_config"]):
+            records.append({"configuration": row_label(c.iloc[0], varying, empty="all"), "config_id": cid,
+                            "n_base": 0, "n_cur": len(c), "verdict": "FAIL" if require_all else "MISSING",
+                            "why": "missing in baseline" + (" (--require-all)" if require_all else "")})  # fmt: skip
+            comps.append(None)
     return records, comps
 
 

@@ -51,13 +51,35 @@ class NoiseModel:
 def models(path: Path = NOISE_FILE) -> dict[str, NoiseModel]:
     """Every noise model the file holds, by name."""
     rows: dict[str, list[dict[str, str]]] = {}
-    with path.open(newline="") as f:
-        reader = csv.DictReader(line for line in f if not line.startswith("#"))
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(f"{path}: columns {missing} are missing; the file needs {', '.join(COLUMNS)}")
-        for r in reader:
-            rows.setdefault(r["model"], []).append(r)
+    fix = "fix that row or restore the file (git checkout bench/verdicts/environment_noise.csv)"
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            lines = [(n, line) for n, line in enumerate(f, 1) if not line.startswith("#")]
+            reader = csv.DictReader((line for _, line in lines), strict=True)
+            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise UserError(f"{path}: columns {missing} are missing; the file needs {', '.join(COLUMNS)}")
+            for r in reader:
+                n = lines[min(reader.line_num, len(lines)) - 1][0]  # the file's own line number
+                if None in r or any(r.get(c) is None for c in COLUMNS):
+                    raise UserError(f"{path}: line {n}: {len([v for v in r.values() if v is not None])} fields, the "
+                                    f"header names {len(COLUMNS)} ({', '.join(COLUMNS)}); {fix}")  # fmt: skip
+                for col in ("first", "second"):
+                    try:
+                        v = float(r[col])
+                    except ValueError:
+                        v = math.nan
+                    if not math.isfinite(v) or not 0 <= v <= 100:
+                        raise UserError(f"{path}: line {n}: column {col} is {r[col][:40]!r}, not an mIoU in points "
+                                        f"(a number from 0 to 100); {fix}")  # fmt: skip
+                if not r["model"].strip() or not r["data.name"].strip():
+                    raise UserError(f"{path}: line {n}: an empty model or data.name; {fix}")
+                rows.setdefault(r["model"], []).append(r)
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not a readable CSV ({type(e).__name__}: {str(e)[:100]}); {fix}") from None
+    except OSError as e:
+        why = e.strerror or e
+        raise UserError(f"{path}: cannot be read ({why}); reinstall aspp-bench or restore the file") from None
     out = {}
     for name, rs in rows.items():
         diffs = [float(r["second"]) - float(r["first"]) for r in rs]
