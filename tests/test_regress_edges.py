@@ -137,3 +137,26 @@ def test_multi_seed_comparisons_never_read_the_noise_file(cli, results, tmp_path
     monkeypatch.setattr(noise, "models", broken)
     code, out, err = cli("regress", str(results), str(results))
     assert code == 0 and "damaged" not in err, err
+
+
+def test_a_busy_latency_is_never_presented_as_a_finding() -> None:
+    """Defect: a report bolded a busy FPS (70.3 ± 0.9) as significantly best. Every latency of the
+    committed CamVid baseline was measured while two cells shared the cores."""
+    import pandas as pd
+
+    from bench.report.captions import protocol_note
+    from bench.report.tables import display_frame, main_table
+
+    root = Path(__file__).resolve().parents[1]
+    df = pd.read_parquet(root / "results" / "baselines" / "camvid_cpu.parquet")
+    df["fps_bs1"] = [500.0 + s * s if a == "unet" else 50.0 + s
+                     for a, s in zip(df["model.arch"], df["train.seed"], strict=True)]  # fmt: skip
+    axes = ["model.arch", "model.rates"]
+    quiet = main_table(df.assign(busy=False), axes)
+    assert quiet["best_fps_bs1"].any()  # on quiet measurements the fastest row can be bolded
+    t = main_table(df.assign(busy=True), axes)
+    shown, bold = display_frame(t, axes)
+    assert not t["best_fps_bs1"].any() and not bold["FPS"].any()
+    assert all(v.endswith(" †") for v in shown["FPS"])
+    assert "FPS marked † were measured while the machine was busier than its cores" in protocol_note(t)
+    assert "never bolded" not in protocol_note(quiet)

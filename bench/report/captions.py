@@ -31,6 +31,8 @@ def protocol_note(t: Any) -> str:
         "Bold: the best value of a column, only where it is significantly better than the runner-up "
         "(one-sided test, p < 0.05; for Params and GMACs, strictly smaller)."
         + _curve_note(t)
+        + (" FPS marked † were measured while the machine was busier than its cores: shown, never bolded, not "
+           "a speed result." if "busy_runs" in t and t["busy_runs"].fillna(0).astype(int).sum() else "")
     )
 
 

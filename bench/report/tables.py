@@ -98,6 +98,8 @@ def main_table(df: Any, axes: list[str], baseline: str | None = None, groups: li
         for col in EXTRA_MEANS:
             vals = pd.to_numeric(g[col], errors="coerce").dropna() if col in g else []
             row[col] = float(vals.median()) if len(vals) else math.nan
+        busy = g["busy"].fillna(False).astype(bool) if "busy" in g else None
+        row["busy_runs"] = int(busy.sum()) if busy is not None else 0  # latencies measured on a busy machine
         if "conv_status" in g:  # has the validation curve flattened at this budget
             conv = configuration_convergence(list(g["conv_status"]), list(g["conv_tail_gain"]),
                                              list(g["conv_headroom"]))  # fmt: skip
@@ -136,6 +138,8 @@ def main_table(df: Any, axes: list[str], baseline: str | None = None, groups: li
     for col, hb in HIGHER_BETTER.items():
         marks = [False] * len(t)
         for idx in members.values():
+            if col == "fps_bs1" and any(t["busy_runs"][i] for i in idx):
+                continue  # a speed measured on a busy machine is not a finding: never bolded
             sub = t.iloc[idx].reset_index(drop=True)
             for j, m in zip(idx, _significant_best(sub, col, hb), strict=True):
                 marks[j] = m
@@ -226,6 +230,8 @@ def display_frame(t: Any, axes: list[str], tex: bool = False) -> tuple[Any, Any]
         for col in HIGHER_BETTER:
             head = TEX_LABELS[col] if tex else LABELS[col]
             out[head] = num(r[col], r.get(f"{col}_std"), DIGITS[col], pm)
+            if col == "fps_bs1" and r.get("busy_runs") and out[head] != "-":
+                out[head] += r"$^\dagger$" if tex else " †"  # measured busy: see the caption
             mark[head] = bool(r.get(f"best_{col}"))
         if has_aux:  # training-only cost, its own column
             head = "aux GMACs"

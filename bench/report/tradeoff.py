@@ -67,7 +67,9 @@ def tradeoff(t: Any, df: Any, axes: list[str], cost: str, outdir: Path) -> Figur
             lw=1,
             capsize=2,
         )
-        ax.scatter([x.iloc[i]], [y.iloc[i]], color=c, marker=m, s=46, edgecolor="black", linewidth=0.4, zorder=3)
+        hollow = cost != "gmacs" and bool(r.get("busy_runs"))  # a busy latency is drawn, not presented as a finding
+        ax.scatter([x.iloc[i]], [y.iloc[i]], marker=m, s=46, zorder=3, linewidth=0.9 if hollow else 0.4,
+                   facecolor="none" if hollow else c, edgecolor=c if hollow else "black")  # fmt: skip
     ok = [i for i in range(len(t)) if math.isfinite(x.iloc[i]) and math.isfinite(y.iloc[i])]
     pts = [(float(x.iloc[i]), float(y.iloc[i])) for i in ok]
     front = [ok[k] for k in _pareto(pts)]
@@ -79,12 +81,18 @@ def tradeoff(t: Any, df: Any, axes: list[str], cost: str, outdir: Path) -> Figur
     ax.set_ylabel("val mIoU (%)" + ("; bars: ± sd over seeds" if seeds_bar else ""), fontsize=8)
     ax.tick_params(labelsize=7)
     ax.margins(x=0.12, y=0.12)
-    _legend(ax, names, (hue, hue_levels, colours), (style, style_levels, markers))
+    busy = cost != "gmacs" and "busy_runs" in t and bool(t["busy_runs"].fillna(0).astype(int).sum())
+    _legend(ax, names, (hue, hue_levels, colours), (style, style_levels, markers), busy=busy)
     place_labels(ax, [x.iloc[i] for i in ok], [y.iloc[i] for i in ok], [str(t["row"].iloc[i]) for i in ok])
     name = f"miou_vs_{cost}"
     what = "GMACs" if cost == "gmacs" else "latency"
     save_figure(fig, outdir / name)
     caption = _caption(t, what, len(ok), names, hue, style, seeds_bar, xerr is not None, cost)
+    if busy:
+        n_busy = int((t["busy_runs"].fillna(0).astype(int) > 0).sum())
+        caption += (f" Hollow markers ({n_busy} of {len(t)} configurations): latencies measured while the "
+                    "machine was busier than its cores; their position and the front through them are not a "
+                    "speed result.")  # fmt: skip
     return Figure(outdir / name, f"Accuracy against {what}", caption)
 
 
@@ -107,7 +115,7 @@ def _cost_axis(t: Any, df: Any, cost: str) -> tuple[Any, Any, str]:
     return x, xerr, label + f", {dtype} (ms, median)"
 
 
-def _legend(ax: Any, names: dict[str, str], hue: tuple, style: tuple) -> None:
+def _legend(ax: Any, names: dict[str, str], hue: tuple, style: tuple, *, busy: bool = False) -> None:
     """Colour levels under the first factor's name, marker levels under the second's, the front."""
     from matplotlib.lines import Line2D
 
@@ -125,6 +133,8 @@ def _legend(ax: Any, names: dict[str, str], hue: tuple, style: tuple) -> None:
             for lv in style_levels
         ]
     handles.append(Line2D([], [], ls="--", color="0.35", label="Pareto front"))
+    if busy:
+        handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", label="hollow: latency measured busy"))
     leg = ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
     for text in leg.get_texts():
         if text.get_text() in (names.get(hue), names.get(style)):
