@@ -217,8 +217,8 @@ def _design_line(sweep, design, results: Path) -> str:  # type: ignore[no-untype
     import numpy as np
 
     every = every_wave_cells(sweep, source="sweep")
-    comps = comparisons(sweep, every, _finished_miou(every, results), source="sweep")
-    miou = _finished_miou(every, results)
+    miou = _finished_miou(every, results)  # read once: the comparisons and the spreads use the same runs
+    comps = comparisons(sweep, every, miou, source="sweep")
     sds = []
     for c in comps:
         if len(c.paired) >= 2:
