@@ -221,7 +221,8 @@ def _parser() -> argparse.ArgumentParser:
     rg.add_argument(
         "--speed-normalised",
         action="store_true",
-        help="compare the fraction of each machine's measured matmul peak (a speed gate across machines)",
+        help="compare the fraction of its machine's compute limit (the best of measured kernels, "
+        "docs/measurement.md) each run reached (a speed gate across machines of one kind)",
     )
     rg.add_argument("--json", action="store_true", help="machine-readable verdicts (for CI)")
     rg.add_argument(
@@ -245,6 +246,51 @@ def _parser() -> argparse.ArgumentParser:
         "(bench/verdicts/environment_noise.csv)",
     )
     rg.set_defaults(func=_lazy("results", "cmd_regress"))
+    sp = sub.add_parser(
+        "speed",
+        help="decide which of two configurations or code versions is faster: interleaved (ABBA) rounds in their "
+        "own processes, stopped when decided",
+    )
+    sp.add_argument("a", metavar="A", help="side A (the baseline): an architecture name, a config YAML or a run folder")
+    sp.add_argument("b", metavar="B", help="side B (the candidate): as A; the same as A for two code versions")
+    _add_set(sp, "config overrides for both sides, values parsed as YAML")
+    for side in ("a", "b"):
+        sp.add_argument(f"--set-{side}", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help=f"overrides for side {side.upper()} only")  # fmt: skip
+    sp.add_argument("--rev", nargs=2, metavar=("REV_A", "REV_B"),
+                    help="run each side with the code of a git revision of the repository here ('worktree': the code "
+                         "this command runs, uncommitted changes included)")  # fmt: skip
+    sp.add_argument("--python", nargs=2, metavar=("PYTHON_A", "PYTHON_B"),
+                    help="run each side with another Python environment's interpreter (and the code it imports)")
+    sp.add_argument("--input", required=True, help="input shape CxHxW, e.g. 3x360x480")
+    sp.add_argument("--measure", choices=("latency", "train"), default="latency",
+                    help="latency: a batch-1 forward by the profile protocol (default); train: one SGD step on a "
+                         "random batch of --batch")  # fmt: skip
+    sp.add_argument("--batch", type=_count(1, 4096), default=2, help="batch of a training step (--measure train)")
+    sp.add_argument("--threads", type=_count(1, 1024), default=1,
+                    help="CPU threads of each side (1: then a forward's CPU time is the work it does, whatever else "
+                         "runs on the machine)")  # fmt: skip
+    sp.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                    help="what decides: cpu, the process's CPU time per forward (default; a busy machine does not "
+                         "move it), or wall, the latency (trustworthy on an idle machine only); both are recorded")
+    sp.add_argument("--dtype", default="fp32", help=f"{', '.join(PRECISIONS)} (latency only)")
+    sp.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    sp.add_argument("--tolerance", type=_number(0, 1, open_lo=True, open_hi=True, what=" (a fraction)"), default=0.05,
+                    help="equivalent means B/A within 1/(1+tol) .. 1+tol; slower beyond it fails (0.05)")
+    sp.add_argument("--alpha", type=_number(0, 0.5, open_lo=True, open_hi=True), default=0.05,
+                    help="false-decision rate over all looks, per decision (0.05)")  # fmt: skip
+    sp.add_argument("--max-rounds", type=_count(3, 400), default=40, help="rounds at most (40)")
+    sp.add_argument("--first-look", type=_count(3, 400), default=6, help="rounds before the first look (6)")
+    sp.add_argument("--look-every", type=_count(1, 400), default=2, help="rounds between looks (2)")
+    sp.add_argument("--slice", type=_number(0.01, 60, what=" seconds"), default=1.0,
+                    help="seconds of each of a side's two timings in a round (1.0: about as long as the next round's "
+                         "processes take to start, which happens meanwhile)")  # fmt: skip
+    sp.add_argument("--max-time", type=_number(1, 86400, what=" seconds"), default=600,
+                    help="stop undecided after this many seconds of rounds (600)")  # fmt: skip
+    sp.add_argument("--out", help="also write the whole record (every round) to this JSON file")
+    sp.add_argument("--json", action="store_true", help="print the whole record as JSON (for CI)")
+    sp.set_defaults(func=_lazy("speed", "cmd_speed"))
+
     pl = sub.add_parser("plan", help="how many seeds each comparison needs, from measured results")
     pl.add_argument("results", help="results folder or collected table (.parquet/.csv)")
     pl.add_argument("--delta", "--difference", dest="difference", type=_number(0.01, 100, what=" points"), default=1.0,

@@ -141,7 +141,8 @@ def format_profile(r: dict) -> str:
             lines.append(f"  peak memory   {r['peak_mem_mb']:.1f} MiB ({r['mem_kind']})")
         if "efficiency" in r:
             lines.append(
-                f"  efficiency    {r['achieved_gflops_s']:.1f} GFLOP/s achieved of a measured "
-                f"{r['peak_gflops_s']:.1f} GFLOP/s matmul peak ({100 * r['efficiency']:.1f}%)"
+                f"  efficiency    {100 * r['efficiency']:.1f}% of the {r['limit_gflops_s']:.1f} GFLOP/s the fastest "
+                f"measured kernel reached ({r['limit_kernel']}; timed alternately with the model, best blocks); "
+                f"{r['achieved_gflops_s']:.1f} GFLOP/s at the median latency"
             )
     return "\n".join(lines)

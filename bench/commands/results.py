@@ -89,15 +89,22 @@ def cmd_regress(args: argparse.Namespace) -> int:
         f"{args.alpha}); with one seed on a side, between two environments, when an environment change alone "
         f"would rarely drop it that far (the environment noise model each such row names; Holm with the rest), "
         f"else on the threshold alone. Speed: "
-        + ("fractions of the measured matmul peak" if args.speed_normalised else "latency between equal environments")
-        + f", tolerance x{1 + args.speed_tol:.2f}."
+        + ("fractions of the measured compute limit" if args.speed_normalised else "latency between equal environments")
+        + f" measured on quiet machines, tolerance x{1 + args.speed_tol:.2f} (no test: it assumes two quiet "
+        "measurements of one environment differ by less); between other environments or on a busy machine the "
+        "speed verdict is INCONCLUSIVE and names the `aspp-bench speed` command that decides it."
     )
+    undecided = [r for r in records if r.get("speed_verdict") == "INCONCLUSIVE"]
     if args.json:
         print(json.dumps({"passed": passed, "summary": summary, "configurations": records,
                           "left_out": {"baseline": dropped[0], "current": dropped[1]}}, indent=2, default=str))
     else:
         print(table)
         print("\n" + summary)
+        if undecided:
+            print(f"\nSpeed INCONCLUSIVE for {len(undecided)} configuration(s); on one machine, decide with:")
+            for r in undecided:
+                print(f"  {r['configuration']}: {r['speed_command']}")
     return 0 if passed else 1
 
 

@@ -31,9 +31,9 @@ from bench.profile.environment import (
     environment,
     fingerprint,
     kernel_library,
-    peak_gflops,
 )
 from bench.profile.flops import COUNTERS, aux_gmacs, aux_head, count_flops, count_params
+from bench.profile.limits import measure_efficiency
 from bench.profile.spec import DISAGREE, DTYPES, METRICS, ProfileSpec, check_spec, parse_input
 from bench.profile.timing import measure_latency, measure_memory
 
@@ -57,7 +57,6 @@ __all__ = [
     "measure_latency",
     "measure_memory",
     "parse_input",
-    "peak_gflops",
     "prepare",
     "profile_model",
 ]
@@ -82,7 +81,8 @@ def prepare(model: nn.Module, spec: ProfileSpec, batch: int = 1) -> tuple[nn.Mod
 def profile_model(
     model: nn.Module, spec: ProfileSpec, *, train_threads: int | None = None, train_world_size: int = 1
 ) -> dict[str, Any]:
-    """One flat record: params, FLOPs (three counters), latency/FPS, memory, efficiency, env."""
+    """One flat record: params, FLOPs (three counters), latency/FPS, memory, efficiency (a fraction
+    of the best of measured kernels, bench.profile.limits), env."""
     check_spec(spec)
     record: dict[str, Any] = {"input": list(spec.input), "batch": spec.batch}
     if "params" in spec.metrics:
@@ -112,10 +112,7 @@ def profile_model(
             record[f"latency_ms_p50_bs{spec.batch}"] = latb["latency_ms_p50"]
             record["throughput_ips"] = spec.batch * 1000.0 / latb["latency_ms_p50"]
         if "gflops" in record:
-            peak = peak_gflops(spec, env)
-            achieved = record["gflops"] / (lat["latency_ms_p50"] / 1e3)
-            record["achieved_gflops_s"] = achieved
-            record["peak_gflops_s"] = peak
-            record["efficiency"] = achieved / peak
+            record["achieved_gflops_s"] = record["gflops"] / (lat["latency_ms_p50"] / 1e3)
+            record.update(measure_efficiency(lambda: run(x1), record["gflops"], spec))
     record["spec"] = asdict(spec)
     return record

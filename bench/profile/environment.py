@@ -1,8 +1,9 @@
 """The environment every speed figure carries (device, vector extensions, kernels, threads, dtype,
-load) and its fingerprint; the matmul peak a machine reaches, for machine-normalised speed."""
+load) and its fingerprint."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 
 from bench.models import plugins
-from bench.profile.spec import DTYPES, ProfileSpec, torch_benchmark
+from bench.profile.spec import ProfileSpec
 
 
 def device_name(device: str) -> str:
@@ -82,7 +83,29 @@ def environment(spec: ProfileSpec, *, train_threads: int | None = None, train_wo
         "train_world_size": train_world_size,
         "plugins": plugins(),  # ASPP_BENCH_PLUGINS modules whose variants this process could build
         "host": host_id(),
+        "code": code_revision(),  # not part of the fingerprint: `regress` names it in the speed command
     }
+
+
+@functools.lru_cache(maxsize=1)
+def code_revision() -> str | None:
+    """The git commit of the code this process runs ('<commit>-dirty' with uncommitted changes to
+    bench/), or None outside a git checkout: what `aspp-bench speed --rev` needs to time a result's
+    code version against another."""
+    import subprocess
+
+    top = Path(__file__).resolve().parents[2]
+    if not (top / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=top, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "bench"], cwd=top, capture_output=True,
+                               text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def host_id() -> str:
@@ -110,28 +133,3 @@ def fingerprint(env: dict[str, Any]) -> str:
     key = "|".join(str(env.get(k)) for k in FINGERPRINT_KEYS)
     world = env.get("train_world_size") or 1
     return key if world == 1 else f"{key}|world={world}"
-
-
-# --------------------------------------------------------------------------- peak compute
-
-
-_PEAKS: dict[str, float] = {}
-
-
-def peak_gflops(spec: ProfileSpec, env: dict[str, Any]) -> float:
-    """The device's matmul peak in the profile's dtype, measured in this process (once per
-    environment): a fraction of peak then compares a run with the machine it ran on, in the
-    state it was in, whichever machine that was."""
-    key = fingerprint(env)
-    if key in _PEAKS:
-        return _PEAKS[key]
-    benchmark = torch_benchmark()
-
-    n = 8192 if spec.device == "cuda" else 2048
-    a = torch.randn(n, n, device=spec.device, dtype=DTYPES[spec.dtype])
-    b = torch.randn(n, n, device=spec.device, dtype=DTYPES[spec.dtype])
-    m = benchmark.Timer("a @ b", globals={"a": a, "b": b}, num_threads=torch.get_num_threads()).blocked_autorange(
-        min_run_time=1.0
-    )
-    _PEAKS[key] = 2 * n**3 / min(m.times) / 1e9  # the best block: a peak, not a typical time
-    return _PEAKS[key]

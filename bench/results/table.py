@@ -45,8 +45,9 @@ PROFILE_COLUMNS = (
     "latency_ms_iqr",
     "fps_bs1",
     "achieved_gflops_s",
-    "peak_gflops_s",
+    "limit_gflops_s",
     "efficiency",
+    "limit_anchor",
     "busy",
     *RECEPTIVE_COLUMNS,
 )
@@ -69,7 +70,7 @@ def run_convergence(r: dict[str, Any]) -> dict[str, Any]:
 
 
 ENV_COLUMNS = ("device_name", "device_features", "kernels", "torch", "threads", "train_threads", "cpu_count",
-               "load_avg", "dtype", "train_amp", "train_channels_last", "train_compile", "host")  # fmt: skip
+               "load_avg", "dtype", "train_amp", "train_channels_last", "train_compile", "host", "code")  # fmt: skip
 
 
 def result_row(run_id: str, r: dict[str, Any]) -> dict[str, Any]:

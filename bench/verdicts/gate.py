@@ -5,11 +5,12 @@ Rows are grouped by configuration: the identity of the resolved config each row 
 afresh from its config columns (so tables collected under an earlier identity scheme, the
 committed baselines among them, match by what they ran, not by folder names), without the seed.
 Speed is compared only where the environment fingerprints are equal, or, with
-`speed_normalised`, as fractions of each machine's measured matmul peak; never silently.
+`speed_normalised`, as fractions of each machine's measured compute limit (bench.profile.limits); never silently.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -38,36 +39,82 @@ def _busy(g: Any) -> bool:
     return bool((load > cores).any())
 
 
-def _speed(b: Any, c: Any, tol: float, normalised: bool) -> tuple[str, str | None]:
-    """(what the speed column says, a failure or None). Latency is compared only between equal
-    environment fingerprints; `normalised` compares the fraction of the machine's measured matmul
-    peak each run achieved, which holds between machines."""
+def _loads(g: Any) -> str:
+    if "env.load_avg" not in g:
+        return "?"
+    load = g["env.load_avg"].astype(float)
+    return f"{load.min():.1f}" if load.min() == load.max() else f"{load.min():.1f}-{load.max():.1f}"
+
+
+def speed_command(b: Any, c: Any) -> str:
+    """The `aspp-bench speed` command that decides this configuration's speed between the two
+    code versions on one machine, interleaved: the configuration from the baseline's resolved
+    config, the revisions from what each side's runs recorded (env.code)."""
+    import shlex
+
+    from bench.configure.config import load_run_config
+
+    cfg = b["_resolved"].iloc[0]
+    arch = cfg.model.arch
+    defaults = load_run_config(None, [f"model.arch={arch}"]).model.model_dump()
+    sets = [f"model.{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in cfg.model.model_dump().items()
+            if k != "arch" and v is not None and v != defaults.get(k)]  # fmt: skip
+    shape = list(cfg.profile.input) if cfg.profile.input else [3, *cfg.data.size]
+    revs = []
+    for g, unknown in ((b, "BASELINE_COMMIT"), (c, "worktree")):
+        codes = {str(v).removesuffix("-dirty") for v in g["env.code"]} if "env.code" in g else set()
+        revs.append(codes.pop() if len(codes) == 1 and not codes & {"None", "nan", ""} else unknown)
+    if revs[0] == revs[1] != "BASELINE_COMMIT":
+        revs[1] = "worktree"  # one commit measured both: time it against the code here
+    text = f"aspp-bench speed {arch} {arch}"
+    if sets:
+        text += " --set " + " ".join(shlex.quote(x) for x in sets)
+    return text + f" --input {'x'.join(map(str, shape))} --rev {revs[0]} {revs[1]}"
+
+
+# What a fixed tolerance between two quiet measurements of one environment assumes (the profile
+# protocol's timings repeat within a few percent on an idle machine; no test is made of it).
+QUIET_NOISE = "assumed: two quiet measurements of one environment differ by less than the tolerance"
+
+
+def _speed(b: Any, c: Any, tol: float, normalised: bool) -> tuple[str, str | None, str, str | None]:
+    """(what the speed column says, a failure or None, the speed verdict, the deciding command or
+    None). A latency is judged only between equal environment fingerprints measured on quiet
+    machines (load at most the cores), by the fixed tolerance, whose noise assumption the column
+    states; anywhere else the speed verdict is INCONCLUSIVE and names the `aspp-bench speed`
+    command that decides it on one machine. `normalised` compares the fraction of the machine's
+    measured compute limit each run reached instead, which holds between machines of one kind
+    (not between a busy and a quiet measurement)."""
     import pandas as pd
 
     if normalised:
         if "efficiency" not in b or "efficiency" not in c:
-            return "no efficiency recorded (profile with latency and FLOPs)", None
+            return "no efficiency recorded (profile with latency and FLOPs)", None, "n/a", None
         eb, ec = pd.to_numeric(b["efficiency"]).median(), pd.to_numeric(c["efficiency"]).median()
         if pd.isna(eb) or pd.isna(ec) or ec <= 0:
-            return "no efficiency recorded", None
-        ratio = float(eb / ec)  # > 1: the current run reaches a smaller fraction of its machine's peak
-        text = f"fraction of peak {100 * eb:.1f}% -> {100 * ec:.1f}% (x{ratio:.2f} slower, normalised)"
+            return "no efficiency recorded", None, "n/a", None
+        ratio = float(eb / ec)  # > 1: the current run reaches a smaller fraction of its machine's limit
+        text = f"fraction of the limit {100 * eb:.1f}% -> {100 * ec:.1f}% (x{ratio:.2f} slower, normalised)"
+        why = None
     else:
         if "latency_ms_p50" not in b or "latency_ms_p50" not in c:
-            return "no latency recorded", None
+            return "no latency recorded", None, "n/a", None
         lb, lc = pd.to_numeric(b["latency_ms_p50"]).median(), pd.to_numeric(c["latency_ms_p50"]).median()
         if pd.isna(lb) or pd.isna(lc):
-            return "no latency recorded", None
-        fps = set(b.get("env_fingerprint", pd.Series([None]))) | set(c.get("env_fingerprint", pd.Series([None])))
-        if len(fps) != 1 or None in fps:
-            return "not compared: environments differ (--speed-normalised compares fractions of peak)", None
+            return "no latency recorded", None, "n/a", None
         ratio = float(lc / lb)
         text = f"latency x{ratio:.2f}"
+        fps = set(b.get("env_fingerprint", pd.Series([None]))) | set(c.get("env_fingerprint", pd.Series([None])))
+        why = None if len(fps) == 1 and None not in fps else "environments differ"
     if _busy(b) or _busy(c):
-        return text + " (measured on a busy machine: load above its cores; not judged)", None
+        why = "; ".join(filter(None, [why, f"measured on a busy machine (load {_loads(b)} baseline, {_loads(c)} "
+                                            "current, above the cores)"]))  # fmt: skip
+    if why:
+        command = speed_command(b, c)
+        return f"INCONCLUSIVE: {text}, {why}; decide it with: {command}", None, "INCONCLUSIVE", command
     if ratio > 1 + tol:
-        return text, f"speed x{ratio:.2f} (tolerance x{1 + tol:.2f})"
-    return text, None
+        return f"{text} ({QUIET_NOISE})", f"speed x{ratio:.2f} (tolerance x{1 + tol:.2f})", "FAIL", None
+    return f"{text} ({QUIET_NOISE})", None, "ok", None
 
 
 def regress(
@@ -200,7 +247,8 @@ def _compare(
             diff=comp.diff, ci_low=comp.ci_low, ci_high=comp.ci_high, p=comp.p, sd=comp.sd,
             p_improvement=imp.p, p_improvement_low=imp.low, p_improvement_high=imp.high,
         )  # fmt: skip
-        rec["speed"], rec["speed_fail"] = _speed(b, c, speed_tol, speed_normalised)
+        rec["speed"], rec["speed_fail"], rec["speed_verdict"], rec["speed_command"] = _speed(
+            b, c, speed_tol, speed_normalised)
         rec["same_environment"] = noise.same_environment(b, c)
         rec["change"] = None if rec["same_environment"] else noise.change_between(b, c)
         records.append(rec)
