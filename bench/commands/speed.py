@@ -12,14 +12,13 @@ from typing import Any
 
 from bench.errors import UserError
 from bench.files import atomic_write_text
+from bench.precision import PRECISIONS
 from bench.profile.spec import parse_input
 from bench.profile.speed import WORKTREE, check_side, checkout, run_speed, side_from_argument
 from bench.verdicts.speed import SpeedDesign
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
-    from bench.precision import PRECISIONS
-
     design = SpeedDesign(tolerance=args.tolerance, max_rounds=args.max_rounds, first=args.first_look,
                          every=args.look_every, alpha=args.alpha)  # fmt: skip
     try:

@@ -36,8 +36,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import bench.models  # noqa: F401  (registers the architectures a side may name)
+from bench.configure.config import load_run_config
 from bench.errors import UserError, clip, did_you_mean
 from bench.profile.environment import device_features, device_name, fingerprint, host_id
+from bench.registry import architectures
 from bench.verdicts.speed import SpeedDesign, SpeedVerdict, decide_rounds
 
 __all__ = ["WORKTREE", "Side", "checkout", "run_speed", "side_from_argument"]
@@ -79,8 +82,6 @@ def side_from_argument(label: str, text: str, sets: list[str]) -> Side:
         if not p.is_file():
             raise UserError(f"side {label}: {text}: config file not found")
         return Side(label, None, str(p), sets)
-    import bench.models  # noqa: F401  (registers)
-    from bench.registry import architectures
 
     names = architectures.names()
     if text not in names:
@@ -94,8 +95,6 @@ def check_side(side: Side) -> None:
     bad key or value). Sides run by another code version are checked by that code, in its process."""
     if side.code is not None or side.python != sys.executable:
         return
-    from bench.configure.config import load_run_config
-
     sets = ([f"model.arch={side.arch}"] if side.arch else []) + side.sets
     try:
         load_run_config(side.config, sets)

@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from bench.configure.config import RunConfig as _RC
-from bench.configure.config import config_keys, flatten, is_config_key, is_experiment_key
+from bench.configure.config import config_keys, flatten, is_config_key, is_experiment_key, load_run_config
 from bench.configure.identity import NOT_IDENTITY, config_id
 from bench.configure.naming import row_label
 from bench.errors import UserError, did_you_mean
@@ -51,8 +51,6 @@ def speed_command(b: Any, c: Any) -> str:
     code versions on one machine, interleaved: the configuration from the baseline's resolved
     config, the revisions from what each side's runs recorded (env.code)."""
     import shlex
-
-    from bench.configure.config import load_run_config
 
     cfg = b["_resolved"].iloc[0]
     arch = cfg.model.arch
