@@ -211,3 +211,18 @@ def test_equal_quiet_environments_keep_the_tolerance_and_state_its_assumption(cl
     _set_speed(cur, latency=11.0, load=0.4)  # x1.10: inside
     code, out, _ = cli("regress", str(timed), str(cur), "--json")
     assert code == 0 and json.loads(out)["configurations"][0]["speed_verdict"] == "ok"
+
+
+@pytest.mark.slow
+def test_training_steps_and_another_interpreter(cli, tmp_path) -> None:
+    """--measure train times SGD steps; --python runs each side under the interpreter given."""
+    import sys
+
+    out = tmp_path / "speed.json"
+    code, stdout, err = cli("speed", "unet", "unet", "--set", "model.width=4", "--input", "3x16x16", "--measure",
+                            "train", "--python", sys.executable, sys.executable, "--max-rounds", "3",
+                            "--first-look", "3", "--slice", "0.05", "--out", str(out))  # fmt: skip
+    r = json.loads(out.read_text())
+    assert code in (0, 1), err
+    assert r["measure"] == "train" and r["protocol"]["batch"] == 2 and "a training step (batch 2)" in stdout
+    assert r["sides"]["A"]["python"] == sys.executable and all(x["a_cpu_ms"] > 0 for x in r["rounds"])
