@@ -6,7 +6,7 @@ The former anchor, one 2048^2 matmul timed once per process, was not a limit: mo
 than that one matmul shape, and because the matmul was timed at another moment (another load,
 another clock) than the model. Here:
 
-- the kernels: matmuls at 256, 512, 1024 and 2048 (and 4096 on a GPU), a 1x1 convolution
+- the kernels: matmuls at 256, 512 and 1024 (and 2048, 4096 on a GPU), a 1x1 convolution
   (256 -> 256 channels at 56x56) and a 3x3 convolution (128 -> 128 at 56x56), in the profile's
   dtype, device, threads and memory format; the limit of a round is the fastest of them in
   FLOP/s;
@@ -32,14 +32,14 @@ from bench.profile.spec import DTYPES, ProfileSpec
 
 __all__ = ["ANCHOR", "kernels", "measure_efficiency"]
 
-ANCHOR = "best of measured kernels (matmul 256-2048, conv 1x1 256ch and 3x3 128ch at 56x56), interleaved with the model"
+ANCHOR = "best of measured kernels (matmul 256-1024, conv 1x1 256ch and 3x3 128ch at 56x56), interleaved with the model"
 
 
 def kernels(spec: ProfileSpec) -> dict[str, tuple[Callable[[], Any], float]]:
     """{name: (a call, its FLOPs)} in the profile's dtype, device and memory format."""
     dtype, dev = DTYPES[spec.dtype], spec.device
     out: dict[str, tuple[Callable[[], Any], float]] = {}
-    sizes = (256, 512, 1024, 2048) + ((4096,) if dev == "cuda" else ())
+    sizes = (256, 512, 1024) + ((2048, 4096) if dev == "cuda" else ())
     for n in sizes:
         a = torch.randn(n, n, device=dev, dtype=dtype)
         b = torch.randn(n, n, device=dev, dtype=dtype)
@@ -72,9 +72,11 @@ def _best_ms(call: Callable[[], Any], device: str, block_s: float) -> float:
     return best * 1e3
 
 
-def measure_efficiency(model_call: Callable[[], Any], gflops: float, spec: ProfileSpec, *, rounds: int = 3,
-                       block_s: float = 0.15) -> dict[str, Any]:  # fmt: skip
-    """Model and kernels timed alternately; the efficiency and the limit it is a fraction of."""
+def measure_efficiency(model_call: Callable[[], Any], gflops: float, spec: ProfileSpec, *, rounds: int = 3
+                       ) -> dict[str, Any]:  # fmt: skip
+    """Model and kernels timed alternately; the efficiency and the limit it is a fraction of. Each
+    timing takes at least 3 calls and a tenth of the profile's `min_run_time` (at most 0.15 s)."""
+    block_s = min(0.15, spec.min_run_time / 10)
     ks = kernels(spec)
     effs, limits, best_names = [], [], []
     with torch.inference_mode():
