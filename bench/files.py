@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -50,9 +51,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename is None:  # a write() that failed names no file (nor does pyarrow's): name the target
+            raise OSError(e.errno or _errno_in(str(e)), e.strerror or str(e), str(path)) from e
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _errno_in(text: str) -> int | None:
+    """The errno a library's message quotes ('[errno 28] No space left on device'), or None."""
+    m = re.search(r"errno (\d+)", text, flags=re.I)
+    return int(m.group(1)) if m else None
 
 
 def space_report(folder: str | Path) -> str:

@@ -95,10 +95,11 @@ class LaunchConfig(BaseModel):
                     "with a letter, as in 'sbatch --help': e.g. comment, qos, constraint, exclusive); "
                     "shell commands belong in launch.setup"
                 )
-            if isinstance(value, str) and (CONTROL.search(value) or len(value) > 1000):
+            if isinstance(value, str) and (CONTROL.search(value) or not value.isprintable() or len(value) > 1000):
                 raise ValueError(
                     f"{key}={clip(repr(value), 60)}: an sbatch value must be one line of printable text (no "
-                    "newline or control character, at most 1000 characters); shell commands belong in launch.setup"
+                    "newline, line or paragraph separator (U+0085, U+2028, U+2029) or other control character, at "
+                    "most 1000 characters); shell commands belong in launch.setup"
                 )
         return v
 

@@ -231,6 +231,8 @@ INJECTIONS = {
     "key": 'sbatch: {"comment=x\\ntouch PWNED\\n#x": 1}',
     "value": 'sbatch: {comment: "x\\ntouch PWNED"}',
     "value-cr": 'sbatch: {comment: "x\\rtouch PWNED"}',
+    "value-u2028": 'sbatch: {comment: "x\\u2028touch PWNED"}',  # --dry-run showed it as two lines
+    "value-u0085": 'sbatch: {comment: "x\\x85touch PWNED"}',
     "key-space": 'sbatch: {"comment x": 1}',
     "key-dashes": 'sbatch: {"--comment": 1}',
     "partition": 'slurm_partition: "debug\\ntouch PWNED"',
@@ -376,6 +378,8 @@ DAMAGED_JOBS = {
     "no-job-id": '{"executor": "local"}',
     "no-executor": '{"job_id": "123"}',
     "pid-text": '{"executor": "local", "job_id": "12ab"}',
+    "pid-zero": '{"executor": "local", "job_id": 0}',  # os.kill(0, 0) signals the group: was `failed`
+    "pid-out-of-range": '{"executor": "local", "job_id": "99999999999999999999999"}',
     "bad-executor": '{"executor": "kube", "job_id": "1"}',
     "not-json": '{"executor": "slurm", "job_',
     "binary": "\x00\x01\x02",
@@ -415,7 +419,7 @@ def test_a_damaged_job_record_is_reported_for_its_cell_and_never_resubmitted(cli
     assert (run / "job.json").read_bytes() == before
 
 
-def test_a_pid_beyond_any_process_is_a_chain_that_ended_not_a_crash(tmp_path) -> None:
+def test_a_pid_beyond_any_process_is_a_damaged_record_not_a_crash(tmp_path) -> None:
     from bench.launch import cell_states
     from bench.sweep import expand, load_sweep
 
@@ -425,8 +429,9 @@ def test_a_pid_beyond_any_process_is_a_chain_that_ended_not_a_crash(tmp_path) ->
     run = tmp_path / "results" / cells[0].run_id
     run.mkdir(parents=True)
     (run / "job.json").write_text('{"executor": "local", "job_id": "99999999999999999999999"}')
-    (state,) = cell_states(cells, tmp_path / "results")  # os.kill raised OverflowError here before
-    assert state.state == "failed" and "never started" in state.detail
+    (state,) = cell_states(cells, tmp_path / "results")  # os.kill raised OverflowError here once
+    # no process ever had this id: the record is damaged, its job unknown (docs/sweeps.md), not failed
+    assert state.state == "unknown" and "is not a process id" in state.detail
 
 
 def test_a_damaged_manifest_does_not_stop_a_report(cli, tmp_path) -> None:

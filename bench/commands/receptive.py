@@ -50,7 +50,7 @@ def cmd_receptive(args: argparse.Namespace) -> int:
     check_inference_memory(cfg.model, (1, *shape), source=f"--input {args.input}")
     seed_everything(cfg.train.seed)  # the initial weights are the run's seed's
     init = build_model(cfg.model.arch, **cfg.model.knobs())
-    torch.set_num_threads(plan_threads(None).threads)
+    _use_planned_threads()
     theory = receptive_field(init, shape)
     n = args.images if args.images is not None else (32 if args.checkpoint else 0)
     erf: dict[str, EffectiveField] = {}
@@ -120,7 +120,7 @@ def _sweep_fields(args: argparse.Namespace) -> int:
     cells = expand(sweep, source=str(args.sweep))
     axes = [k for k in varying_keys(cells) if k != "train.seed"]
     configs = {config_id(c.config, resolved=True): c for c in reversed(cells)}  # the first cell of each
-    torch.set_num_threads(plan_threads(None).threads)
+    _use_planned_threads()
     rows, started = [], time.time()
     for cell in sorted(configs.values(), key=lambda c: c.index):
         cfg = cell.config
@@ -155,3 +155,10 @@ def _sweep_fields(args: argparse.Namespace) -> int:
         with atomic_path(out / "receptive_fields.csv") as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False)
     return 0
+
+
+def _use_planned_threads() -> None:
+    """Every usable CPU (bench.run.threads), unless the user's OMP_NUM_THREADS already chose."""
+    threads = plan_threads(None).threads
+    if threads is not None:
+        torch.set_num_threads(threads)

@@ -10,7 +10,7 @@ from pathlib import Path
 from bench.configure.config import read_text_file
 from bench.errors import UserError
 from bench.files import atomic_path
-from bench.report import build_report
+from bench.report import build_report, default_formats
 from bench.results.table import collect, load_table
 from bench.verdicts.gate import regress
 from bench.verdicts.plan import plan
@@ -50,6 +50,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.notes:
         notes = read_text_file(args.notes, "--notes Markdown")
     r = build_report(args.results, args.out, formats=formats, baseline=args.baseline, notes=notes, sweep=args.sweep)
+    if formats is None and "pdf" not in default_formats():
+        print("report: report.pdf not made: pdflatex is not installed (Debian: apt-get install texlive-latex-base "
+              "texlive-latex-recommended); the .tex files are written, --format md,tex,png,pdf insists",
+              file=sys.stderr)  # fmt: skip
     for path, why in r["skipped"]:
         print(f"skipped {path}: {why}", file=sys.stderr)
     for line in r["overfull"]:
@@ -109,6 +113,9 @@ def cmd_regress(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    if args.power <= args.alpha:
+        raise UserError(f"--power {args.power:g} with --alpha {args.alpha:g}: the power must exceed alpha (a test "
+                        "reaches alpha with no seeds at all); give e.g. --power 0.8")  # fmt: skip
     table, records = plan(
         load_table(args.results), difference=args.difference, alpha=args.alpha, power=args.power, baseline=args.baseline
     )

@@ -8,11 +8,12 @@ translates one into another.
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from bench.errors import UserError, clip, did_you_mean
 from bench.explain import explain
@@ -45,6 +46,22 @@ __all__ = [
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, v: Any, info: ValidationInfo) -> Any:
+        """true/false where a number is meant is refused (pydantic would read `train.seed: true`
+        as seed 1); fields that take a bool keep it."""
+        if isinstance(v, bool) and info.field_name is not None:
+            ann = cls.model_fields[info.field_name].annotation
+            if ann is not bool and bool not in typing.get_args(ann) and _takes_number(ann):
+                raise ValueError(f"a number, not {str(v).lower()}")
+        return v
+
+
+def _takes_number(ann: Any) -> bool:
+    args = typing.get_args(ann) or (ann,)
+    return any(a in (int, float) for a in args)
 
 
 # Bounds that no real experiment reaches: a value past them is a typo or a hostile file, refused
@@ -274,6 +291,20 @@ def read_text_file(path: str | Path, what: str, *, limit: int = MAX_TEXT_BYTES) 
         ) from None
 
 
+def _check_unique_keys(node: yaml.MappingNode, source: str) -> None:
+    """Refuse a mapping that names one key twice (PyYAML keeps the last silently, so a file that
+    sets model.arch twice ran the second without a word)."""
+    seen: dict[str, int] = {}
+    for k, _ in node.value:
+        if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+            if k.value in seen:
+                raise UserError(
+                    f"{source}: key {clip(repr(k.value))} appears twice in one mapping (lines {seen[k.value] + 1} and "
+                    f"{k.start_mark.line + 1}); a YAML file keeps only the last, so remove the one you do not mean"
+                )
+            seen[k.value] = k.start_mark.line
+
+
 def _check_yaml_graph(root: yaml.Node, source: str) -> None:
     """Refuse a composed YAML document whose aliases expand past MAX_YAML_NODES nodes, that nests
     deeper than MAX_YAML_DEPTH, or that refers to itself; sizes are counted once per shared node."""
@@ -303,6 +334,8 @@ def _check_yaml_graph(root: yaml.Node, source: str) -> None:
             continue
         if key in size:
             continue
+        if isinstance(node, yaml.MappingNode):
+            _check_unique_keys(node, source)
         if key in on_path:
             raise UserError(f"{source}: the YAML refers to itself (an alias inside its own anchor); remove the loop")
         on_path.add(key)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.errors import clip
 from bench.files import read_json_file
 from bench.results.folders import ERROR, JOB, LOG, RESULT, is_locked, read_result
 from bench.results.table import RunIndex
@@ -36,6 +37,17 @@ class CellState:
     detail: str = ""
     folder: Path | None = None
     miou: float | None = None  # a done cell's val mIoU (0-1), read with its result
+
+    def __post_init__(self) -> None:
+        """A detail is one line of at most DETAIL_CHARS (a job's error can be 100,000 characters;
+        the whole of it stays in the run's files)."""
+        one = " ".join(str(self.detail).split())
+        if len(one) > DETAIL_CHARS:
+            one = clip(one, DETAIL_CHARS) + (f" (the whole message: {self.folder})" if self.folder else "")
+        object.__setattr__(self, "detail", one)
+
+
+DETAIL_CHARS = 300  # a status line's detail: enough for a path and a reason
 
 
 class SchedulerUnavailable(Exception):
@@ -140,6 +152,15 @@ def _result_state(c: Cell, res: Path) -> CellState | None:
 EXECUTORS = ("inline", "local", "slurm")
 
 
+def _pid_max() -> int:
+    """The largest process id this kernel hands out (/proc/sys/kernel/pid_max; Linux's ceiling
+    without it)."""
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        return 4_194_304
+
+
 def read_job(path: Path) -> tuple[dict[str, Any] | None, str]:
     """(the job a launcher recorded, '') or (None, why it cannot be read): a job.json is written by
     jobs that get killed and edited by people, so any damage is reported, never a crash."""
@@ -154,8 +175,8 @@ def read_job(path: Path) -> tuple[dict[str, Any] | None, str]:
     jid = job.get("job_id")
     if isinstance(jid, bool) or not isinstance(jid, str | int) or not str(jid).strip() or len(str(jid)) > 64:
         return None, f"{path}: job_id {str(jid)[:40]!r} is not a job id"
-    if job["executor"] == "local" and not str(jid).isdigit():
-        return None, f"{path}: job_id {str(jid)[:40]!r} is not a process id"
+    if job["executor"] == "local" and not (str(jid).isdigit() and 1 <= int(jid) <= _pid_max()):
+        return None, f"{path}: job_id {str(jid)[:40]!r} is not a process id (1 to {_pid_max()} here)"
     return {**job, "job_id": str(jid)}, ""
 
 

@@ -150,7 +150,7 @@ def submit(
             sub_before = set(sub.rglob("*")) if sub.is_dir() else None
             try:
                 return _submit_locked(sweep, cells, results, executor=executor, retry_failed=retry_failed)
-            except UserError:
+            except (UserError, OSError):  # refused, or the file system refused (a full disk): no trace
                 if results.is_dir():  # a folder that was there before: put back its manifest, drop a new lock
                     if old_manifest is None:
                         manifest.unlink(missing_ok=True)

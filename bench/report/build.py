@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.configure.naming import factor_names, row_label, value_text
 from bench.errors import UserError
-from bench.files import atomic_path, atomic_write_text
+from bench.files import atomic_path, atomic_write_text, make_new_folder, remove_new_paths
 from bench.report import figures
 from bench.report.captions import protocol_caption, protocol_note
 from bench.report.decisions import budget_labels, decisions
@@ -97,7 +97,18 @@ def build_report(
     t = main_table(df, axes, baseline, groups=budget_keys or None)
     t.attrs["groups"] = budget_keys
     outdir = Path(out)
-    outdir.mkdir(parents=True, exist_ok=True)
+    top = make_new_folder(outdir)  # what this call made, and so may remove again if it fails
+    try:
+        return _build(res, outdir, df, skipped, manifest, axes, t, formats, notes, sweep, from_table)
+    except BaseException:
+        remove_new_paths(top)  # a report that could not be written leaves no new folder behind
+        raise
+
+
+def _build(res: Path, outdir: Path, df: Any, skipped: list, manifest: dict, axes: list[str], t: Any,
+           formats: tuple[str, ...], notes: str | None, sweep: str | Path | None, from_table: bool
+           ) -> dict[str, Any]:  # fmt: skip
+    """The report's files into `outdir` (build_report's second half)."""
     name = manifest.get("name", res.name)
     nm = _Names(name, _slug(name), protocol_caption(df, axes), factor_names(axes), axes)
     main, main_labels = _main_part(t, df, res, nm, notes)

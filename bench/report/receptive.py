@@ -37,6 +37,13 @@ def _means(df: Any, axes: list[str]) -> pd.DataFrame | None:
     )
     g["n"] = num.groupby(keys, sort=False, dropna=False).size()
     g["n_fields"] = num["rf_local_height"].notna().groupby([num[k] for k in keys], sort=False, dropna=False).sum()
+    if "erf_r90" in num:  # the figure pairs each effective field with the accuracy of the same runs
+        has = num["erf_r90"].notna()
+        by = [num[k] for k in keys]
+        g["n_erf"] = has.groupby(by, sort=False, dropna=False).sum()
+        for c in ("miou", "size_miou.small"):
+            if c in num:
+                g[f"{c}@erf"] = num[c].where(has).groupby(by, sort=False, dropna=False).mean()
     return g
 
 
@@ -98,11 +105,12 @@ def receptive_figure(df: Any, t: Any, axes: list[str], outdir: Path) -> Figure |
         xs, ys, texts = [], [], []
         for (key, r), c in zip(g.iterrows(), colours, strict=True):
             key = key if isinstance(key, tuple) else (key,)
-            if is_missing(r["erf_r90"]) or is_missing(r[col]):
+            y = r.get(f"{col}@erf")
+            if is_missing(r["erf_r90"]) or y is None or is_missing(y):
                 continue
-            ax.scatter(r["erf_r90"], 100 * r[col], color=c, s=30, zorder=3)
+            ax.scatter(r["erf_r90"], 100 * y, color=c, s=30, zorder=3)
             xs.append(float(r["erf_r90"]))
-            ys.append(100 * float(r[col]))
+            ys.append(100 * float(y))
             texts.append(f"#{rows[key]}")
         ax.set_xlabel("effective field: radius holding 90% of the gradient mass (px)")
         ax.set_ylabel(label)
@@ -110,16 +118,19 @@ def receptive_figure(df: Any, t: Any, axes: list[str], outdir: Path) -> Figure |
         fig.tight_layout()
         place_labels(ax, xs, ys, texts)
     save_figure(fig, outdir / "receptive_field")
-    labels = "; ".join(f"#{rows[k if isinstance(k, tuple) else (k,)]} {compact_label(_row(k, axes), axes)}"
-                       for k in g.index)  # fmt: skip
-    n = ", ".join(sorted({str(int(v)) for v in g["n"]}))
+    labels = "; ".join(
+        f"#{rows[k if isinstance(k, tuple) else (k,)]} {compact_label(_row(k, axes), axes)} "
+        + (f"({int(r['n_erf'])} of {int(r['n'])} runs)" if r["n_erf"] else f"(none of {int(r['n'])} runs: not drawn)")
+        for k, r in g.iterrows()
+    )
     return Figure(
         outdir / "receptive_field",
         "Effective receptive field and accuracy",
-        f"Each configuration's trained networks (n = {n} seed(s), means): the radius around the centre output "
-        f"pixel that holds 90% of the mean absolute input gradient over 16 validation images, against val mIoU"
+        "Each point: the mean over the runs of a configuration that recorded an effective field (counted "
+        "below) of the radius around the centre output pixel that holds 90% of the mean absolute input gradient "
+        "over 16 validation images, against the val mIoU"
         + (" and small-object mIoU" if len(panels) > 1 else "")
-        + f". Points: {labels}.",
+        + f" of the same runs. Points: {labels}.",
     )
 
 

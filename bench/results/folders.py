@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from bench.configure.identity import config_diff, identity_of_dict, run_id
-from bench.errors import UserError
+from bench.errors import UserError, clip
 from bench.files import read_json_file
 
 __all__ = [
@@ -139,6 +139,18 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
         if isinstance(miou, bool) or not isinstance(miou, int | float) or not math.isfinite(miou) or not 0 <= miou <= 1:
             given = str(miou)[:40]
             raise ValueError(f"{path}: corrupt result file (metrics.miou is {given!r}, not a number in [0, 1])")
+        for group in ("iou", "size_miou"):  # per-class and per-size IoU: numbers in [0, 1], or NaN / null (absent)
+            values = r["metrics"].get(group)
+            if values is None:
+                continue
+            if not isinstance(values, dict):
+                raise ValueError(f"{path}: corrupt result file (metrics.{group} is a {type(values).__name__}, "
+                                 "not a mapping)")  # fmt: skip
+            for k, v in values.items():
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)
+                                      or not (math.isnan(v) or 0 <= v <= 1)):  # fmt: skip
+                    raise ValueError(f"{path}: corrupt result file (metrics.{group}.{clip(k, 40)} is "
+                                     f"{str(v)[:40]!r}, not a number in [0, 1], NaN or null)")  # fmt: skip
     return r
 
 

@@ -27,6 +27,7 @@ __all__ = ["plan"]
 
 SEQUENTIAL_INFLATION = 1.25  # the sequential design's max_seeds over the fixed design's n
 SIMULATED_UP_TO = 60  # fixed designs beyond this many seeds per side are not simulated
+FIXED_LIMIT = 100_000  # fixed designs beyond this many seeds per side are reported as beyond it
 SIMULATIONS = 2000  # comparisons per truth: Monte-Carlo error of a power near 0.8 is about 0.01
 
 
@@ -35,15 +36,14 @@ def sequential_cost(difference: float, sd: float, *, paired: bool, alpha: float,
     sequential design's (a sweep's decide: defaults, max_seeds 1.25 times that n) simulated power
     and expected seeds at `difference` and at none. `sd`: as the comparison sees it (the sd of
     the per-seed differences where paired, else the pooled sd)."""
-    from statsmodels.stats.power import TTestIndPower, TTestPower
-
     out: dict[str, Any] = {"fixed_seeds": None, "sequential": None}
     if not sd or math.isnan(sd) or sd <= 0:
         return out
-    solver = TTestPower() if paired else TTestIndPower()
-    n = solver.solve_power(effect_size=difference / sd, alpha=alpha, power=power, alternative="two-sided")
-    n_fix = max(2, int(math.ceil(float(n))))
+    n_fix = stats.seeds_needed(difference, sd, alpha=alpha, power=power, paired=paired, limit=FIXED_LIMIT,
+                               alternative="two-sided")  # fmt: skip
     out["fixed_seeds"] = n_fix
+    if n_fix is None:  # beyond FIXED_LIMIT
+        return out
     if n_fix > SIMULATED_UP_TO:
         return out
     d = DecideConfig(against="each-other")
@@ -75,11 +75,10 @@ def recommend(sd: float, delta: float, *, alpha: float, first: int = 3, power: f
     none does."""
     if not sd or math.isnan(sd) or sd <= 0:
         return None
-    from statsmodels.stats.power import TTestIndPower, TTestPower
-
-    solver = TTestPower() if paired else TTestIndPower()
-    n = solver.solve_power(effect_size=delta / sd, alpha=alpha, power=power, alternative="two-sided")
-    n_fix = int(math.ceil(float(n))) if n is not None and math.isfinite(float(n)) else limit
+    n_fix = stats.seeds_needed(delta, sd, alpha=alpha, power=power, paired=paired, limit=limit,
+                               alternative="two-sided")  # fmt: skip
+    if n_fix is None:  # the fixed design needs more than `limit`: a sequential one (about 1.3 x) does too
+        return None
     limit = min(limit, max(2 * n_fix, first + 2))  # a sequential design needs at most about 1.3 x the fixed n
     best = None
     for wave in (1, 2):
@@ -118,6 +117,13 @@ def plan(
     cfg_cols = [c for c in df.columns if is_experiment_key(c) and c != "train.seed"]
     varying = [c for c in cfg_cols if df[c].astype(str).nunique() > 1]
     groups = [(cid, g) for cid, g in df.groupby("_config", sort=False)]
+    # the default baseline is the first configuration in the sweep's order (its manifest), else in
+    # the order of the configurations' labels: never the order of folder names (hashes), where one
+    # corrupt run could change which configuration is the base
+    if "_order" in df.columns and df["_order"].notna().all():
+        groups.sort(key=lambda cg: float(cg[1]["_order"].min()))
+    else:
+        groups.sort(key=lambda cg: row_label(cg[1].iloc[0], varying, empty="all"))
     if len(groups) < 2:
         raise UserError("plan compares configurations: the table holds only one")
     if baseline:
@@ -168,10 +174,13 @@ def plan(
 
     def sequential(r: dict[str, Any]) -> str:
         q = r["sequential"]
+        if q is None and r["sd"] is not None and r["sd"] > 0 and r["fixed_seeds"] is None:
+            return "-"
         if q is None:
             return "-" if r["fixed_seeds"] is None else f"not simulated (fixed n > {SIMULATED_UP_TO})"
         return (f"max {q['max_seeds']}, power {q['power']:.2f}: {q['expected_seeds']:.1f} at {difference:g} "
-                f"({100 * q['saving']:.0f}% fewer), {q['expected_seeds_null']:.1f} at 0")  # fmt: skip
+                f"({abs(100 * q['saving']):.0f}% {'fewer' if q['saving'] >= 0 else 'more'}), "
+                f"{q['expected_seeds_null']:.1f} at 0")  # fmt: skip
 
     sds = [r["sd"] for r in records if r["sd"] is not None and not math.isnan(r["sd"])]
     each = alpha / len(records)  # as a decide: section against this base splits it (bonferroni)
@@ -206,6 +215,7 @@ def plan(
         lines.append(
             f"| {r['configuration']} | {r['n']} | {r['test']} | {f(r['difference'], '+.2f')} | {f(r['sd'], '.2f')} | "
             f"{f(r['detectable'], '.2f')} | {seeds(r['seeds_for_difference'])} | {seeds(r['seeds_for_measured'])} | "
-            f"{seeds(r['fixed_seeds'])} | {sequential(r)} |"
+            f"{r['fixed_seeds'] if r['fixed_seeds'] is not None else ('-' if not r['sd'] else f'> {FIXED_LIMIT:,}')} | "
+            f"{sequential(r)} |"
         )
     return "\n".join(lines), records

@@ -118,10 +118,12 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 
 def seeds_needed(
-    difference: float, sd: float, *, alpha: float = 0.05, power: float = 0.8, paired: bool = False, limit: int = 1000
+    difference: float, sd: float, *, alpha: float = 0.05, power: float = 0.8, paired: bool = False, limit: int = 1000,
+    alternative: str = "larger",
 ) -> int | None:
-    """Seeds per side for a one-sided t-test to detect `difference` at spread `sd` with `power`
-    (statsmodels' power solvers; the paired test counts pairs). None if it needs over `limit`."""
+    """Seeds per side for a t-test (one-sided by default; `alternative` "two-sided") to detect
+    `difference` at spread `sd` with `power` (statsmodels' power functions; the paired test counts
+    pairs). None if it needs over `limit`."""
     from statsmodels.stats.power import TTestIndPower, TTestPower
 
     if not sd or math.isnan(sd) or sd <= 0:
@@ -130,9 +132,25 @@ def seeds_needed(
     if effect == 0:
         return None
     solver = TTestPower() if paired else TTestIndPower()
-    n = solver.solve_power(effect_size=effect, alpha=alpha, power=power, alternative="larger")
-    n = int(math.ceil(float(np.asarray(n).item())))
-    return max(n, 2) if n <= limit else None
+    key = "nobs" if paired else "nobs1"
+
+    def reaches(n: int) -> bool:  # power grows with n; a NaN (an extreme alpha) counts as not reached
+        got = float(np.asarray(solver.power(effect_size=effect, alpha=alpha, alternative=alternative,
+                                            **{key: n})).item())  # fmt: skip
+        return math.isfinite(got) and got >= power
+
+    # the smallest n that reaches the power, by bisection on the power function: statsmodels'
+    # solve_power returns NaN where the answer is below its search range (a large effect) and fails
+    # at an extreme alpha
+    if reaches(2):
+        return 2
+    if not reaches(limit):
+        return None
+    lo, hi = 2, limit
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if reaches(mid) else (mid, hi)
+    return hi
 
 
 def detectable_difference(n: int, sd: float, *, alpha: float = 0.05, power: float = 0.8, paired: bool = False) -> float:
@@ -141,11 +159,15 @@ def detectable_difference(n: int, sd: float, *, alpha: float = 0.05, power: floa
 
     if n < 2 or not sd or math.isnan(sd):
         return math.nan
-    if paired:
-        effect = TTestPower().solve_power(nobs=n, alpha=alpha, power=power, alternative="larger")
-    else:
-        effect = TTestIndPower().solve_power(nobs1=n, alpha=alpha, power=power, alternative="larger")
-    return float(np.asarray(effect).item()) * sd
+    try:
+        if paired:
+            effect = TTestPower().solve_power(nobs=n, alpha=alpha, power=power, alternative="larger")
+        else:
+            effect = TTestIndPower().solve_power(nobs1=n, alpha=alpha, power=power, alternative="larger")
+        effect = float(np.asarray(effect).item())
+    except (ValueError, RuntimeError, ArithmeticError):  # the solver found no root (an extreme alpha or power)
+        return math.nan
+    return effect * sd if math.isfinite(effect) and effect > 0 else math.nan
 
 
 @dataclass(frozen=True)
