@@ -3,8 +3,10 @@ settings, and a tree's content hashes (what "nothing changed" is compared by).""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +198,25 @@ def tiny_trainer(tmp_path, *, epochs=2, lr=1e-3, ckpt=True, loss=None, seed=0, i
         checkpoint_path=(tmp_path / "checkpoint.pt") if ckpt else None,
         log=lambda m: None,
     )
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` (e.g. '12m') mounted at `folder` (made here), unmounted afterwards; the
+    test is skipped where it cannot be mounted (mounting needs root: CI runs as root)."""
+    import os
+    import subprocess
+
+    import pytest
+
+    folder.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
+                       text=True)  # fmt: skip
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import UserError
-from tests.fixtures import tree_hashes
+from tests.fixtures import tmpfs, tree_hashes
 
 TINY_BASE = """
 base:
@@ -290,15 +290,8 @@ def test_a_partition_sbatch_refuses_leaves_the_working_directory_as_it_was(tmp_p
 @pytest.fixture
 def small_disk(tmp_path):
     """A 12 MiB tmpfs (root only: CI runs as root)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with tmpfs(tmp_path / "disk", "12m") as mnt:
+        yield mnt
 
 
 @pytest.mark.slow

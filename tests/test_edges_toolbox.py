@@ -4,14 +4,12 @@ is now exit 2 with the usual message, or the right state. Each test here failed 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures import write_spec
+from tests.fixtures import tmpfs, write_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIM = ROOT / "results" / "baselines" / "asppunet_claim.parquet"
@@ -154,20 +152,13 @@ def test_the_receptive_figure_counts_the_runs_each_point_draws(tmp_path) -> None
 @pytest.fixture
 def full_disk(tmp_path):
     """A 1 MiB tmpfs, filled (root only: CI runs as root)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
-        with open(mnt / "fill", "wb") as f:
-            f.write(b"\0" * (2 << 20))
-    except OSError:
-        pass
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with tmpfs(tmp_path / "disk", "1m") as mnt:
+        try:
+            with open(mnt / "fill", "wb") as f:
+                f.write(b"\0" * (2 << 20))
+        except OSError:
+            pass
+        yield mnt
 
 
 def test_a_full_disk_names_the_path_and_leaves_no_new_folder(cli, results, full_disk, monkeypatch) -> None:
