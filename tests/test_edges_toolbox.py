@@ -1,5 +1,6 @@
 """The edges a new user hit (tried as one would, against the tools the field knows): each was an exit-1
-traceback or a wrong answer and is now exit 2 with the usual message, or the right state. Each test here failed before its fix."""
+traceback or a wrong answer and is now exit 2 with the usual message, or the right state. Each test
+here failed before its fix."""
 
 from __future__ import annotations
 
