@@ -134,14 +134,19 @@ def seeds_needed(
     solver = TTestPower() if paired else TTestIndPower()
     key = "nobs" if paired else "nobs1"
 
-    def reaches(n: int) -> bool:  # power grows with n; a NaN (an extreme alpha) counts as not reached
+    def reaches(n: int) -> bool:  # power grows with n
         got = float(np.asarray(solver.power(effect_size=effect, alpha=alpha, alternative=alternative,
                                             **{key: n})).item())  # fmt: skip
-        return math.isfinite(got) and got >= power
+        if not math.isfinite(got):  # statsmodels' noncentral t gives NaN far in its tail: the normal limit
+            from scipy.stats import norm
+
+            z = norm.isf(alpha / 2 if alternative == "two-sided" else alpha)
+            got = float(norm.cdf(effect * math.sqrt(n if paired else n / 2) - z))
+        return got >= power
 
     # the smallest n that reaches the power, by bisection on the power function: statsmodels'
     # solve_power returns NaN where the answer is below its search range (a large effect) and fails
-    # at an extreme alpha
+    # at an extreme alpha; its power function returns NaN far in the tail, where the normal limit holds
     if reaches(2):
         return 2
     if not reaches(limit):
