@@ -34,3 +34,26 @@ def test_every_example_of_the_api_page_runs(tmp_path, monkeypatch, capsys) -> No
     assert "(1, 11, 64, 64)" in out and "mIoU on the synthetic validation split" in out
     assert "True ok" in out and "GMACs" in out and "efficiency" in out
     assert len(list((tmp_path / "runs").glob("*/result.json"))) == 1
+
+
+def test_tensorboard_gets_a_finished_runs_hyper_parameters(tmp_path) -> None:
+    """Defect: TensorBoard received four scalars per run and no hyper-parameters. Read back with
+    TensorBoard's own reader (its hparams plugin data)."""
+    import pytest
+
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from bench import load_config, train
+
+    cfg = load_config(sets=["model.arch=unet", "model.width=4", "data.size=[32, 32]", "data.count=8",
+                            "data.batch_size=4", "train.epochs=1", "profile.latency=false"])  # fmt: skip
+    result = train(cfg, tmp_path / "run")
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard" / "hparams")).Reload()
+    content = acc.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["model.arch"].string_value == "unet" and start.hparams["model.width"].number_value == 4
+    assert start.hparams["data.size"].string_value == "32,32"
+    miou = acc.Scalars("hparam/miou")[0].value
+    assert abs(miou - 100 * result["metrics"]["miou"]) < 1e-3

@@ -44,7 +44,7 @@ from bench.run.checkpoint import seed_everything
 from bench.run.device import resolve_device
 from bench.run.engine import Trainer, TrainSpec
 from bench.run.resources import check_disk, check_memory, device_problem, step_gflop
-from bench.run.tensorboard_log import tensorboard_logger
+from bench.run.tensorboard_log import tensorboard_hparams, tensorboard_logger
 from bench.run.threads import plan_threads, torch_threads_kept, wait_policy
 
 __all__ = ["build_data", "execute"]
@@ -181,6 +181,8 @@ def _execute(cfg: RunConfig, rid: str, out: Path, trainer_hook: Any, world: Worl
         result["convergence"] = convergence(epochs, miou, fit["train"].get("epochs"))
     result["wall_seconds"] = time.time() - started
     write_json(out / RESULT, result)
+    if result["status"] == "done":
+        tensorboard_hparams(out, rid, result["config"], result)
     m = fit["metrics"]
     if m is not None:
         tr = fit["train"]
