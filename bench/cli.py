@@ -172,12 +172,15 @@ def _parser() -> argparse.ArgumentParser:
         "'decide:' section is still open (waits; resumable)",
     )  # fmt: skip
     sw.add_argument("--results", help="results folder (default results/<sweep name>)")
+    _add_set(sw, "overrides of the sweep's base, values parsed as YAML (e.g. --set train.epochs=2); give `status` "
+                 "the same, since they change the cells' configs and so their run ids")  # fmt: skip
     sw.set_defaults(func=_lazy("sweeps", "cmd_sweep"))
 
     st = sub.add_parser("status", help="state of every cell of a sweep (done, running, queued, failed, ...)")
     st.add_argument("sweep", help="ablations/X.yaml")
     st.add_argument("--results", help="results folder (default results/<sweep name>)")
     st.add_argument("--json", action="store_true")
+    _add_set(st, "the overrides of the sweep's base its `sweep` was given")
     st.set_defaults(func=_lazy("sweeps", "cmd_status"))
 
     co = sub.add_parser("collect", help="one row per finished run -> parquet and csv")

@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +28,7 @@ from bench.configure.config import (
     config_keys,
     flatten,
     is_config_key,
+    parse_set,
     read_yaml_mapping,
     validate,
 )
@@ -245,9 +247,13 @@ def matches(rule: dict[str, Any], cfg: RunConfig) -> bool:
     return all(_norm(_get(cfg, k)) == _norm(v) for k, v in rule.items())
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path, sets: Sequence[str] = ()) -> Sweep:
+    """A sweep file, validated; `sets` ('key=value', as `--set` spells them) override its base. A
+    key the grid, a zip or an exclude rule varies is refused: the sweep would override it per cell."""
     p = Path(path)
     data = read_yaml_mapping(p, "sweep")
+    if sets:
+        data = dict(data, base=_with_sets(data, sets, p))
     try:
         sweep = Sweep.model_validate(data)
     except ValidationError as e:
@@ -267,6 +273,22 @@ def load_sweep(path: str | Path) -> Sweep:
                 f"allowed: {', '.join(known)} (bench/references/*.csv)"
             )
     return sweep
+
+
+def _with_sets(data: dict[str, Any], sets: Sequence[str], source: Path) -> dict[str, Any]:
+    """The sweep's base with the --set overrides applied (a key of the base's as a config spells it)."""
+    overrides = dict(parse_set(s) for s in sets)
+    varied = set(data.get("grid") or {}) if isinstance(data.get("grid"), dict) else set()
+    for group in data.get("zip") or []:
+        varied |= set(group) if isinstance(group, dict) else set()
+    clash = sorted(k for k in overrides if k in varied)
+    if clash:
+        raise UserError(f"--set {clash[0]}: {source} varies it in its grid or zip, which sets it per cell; "
+                        "change the grid in the file, or --set a key the sweep does not vary")  # fmt: skip
+    base = data.get("base") or {}
+    if not isinstance(base, dict):
+        raise UserError(f"{source}: base is a {type(base).__name__}, not a mapping of config keys")
+    return apply_overrides(apply_overrides({}, flatten(base), source=f"{source}: base"), overrides)
 
 
 def _check_keys(sweep: Sweep, source: str) -> None:

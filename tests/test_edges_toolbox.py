@@ -178,3 +178,37 @@ def test_a_full_disk_names_the_path_and_leaves_no_new_folder(cli, results, full_
     code, _, err = cli("report", str(results), "--out", str(full_disk / "rep"), "--format", "md,png")
     assert code == 2 and str(full_disk / "rep") in err and "No space left on device" in err, err
     assert sorted(p.name for p in full_disk.iterdir()) == before  # no new folder, no .submit.lock
+
+
+# --------------------------------------------------------------------------- sweep --set
+
+
+def test_sweep_set_overrides_the_base_and_status_takes_the_same(cli, tmp_path) -> None:
+    """`sweep` had no --set: changing a sweep's base meant editing its file."""
+    import re
+
+    spec = write_spec(tmp_path, SWEEP)
+    ids = lambda out: set(re.findall(r"^  ([0-9a-f]{12}) ", out, flags=re.M))  # noqa: E731
+    code, plain, _ = cli("sweep", str(spec), "--dry-run")
+    code2, wide, err = cli("sweep", str(spec), "--dry-run", "--set", "model.width=8", "train.epochs=2")
+    assert code == code2 == 0 and len(ids(wide)) == 4 and not ids(wide) & ids(plain), err
+    code, out, err = cli("sweep", str(spec), "--results", str(tmp_path / "res"), "--set", "model.width=8")
+    assert code == 0, err
+    code, out, _ = cli("status", str(spec), "--results", str(tmp_path / "res"), "--set", "model.width=8", "--json")
+    assert code == 0 and json.loads(out)["counts"]["done"] == 4
+    cfg = next((tmp_path / "res").glob("*/config.yaml")).read_text()
+    assert "width: 8" in cfg
+
+
+@pytest.mark.parametrize(
+    ("sets", "says"),
+    [
+        (["optim.lr=0.5"], "--set optim.lr: "),  # the grid varies it
+        (["model.widht=8"], "'model.widht' is not a config field (did you mean 'model.width'"),
+        (["model.width"], "--set"),
+    ],
+)
+def test_sweep_set_refuses_what_cannot_apply(cli, tmp_path, sets: list[str], says: str) -> None:
+    spec = write_spec(tmp_path, SWEEP)
+    code, _, err = cli("sweep", str(spec), "--dry-run", "--set", *sets)
+    assert code == 2 and says in err and "Traceback" not in err, err

@@ -32,7 +32,7 @@ from bench.verdicts.waves import check_decide, comparisons, every_wave_cells, se
 
 def _sweep_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
-    sweep = load_sweep(args.sweep)
+    sweep = load_sweep(args.sweep, args.set)
     expansion = expand_sweep(sweep, source=str(args.sweep))
     for note in expansion.notes():
         print(f"{args.sweep}: note: {note}", file=sys.stderr)
