@@ -6,8 +6,8 @@ size (or real CamVid with --camvid ROOT); another network with --arch/--width. E
 evaluation and checkpoints outside the timed window); variants alternate within each repetition,
 so a change in machine load hits all of them alike. Prints the median images/s of each variant with
 its range, the ratio of each variant to the first within every repetition (median and range), the
-training FLOP rate of each variant as a fraction of the matmul peak of its dtype measured in the
-same run, and the loader alone (images/s it can feed). `--breakdown VARIANT` traces a few steps of
+training FLOP rate of each variant as a fraction of the compute limit of its dtype (the best of
+bench.profile.limits' kernels) measured in the same run, and the loader alone (images/s it can feed). `--breakdown VARIANT` traces a few steps of
 that variant with torch.profiler and prints where the step's self time goes (convolutions, batch
 norm, activations, upsampling, the optimiser, copies and casts, the rest). `--json FILE` writes
 it all.
@@ -38,7 +38,8 @@ from bench.data import build_dataset, make_loader
 from bench.losses import build_loss
 from bench.models import build_model
 from bench.optim import make_optimizer, make_scheduler
-from bench.profile import ProfileSpec, device_name, environment, peak_gflops
+from bench.profile import ProfileSpec, device_name
+from bench.profile.limits import compute_limit
 from bench.run.engine import Trainer, TrainSpec
 from bench.run.resources import step_gflop
 
@@ -188,12 +189,12 @@ def main() -> None:
     peaks = {}
     for dtype in sorted({dtype_of(v) for v in variants}):
         spec = ProfileSpec(input=(3, 8, 8), device=a.device, dtype=dtype)
-        peaks[dtype] = peak_gflops(spec, environment(spec))
+        peaks[dtype] = compute_limit(spec)[0]
     feed = [loader_alone(cfg, train, a.iters) for _ in range(a.reps)]
     base = ips[variants[0]]
     rows = []
     print(f"\n| variant | images/s median (min-max) | ratio to {variants[0]} per repetition, median (min-max) "
-          "| training GFLOP/s | fraction of its dtype's matmul peak |")  # fmt: skip
+          "| training GFLOP/s | fraction of its dtype's compute limit |")  # fmt: skip
     print("|---|---:|---:|---:|---:|")
     for v in variants:
         ratios = [x / b for x, b in zip(ips[v], base, strict=True)]
@@ -205,7 +206,8 @@ def main() -> None:
               f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | {gflops:.1f} | "
               f"{gflops / peaks[dtype]:.2f} of {dtype} {peaks[dtype]:.0f} |")  # fmt: skip
     print(f"| loader alone | {statistics.median(feed):.1f} ({min(feed):.1f}-{max(feed):.1f}) | - | - | - |")
-    print("\nmatmul peak measured in this run: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items()))
+    print("\ncompute limit (best of bench.profile.limits' kernels) measured in this run: "
+          + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items()))
     shares = None
     if a.breakdown:
         shares = breakdown(a.breakdown, cfg, train, a.device)

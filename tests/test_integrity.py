@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -314,7 +315,9 @@ def test_job_json_is_absolute_and_never_started_cells_say_so(cli, tmp_path, monk
     (cell,) = expand(sweep)
     res = tmp_path / "res"
     (res / cell.run_id).mkdir(parents=True)
-    job = {"executor": "local", "job_id": "999999999", "folder": str((res / ".submitit").resolve()), "submitted": 0}
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that was real and has ended (one beyond pid_max is a damaged record)
+    job = {"executor": "local", "job_id": str(gone.pid), "folder": str((res / ".submitit").resolve()), "submitted": 0}
     (res / cell.run_id / "job.json").write_text(json.dumps(job))
     (state,) = cell_states([cell], res)
     assert state.state == "failed" and state.detail.startswith("never started")

@@ -183,7 +183,7 @@ def test_regress_passes_on_identical_and_fails_on_regressions(cli, results: Path
     other["env_fingerprint"] = "cuda|H200|..."
     other.to_parquet(tmp_path / "other.parquet")
     code, out, _ = cli("regress", str(base), str(tmp_path / "other.parquet"))
-    assert code == 0 and "not compared: environments differ" in out
+    assert code == 0 and "INCONCLUSIVE: latency" in out and "environments differ" in out and "aspp-bench speed" in out
 
 
 def test_regress_matches_by_config_when_ids_differ(cli, results: Path, tmp_path) -> None:

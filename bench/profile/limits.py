@@ -30,7 +30,7 @@ import torch
 
 from bench.profile.spec import DTYPES, ProfileSpec
 
-__all__ = ["ANCHOR", "kernels", "measure_efficiency"]
+__all__ = ["ANCHOR", "compute_limit", "kernels", "measure_efficiency"]
 
 ANCHOR = "best of measured kernels (matmul 256-1024, conv 1x1 256ch and 3x3 128ch at 56x56), interleaved with the model"
 
@@ -95,3 +95,13 @@ def measure_efficiency(model_call: Callable[[], Any], gflops: float, spec: Profi
         "limit_anchor": ANCHOR,
         "efficiency_rounds": effs,
     }
+
+
+def compute_limit(spec: ProfileSpec, *, block_s: float = 0.15) -> tuple[float, str]:
+    """(GFLOP/s, kernel): the fastest of the kernels alone, for figures that are not one model's
+    latency (a training step's FLOP rate in scripts/bench_fastpath.py)."""
+    with torch.inference_mode():
+        rates = {name: flops / 1e9 / (_best_ms(call, spec.device, block_s) / 1e3)
+                 for name, (call, flops) in kernels(spec).items()}  # fmt: skip
+    name = max(rates, key=rates.__getitem__)
+    return rates[name], name
