@@ -96,7 +96,7 @@ def markdown(record: dict[str, Any]) -> str:
         lines.append(f"| {name} | {part['status']} | {part.get('seconds', '-')} |")
     for name, fp in record.get("fastpath", {}).items():
         lines += ["", f"Training images/s, {name} (scripts/bench_fastpath.py --device {record['device']}):", "",
-                  "| variant | images/s median | ratio to fp32 | fraction of its dtype's matmul peak |",
+                  "| variant | images/s median | ratio to fp32 | fraction of its dtype's compute limit |",
                   "|---|---:|---:|---:|"]  # fmt: skip
         for row in fp["rows"]:
             ips, ratio = statistics.median(row["images_per_s"]), statistics.median(row["ratio"])
